@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Build the lab's base image locally: no registry can be reached here, so we
+# debootstrap a Debian bookworm rootfs and `docker import` it.
+#
+# The image is tagged with a hash of this script, so an unchanged script reuses
+# the cached image and a changed package list rebuilds it. Prints the tag.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+hash=$(sha256sum "$here/build-image.sh" "$here/init.sh" | sha256sum | cut -c1-12)
+tag="gantry-lab:$hash"
+mirror=${GANTRY_LAB_MIRROR:-http://deb.debian.org/debian}
+
+if docker image inspect "$tag" >/dev/null 2>&1; then
+  echo "$tag"
+  exit 0
+fi
+
+if ! command -v debootstrap >/dev/null; then
+  echo "lab: installing debootstrap" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
+fi
+
+work=$(mktemp -d /var/tmp/gantry-lab.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+root="$work/rootfs"
+
+# What real servers have and the roles touch: systemd as init, sshd, sudo,
+# iproute2/nftables for the firewall role, procps for sysctl, kmod for modprobe,
+# keepalived + haproxy for the VIP roles.
+pkgs=systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,nftables,procps,kmod,iputils-ping,netcat-openbsd,keepalived,haproxy,ca-certificates
+echo "lab: debootstrap bookworm into $root (a few minutes)" >&2
+debootstrap --variant=minbase --include="$pkgs" bookworm "$root" "$mirror" >&2
+
+# Units that would reach past the container into the shared kernel or clock
+# (sysctl.d at boot, module loading, time sync, udev) are masked: lab tests
+# must not change this machine's global settings.
+for unit in systemd-sysctl.service systemd-modules-load.service systemd-timesyncd.service \
+  systemd-udevd.service systemd-udev-trigger.service systemd-udevd-control.socket \
+  systemd-udevd-kernel.socket systemd-remount-fs.service getty@tty1.service \
+  console-getty.service sys-kernel-config.mount sys-kernel-debug.mount \
+  sys-kernel-tracing.mount proc-sys-fs-binfmt_misc.automount systemd-binfmt.service \
+  keepalived.service haproxy.service systemd-networkd-wait-online.service \
+  systemd-firstboot.service systemd-journald-audit.socket; do
+  ln -sf /dev/null "$root/etc/systemd/system/$unit"
+done
+# Host keys are made per container at first boot (init.sh), never baked in.
+rm -f "$root"/etc/ssh/ssh_host_*
+install -m 0755 "$here/init.sh" "$root/usr/local/sbin/lab-init"
+echo 'PermitRootLogin prohibit-password' >"$root/etc/ssh/sshd_config.d/lab.conf"
+echo 'MaxStartups 200:30:400' >>"$root/etc/ssh/sshd_config.d/lab.conf"
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+
+tar -C "$root" -c . | docker import -c 'CMD ["/usr/local/sbin/lab-init"]' - "$tag" >&2
+echo "$tag"

@@ -1,0 +1,88 @@
+//! Command-line definitions (clap). Each subcommand is a thin call into
+//! `workflow`; nothing here talks to hosts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gantry",
+    version,
+    about = "Stand up private, GPU-ready Kubernetes clusters over SSH",
+    long_about = "gantry reads one inventory.yaml (hosts, roles, SSH access, the API endpoint, networks), \
+builds a DAG of tasks from a playbook and its roles, and runs it over SSH on many hosts at once.\n\n\
+Typical flow:\n  gantry validate            # check inventory, playbook, roles, templates; offline\n  \
+gantry plan                # connect, read state, show what would change as diffs; changes nothing\n  \
+gantry apply               # converge the hosts; a second apply reports 0 changed\n  \
+gantry graph | dot -Tsvg   # the task DAG\n\n\
+Exit codes: 0 all ok, 1 some host failed or was unreachable, 2 bad input (inventory, playbook, flags).",
+    after_help = "See README.md for the inventory and role reference."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Input {
+    /// The cluster inventory.
+    #[arg(short, long, default_value = "inventory.yaml", env = "GANTRY_INVENTORY")]
+    pub inventory: PathBuf,
+    /// The playbook: a path, or the name of one in ./playbooks (node-prep).
+    #[arg(short, long, default_value = "node-prep", env = "GANTRY_PLAYBOOK")]
+    pub playbook: String,
+    /// Where roles live [default: <playbook dir>/../roles].
+    #[arg(long)]
+    pub roles_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Connect {
+    /// Only these hosts (comma-separated names). Tasks on them that wait for
+    /// data from other hosts still see the other hosts' registered results
+    /// only if those hosts are included.
+    #[arg(short, long, value_delimiter = ',')]
+    pub limit: Vec<String>,
+    /// Record unknown host keys in known_hosts (trust on first use). A key
+    /// that changed is still refused.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// Also print tasks that are already in the wanted state.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// At most this many hosts in flight at once.
+    #[arg(short, long, default_value_t = 50)]
+    pub forks: usize,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Connect, read every host's state and print what apply would change, with
+    /// unified diffs for files. Runs only read-only probes: changes nothing.
+    Plan {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Converge the hosts: run the task DAG, many hosts at once. A failed task
+    /// stops only what depends on it; every other host goes on.
+    Apply {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Print the task DAG as Graphviz DOT (pipe into `dot -Tsvg`).
+    Graph {
+        #[command(flatten)]
+        input: Input,
+    },
+    /// Check inventory, playbook, roles and templates offline, reporting every
+    /// problem at once with file:line:column.
+    Validate {
+        #[command(flatten)]
+        input: Input,
+    },
+}

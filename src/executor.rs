@@ -1,0 +1,393 @@
+//! Runs the DAG over SSH: one connection and one worker per host, at most
+//! `forks` hosts in flight, each node waiting for its predecessors. A failed
+//! node blocks only its dependents; every other host goes on. This is the one
+//! place that runs module actions, and it runs none in plan mode.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use minijinja::Value;
+use petgraph::graph::NodeIndex;
+use serde_json::{json, Value as Json};
+use tokio::sync::{watch, Semaphore};
+
+use crate::graph::Dag;
+use crate::inventory::Inventory;
+use crate::modules::{self, Action, Decision, Module, Probe, ProbeOut};
+use crate::playbook::{Playbook, Task};
+use crate::report::Reporter;
+use crate::ssh::{self, Conn, ConnError, HostKeyPolicy};
+use crate::template::Templates;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Ok(String),
+    Changed { reason: String, diff: Option<String>, actions: Vec<String> },
+    Failed { reason: String, command: Option<String>, rc: Option<i32>, stderr: String },
+    /// `when:` was false: not an error, dependents still run.
+    Skipped(String),
+    /// Not run because something it depends on did not succeed.
+    Blocked(String),
+    Unreachable(String),
+}
+
+impl Outcome {
+    fn lets_dependents_run(&self) -> bool {
+        matches!(self, Outcome::Ok(_) | Outcome::Changed { .. } | Outcome::Skipped(_))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    Plan,
+    Apply,
+}
+
+pub struct Options {
+    pub mode: RunMode,
+    pub forks: usize,
+    pub host_keys: HostKeyPolicy,
+}
+
+/// State shared by all host workers.
+struct Shared {
+    inv: Inventory,
+    pb: Playbook,
+    dag: Dag,
+    templates: Templates,
+    opts: Options,
+    done: Vec<watch::Sender<Option<Outcome>>>,
+    /// Registered results and facts per host: `hostvars` in templates.
+    hostvars: Mutex<HashMap<String, serde_json::Map<String, Json>>>,
+    reporter: Arc<Reporter>,
+    forks: Semaphore,
+}
+
+pub struct RunResult {
+    pub outcomes: Vec<(NodeIndex, Outcome)>,
+}
+
+impl RunResult {
+    pub fn any_failed(&self) -> bool {
+        self.outcomes.iter().any(|(_, o)| matches!(o, Outcome::Failed { .. } | Outcome::Unreachable(_) | Outcome::Blocked(_)))
+    }
+}
+
+pub async fn run(inv: Inventory, pb: Playbook, dag: Dag, opts: Options, reporter: Arc<Reporter>) -> RunResult {
+    let templates = Templates::new(&pb);
+    let n = dag.graph.node_count();
+    let done = (0..n).map(|_| watch::channel(None).0).collect();
+    let forks = Semaphore::new(opts.forks.max(1));
+    let shared = Arc::new(Shared { inv, pb, dag, templates, opts, done, hostvars: Mutex::new(HashMap::new()), reporter, forks });
+    let mut workers = Vec::new();
+    for h in 0..shared.inv.hosts.len() {
+        if shared.dag.chains[h].is_empty() {
+            continue;
+        }
+        let s = shared.clone();
+        workers.push(tokio::spawn(async move { host_worker(s, h).await }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    let outcomes = shared.dag.graph.node_indices().map(|n| (n, shared.done[n.index()].borrow().clone().unwrap_or(Outcome::Blocked("not run".into())))).collect();
+    RunResult { outcomes }
+}
+
+fn finish(s: &Shared, n: NodeIndex, o: Outcome) {
+    let node = &s.dag.graph[n];
+    s.reporter.task_done(&s.inv.hosts[node.host].name, &node.task.id, &o);
+    s.done[n.index()].send_replace(Some(o));
+}
+
+async fn host_worker(s: Arc<Shared>, h: usize) {
+    let host = &s.inv.hosts[h];
+    let chain = s.dag.chains[h].clone();
+    let mut permit = Some(s.forks.acquire().await.expect("semaphore open"));
+    let cfg = s.inv.ssh_for(host);
+    let conn = match ssh::connect(&host.address, &cfg, s.opts.host_keys).await {
+        Ok(c) => c,
+        Err(e) => {
+            for n in chain {
+                finish(&s, n, Outcome::Unreachable(e.message.clone()));
+            }
+            return;
+        }
+    };
+    let facts = match gather_facts(&conn).await {
+        Ok(f) => f,
+        Err(e) => {
+            for n in chain {
+                finish(&s, n, Outcome::Unreachable(format!("gathering facts: {e}")));
+            }
+            conn.close().await;
+            return;
+        }
+    };
+    s.hostvars.lock().unwrap().entry(host.name.clone()).or_default().insert("facts".into(), facts.clone());
+    // Plan's view of files that earlier planned tasks would write, so a later
+    // task on the same file is judged against the content it would find.
+    let mut overlay: HashMap<String, String> = HashMap::new();
+    let mut lost: Option<String> = None;
+    for n in chain {
+        if let Some(why) = &lost {
+            finish(&s, n, Outcome::Unreachable(why.clone()));
+            continue;
+        }
+        // Wait for predecessors; give the fork slot back while waiting on
+        // other hosts, so a barrier cannot deadlock the pool.
+        let mut blocked = None;
+        for p in s.dag.preds(n).collect::<Vec<_>>() {
+            let mut rx = s.done[p.index()].subscribe();
+            if rx.borrow().is_none() {
+                permit = None;
+            }
+            let o = rx.wait_for(|o| o.is_some()).await.expect("sender lives").clone().unwrap();
+            if !o.lets_dependents_run() && blocked.is_none() {
+                blocked = Some(match o {
+                    Outcome::Blocked(r) => r,
+                    _ => format!("{} did not succeed", s.dag.label(&s.inv, p)),
+                });
+            }
+        }
+        if permit.is_none() {
+            permit = Some(s.forks.acquire().await.expect("semaphore open"));
+        }
+        if let Some(r) = blocked {
+            finish(&s, n, Outcome::Blocked(r));
+            continue;
+        }
+        let outcome = run_task(&s, h, &s.dag.graph[n].task, &conn, &facts, &mut overlay).await;
+        if let Outcome::Unreachable(r) = &outcome {
+            lost = Some(format!("host became unreachable earlier: {r}"));
+        }
+        finish(&s, n, outcome);
+    }
+    drop(permit);
+    conn.close().await;
+}
+
+const FACTS_SCRIPT: &str = r#". /etc/os-release 2>/dev/null
+echo "os_id=${ID:-unknown}"
+echo "os_version=${VERSION_ID:-}"
+echo "os_like=${ID_LIKE:-${ID:-}}"
+echo "kernel=$(uname -r)"
+echo "arch=$(uname -m)"
+echo "hostname=$(hostname)"
+echo "swap_devices=$(tail -n +2 /proc/swaps 2>/dev/null | wc -l)"
+echo "firewalld=$(systemctl is-active firewalld 2>/dev/null)"
+echo "init=$(cat /proc/1/comm 2>/dev/null)"
+command -v nft >/dev/null && echo "has_nft=true" || echo "has_nft=false"
+"#;
+
+/// The host facts every template and `when:` can use, in one round trip.
+async fn gather_facts(conn: &Conn) -> Result<Json, ConnError> {
+    let out = conn.run(FACTS_SCRIPT, None, None).await?;
+    let mut m = serde_json::Map::new();
+    for line in out.stdout.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            let v = match v {
+                "true" => Json::Bool(true),
+                "false" => Json::Bool(false),
+                _ => v.parse::<i64>().map(Json::from).unwrap_or_else(|_| Json::String(v.to_string())),
+            };
+            m.insert(k.to_string(), v);
+        }
+    }
+    Ok(Json::Object(m))
+}
+
+fn merge(into: &mut serde_json::Map<String, Json>, from: &serde_json::Map<String, Json>) {
+    for (k, v) in from {
+        into.insert(k.clone(), v.clone());
+    }
+}
+
+/// What templates see for one task on one host, lowest precedence first:
+/// inventory view, role defaults, inventory vars, host vars, host identity,
+/// facts, then this host's registered results.
+fn context(s: &Shared, h: usize, task: &Task, facts: &Json) -> Value {
+    let host = &s.inv.hosts[h];
+    let mut m = match s.inv.template_view() {
+        Json::Object(m) => m,
+        _ => unreachable!(),
+    };
+    merge(&mut m, &s.pb.roles[&task.role].defaults);
+    merge(&mut m, &s.inv.vars);
+    merge(&mut m, &host.vars);
+    m.insert("inventory_hostname".into(), json!(host.name));
+    m.insert("host".into(), json!({"name": host.name, "address": host.address, "roles": host.roles}));
+    m.insert("facts".into(), facts.clone());
+    let hv = s.hostvars.lock().unwrap();
+    if let Some(mine) = hv.get(&host.name) {
+        merge(&mut m, mine);
+    }
+    m.insert("hostvars".into(), json!(*hv));
+    Value::from(minijinja::value::Serde(Json::Object(m)))
+}
+
+fn failed(reason: impl Into<String>) -> Outcome {
+    Outcome::Failed { reason: reason.into(), command: None, rc: None, stderr: String::new() }
+}
+
+fn register(s: &Shared, h: usize, task: &Task, result: Json) {
+    if let Some(name) = &task.register {
+        if task.no_log {
+            for k in ["stdout", "stderr"] {
+                if let Some(v) = result.get(k).and_then(Json::as_str) {
+                    s.reporter.redactor.add(v);
+                }
+            }
+        }
+        s.hostvars.lock().unwrap().entry(s.inv.hosts[h].name.clone()).or_default().insert(name.clone(), result);
+    }
+}
+
+/// Render a task's parameters into a typed module call. `template` and
+/// `copy: {src}` are resolved here into a `copy` with content.
+fn prepare(s: &Shared, task: &Task, ctx: &Value) -> Result<Module, String> {
+    let mut params = s.templates.render_params(&task.params, ctx)?;
+    let obj = params.as_object_mut().ok_or("parameters must be a mapping")?;
+    let role = &s.pb.roles[&task.role];
+    let module = match task.module.as_str() {
+        "template" => {
+            let src = obj.remove("src").and_then(|v| v.as_str().map(str::to_string)).ok_or("template: `src` is required")?;
+            let content = s.templates.render_file(&task.role, &src, ctx)?;
+            obj.insert("content".into(), Json::String(content));
+            "copy"
+        }
+        "copy" if obj.contains_key("src") => {
+            let src = obj.remove("src").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let content = role.files.get(&src).ok_or_else(|| format!("copy: no file {src:?} in {}", role.dir.join("files").display()))?;
+            obj.insert("content".into(), Json::String(content.clone()));
+            "copy"
+        }
+        m => m,
+    };
+    Module::parse(module, params)
+}
+
+/// Run all probes of a task in one round trip. Each answer comes back as
+/// one base64 line, so no file content can be mistaken for a separator.
+async fn run_probes(conn: &Conn, probes: &[Probe], timeout: Option<Duration>) -> Result<Result<Vec<ProbeOut>, String>, ConnError> {
+    if probes.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
+    let mut script = String::new();
+    for p in probes {
+        let body = match p.script() {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        script.push_str(&format!("o=$( ( {body}\n) 2>/dev/null; printf '\\n%d' $? )\nprintf '%s' \"$o\" | base64 -w0; echo\n"));
+    }
+    let out = conn.run(&script, None, timeout).await?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    if lines.len() != probes.len() {
+        return Ok(Err(format!("reading state: expected {} answers, got {} (stderr: {})", probes.len(), lines.len(), tail(&out.stderr))));
+    }
+    let mut res = Vec::new();
+    for l in lines {
+        let raw = b64.decode(l.trim()).map_err(|e| ConnError { message: format!("bad probe answer: {e}"), retryable: true })?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (body, rc) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+        res.push(ProbeOut { rc: rc.trim().parse().unwrap_or(255), out: body.to_string() });
+    }
+    Ok(Ok(res))
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
+
+async fn run_task(s: &Shared, h: usize, task: &Task, conn: &Conn, facts: &Json, overlay: &mut HashMap<String, String>) -> Outcome {
+    let ctx = context(s, h, task, facts);
+    let plan = s.opts.mode == RunMode::Plan;
+    if let Some(w) = &task.when {
+        match s.templates.truthy(w, &ctx) {
+            Ok(true) => {}
+            Ok(false) => {
+                register(s, h, task, json!({"changed": false, "skipped": true, "rc": 0, "stdout": "", "stderr": ""}));
+                return Outcome::Skipped(format!("when: {w} is false"));
+            }
+            Err(e) => return failed(format!("when: {e}")),
+        }
+    }
+    let module = match prepare(s, task, &ctx) {
+        Ok(m) => m,
+        Err(e) => return failed(format!("{} ({})", e, task.source)),
+    };
+    let probes = match modules::probes(&module) {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
+    let timeout = task.timeout.map(Duration::from_secs);
+    let mut answers = match run_probes(conn, &probes, timeout).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => return failed(e),
+        Err(e) => return Outcome::Unreachable(e.message),
+    };
+    if plan {
+        for (p, a) in probes.iter().zip(answers.iter_mut()) {
+            if let Probe::File(path) = p {
+                if let Some(content) = overlay.get(path) {
+                    let st = modules::FileState::parse(a);
+                    let head = if st.exists { format!("{:o} {} {} regular file", st.mode, st.owner, st.group) } else { "644 root root regular file".into() };
+                    *a = ProbeOut { rc: 0, out: format!("{head}\n{content}") };
+                }
+            }
+        }
+    }
+    let decision = match modules::decide(&module, &answers) {
+        Ok(d) => d,
+        Err(e) => return failed(e),
+    };
+    let Decision { changed, reason, diff, actions } = decision;
+    let read_only = matches!(&module, Module::Command { p, .. } if p.changed_when == Some(false));
+    if !changed {
+        register(s, h, task, json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}));
+        return Outcome::Ok(reason);
+    }
+    let shown: Vec<String> = actions.iter().map(Action::describe).collect();
+    if actions.is_empty() {
+        // A decision to change with nothing to run is a state gantry cannot fix.
+        return failed(reason);
+    }
+    if plan {
+        for a in &actions {
+            if let Action::Write { path, content, .. } = a {
+                overlay.insert(path.clone(), content.clone());
+            }
+        }
+        register(s, h, task, json!({"changed": true, "planned": true, "rc": 0, "stdout": "", "stderr": ""}));
+        return Outcome::Changed { reason, diff, actions: shown };
+    }
+    let mut last = ssh::Output::default();
+    for a in &actions {
+        let (script, stdin) = match a.script() {
+            Ok(x) => x,
+            Err(e) => return failed(e),
+        };
+        match conn.run(&script, stdin.as_deref().map(str::as_bytes), timeout).await {
+            Err(e) if e.message.starts_with("command timed out") => {
+                return Outcome::Failed { reason: e.message, command: Some(a.describe()), rc: None, stderr: String::new() };
+            }
+            Err(e) => return Outcome::Unreachable(e.message),
+            Ok(out) if out.rc != 0 => {
+                register(s, h, task, json!({"changed": false, "failed": true, "rc": out.rc, "stdout": out.stdout, "stderr": out.stderr}));
+                return Outcome::Failed { reason: "command failed".into(), command: Some(a.describe()), rc: Some(out.rc), stderr: tail(&out.stderr) };
+            }
+            Ok(out) => last = out,
+        }
+    }
+    let lines: Vec<&str> = last.stdout.lines().collect();
+    register(s, h, task, json!({"changed": !read_only, "rc": last.rc, "stdout": last.stdout.trim_end(), "stderr": last.stderr, "stdout_lines": lines}));
+    if read_only {
+        return Outcome::Ok(reason);
+    }
+    Outcome::Changed { reason, diff, actions: shown }
+}

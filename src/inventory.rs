@@ -1,0 +1,355 @@
+//! The inventory: what the operator declares (hosts, roles, SSH access, the
+//! cluster's endpoint and networks) and the checks it must pass before any host
+//! is touched. Parsing from YAML lives in `loader`; this file owns the types and
+//! the semantic checks, which return every problem found, not the first.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::error::{Diagnostic, Severity};
+
+pub type Vars = serde_json::Map<String, Json>;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    pub cluster: Cluster,
+    #[serde(default)]
+    pub ssh: SshSpec,
+    pub hosts: Vec<HostSpec>,
+    /// Free variables for roles and templates; they override role defaults.
+    #[serde(default)]
+    pub vars: Vars,
+    #[serde(default)]
+    pub firewall: Firewall,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub name: String,
+    #[serde(default)]
+    pub kubernetes_version: Option<String>,
+    #[serde(default)]
+    pub control_plane_endpoint: Option<Endpoint>,
+    pub networking: Networking,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// The API server's virtual IP, held by keepalived on the control planes.
+    #[serde(default)]
+    pub vip: Option<String>,
+    /// The name written for the VIP in /etc/hosts.
+    #[serde(default = "default_vip_name")]
+    pub name: String,
+    #[serde(default = "default_endpoint_port")]
+    pub port: u16,
+    /// The operator runs their own load balancer: gantry installs none.
+    #[serde(default)]
+    pub external: bool,
+}
+
+fn default_vip_name() -> String {
+    "apiserver.cluster.local".into()
+}
+fn default_endpoint_port() -> u16 {
+    6443
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Networking {
+    pub pod_cidr: String,
+    pub service_cidr: String,
+    /// The hosts' own network. Without it, each control plane's /24 is assumed
+    /// for the VIP check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cidr: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallMode {
+    /// firewalld when it runs on the host, else gantry's own nftables table.
+    #[default]
+    Auto,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    #[serde(default)]
+    pub mode: FirewallMode,
+}
+
+/// SSH settings; at the top level they are defaults, on a host they override.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSpec {
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<PathBuf>,
+    #[serde(rename = "become")]
+    pub become_: Option<bool>,
+    pub connect_timeout: Option<u64>,
+    pub command_timeout: Option<u64>,
+    pub known_hosts: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: String,
+    pub address: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub ssh: Option<SshSpec>,
+    #[serde(default)]
+    pub vars: Vars,
+}
+
+/// SSH settings of one host, every default filled in.
+#[derive(Debug, Clone)]
+pub struct SshConfig {
+    pub user: String,
+    pub port: u16,
+    pub identity_file: Option<PathBuf>,
+    pub become_: bool,
+    pub connect_timeout: u64,
+    pub command_timeout: u64,
+    pub known_hosts: PathBuf,
+}
+
+pub const ROLE_CONTROL_PLANE: &str = "control-plane";
+
+impl Inventory {
+    pub fn ssh_for(&self, host: &HostSpec) -> SshConfig {
+        let h = host.ssh.clone().unwrap_or_default();
+        let d = &self.ssh;
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        let expand = |p: PathBuf| match p.strip_prefix("~") {
+            Ok(rest) => home.join(rest),
+            Err(_) => p,
+        };
+        SshConfig {
+            user: h.user.or(d.user.clone()).unwrap_or_else(|| "root".into()),
+            port: h.port.or(d.port).unwrap_or(22),
+            identity_file: h.identity_file.or(d.identity_file.clone()).map(expand),
+            become_: h.become_.or(d.become_).unwrap_or(false),
+            connect_timeout: h.connect_timeout.or(d.connect_timeout).unwrap_or(10),
+            command_timeout: h.command_timeout.or(d.command_timeout).unwrap_or(300),
+            known_hosts: expand(
+                h.known_hosts
+                    .or(d.known_hosts.clone())
+                    .unwrap_or_else(|| PathBuf::from("~/.ssh/known_hosts")),
+            ),
+        }
+    }
+
+    pub fn host(&self, name: &str) -> Option<&HostSpec> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    pub fn control_planes(&self) -> impl Iterator<Item = &HostSpec> {
+        self.hosts.iter().filter(|h| h.roles.iter().any(|r| r == ROLE_CONTROL_PLANE))
+    }
+
+    /// The semantic checks. `known_roles` are the host roles the playbook's
+    /// plays select on. Every problem is returned; none stops the others.
+    pub fn check(&self, known_roles: &HashSet<String>) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        let mut err = |field: String, message: String| {
+            out.push(Diagnostic { severity: Severity::Error, location: None, field, message })
+        };
+
+        if !is_rfc1123_label_seq(&self.cluster.name) {
+            err("cluster.name".into(), format!("{:?} is not a valid DNS name", self.cluster.name));
+        }
+        if self.hosts.is_empty() {
+            err("hosts".into(), "no hosts are declared".into());
+        }
+
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut addrs: HashMap<&str, usize> = HashMap::new();
+        let mut host_ips: Vec<(usize, IpAddr)> = Vec::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            if !is_rfc1123_label_seq(&h.name) {
+                err(
+                    format!("hosts[{i}].name"),
+                    format!("{:?} is not an RFC 1123 host name (lowercase letters, digits and '-', dot-separated, at most 63 per label)", h.name),
+                );
+            }
+            if let Some(first) = names.insert(&h.name, i) {
+                err(format!("hosts[{i}].name"), format!("duplicate host name {:?}, also hosts[{first}]", h.name));
+            }
+            if let Some(first) = addrs.insert(&h.address, i) {
+                err(format!("hosts[{i}].address"), format!("duplicate address {:?}, also hosts[{first}] ({})", h.address, self.hosts[first].name));
+            }
+            match h.address.parse::<IpAddr>() {
+                Ok(ip) => host_ips.push((i, ip)),
+                Err(_) => {
+                    if !is_rfc1123_label_seq(&h.address) || (h.address.as_str(), 22).to_socket_addrs().is_err() {
+                        err(format!("hosts[{i}].address"), format!("{:?} is neither an IP address nor a name that resolves", h.address));
+                    }
+                }
+            }
+            if h.roles.is_empty() {
+                err(format!("hosts[{i}].roles"), format!("host {} has no roles", h.name));
+            }
+            for (j, r) in h.roles.iter().enumerate() {
+                if !known_roles.contains(r) {
+                    let mut known: Vec<_> = known_roles.iter().cloned().collect();
+                    known.sort();
+                    err(format!("hosts[{i}].roles[{j}]"), format!("role {r:?} is not used by any play of the playbook (known: {})", known.join(", ")));
+                }
+            }
+        }
+
+        // Networks: each CIDR parses, and none overlaps another or a host address.
+        let mut nets: Vec<(String, IpNet)> = Vec::new();
+        for (field, text) in [
+            ("cluster.networking.pod_cidr", &self.cluster.networking.pod_cidr),
+            ("cluster.networking.service_cidr", &self.cluster.networking.service_cidr),
+        ] {
+            match text.parse::<IpNet>() {
+                Ok(net) if net.trunc() != net => err(field.into(), format!("{text:?} has host bits set; did you mean {}?", net.trunc())),
+                Ok(net) => nets.push((field.to_string(), net)),
+                Err(_) => err(field.into(), format!("{text:?} is not a CIDR like 10.244.0.0/16")),
+            }
+        }
+        if let Some(text) = &self.cluster.networking.host_cidr {
+            match text.parse::<IpNet>() {
+                Ok(host_net) => {
+                    for (f, n) in &nets {
+                        if n.contains(&host_net.network()) || host_net.contains(&n.network()) {
+                            err(f.clone(), format!("{n} overlaps the host network {host_net}"));
+                        }
+                    }
+                }
+                Err(_) => err("cluster.networking.host_cidr".into(), format!("{text:?} is not a CIDR like 55.192.0.0/24")),
+            }
+        }
+        for (a, (fa, na)) in nets.iter().enumerate() {
+            for (fb, nb) in &nets[a + 1..] {
+                if na.contains(&nb.network()) || nb.contains(&na.network()) {
+                    err(fb.clone(), format!("{nb} overlaps {fa} ({na})"));
+                }
+            }
+            for (i, ip) in &host_ips {
+                if na.contains(ip) {
+                    err(fa.clone(), format!("{na} contains the address of host {} ({ip}); pod and service networks must not overlap the host network", self.hosts[*i].name));
+                }
+            }
+        }
+
+        // The endpoint: a VIP is a free address in the control planes' subnet.
+        let cps: Vec<_> = self.control_planes().collect();
+        if let Some(ep) = &self.cluster.control_plane_endpoint {
+            if let Some(vip) = &ep.vip {
+                let field = "cluster.control_plane_endpoint.vip".to_string();
+                match vip.parse::<IpAddr>() {
+                    Err(_) => err(field, format!("{vip:?} is not an IP address")),
+                    Ok(vip_ip) => {
+                        if let Some(h) = self.hosts.iter().find(|h| h.address.parse::<IpAddr>().ok() == Some(vip_ip)) {
+                            err(field.clone(), format!("VIP {vip} is the address of host {}; it must be a free address", h.name));
+                        }
+                        let host_net = self.cluster.networking.host_cidr.as_deref().and_then(|c| c.parse::<IpNet>().ok());
+                        for h in &cps {
+                            if let Ok(ip) = h.address.parse::<IpAddr>() {
+                                let (net, how) = match host_net {
+                                    Some(n) => (n, "networking.host_cidr"),
+                                    None => (IpNet::new(ip, if ip.is_ipv4() { 24 } else { 64 }).unwrap().trunc(), "assumed; set networking.host_cidr"),
+                                };
+                                if !net.contains(&vip_ip) || !net.contains(&ip) {
+                                    err(field.clone(), format!("VIP {vip} and control-plane host {} ({ip}) are not both in subnet {net} ({how}); keepalived can only move the VIP within one L2 segment", h.name));
+                                }
+                            }
+                        }
+                        for (f, n) in &nets {
+                            if n.contains(&vip_ip) {
+                                err(field.clone(), format!("VIP {vip} lies inside {f} ({n})"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if cps.is_empty() && !self.hosts.is_empty() {
+            out.push(Diagnostic { severity: Severity::Warning, location: None, field: "hosts".into(), message: "no host has the control-plane role".into() });
+        } else if cps.len() % 2 == 0 {
+            out.push(Diagnostic {
+                severity: Severity::Warning,
+                location: None,
+                field: "hosts".into(),
+                message: format!("{} control-plane hosts: an even count adds no etcd fault tolerance over {}; use an odd number", cps.len(), cps.len() - 1),
+            });
+        }
+        out
+    }
+
+    /// What templates and `when:` see of the inventory.
+    pub fn template_view(&self) -> Json {
+        let hosts: Vec<Json> = self
+            .hosts
+            .iter()
+            .map(|h| serde_json::json!({ "name": h.name, "address": h.address, "roles": h.roles }))
+            .collect();
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for h in &self.hosts {
+            groups.entry("all".into()).or_default().push(h.name.clone());
+            for r in &h.roles {
+                groups.entry(r.clone()).or_default().push(h.name.clone());
+            }
+        }
+        serde_json::json!({
+            "cluster": {
+                "name": self.cluster.name,
+                "kubernetes_version": self.cluster.kubernetes_version,
+                "control_plane_endpoint": self.cluster.control_plane_endpoint,
+                "networking": self.cluster.networking,
+            },
+            "firewall": self.firewall,
+            "hosts": hosts,
+            "groups": groups,
+        })
+    }
+}
+
+/// An RFC 1123 host name: dot-separated labels of lowercase letters, digits
+/// and '-', 1-63 characters each, no leading or trailing '-'.
+pub fn is_rfc1123_label_seq(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1123() {
+        assert!(is_rfc1123_label_seq("master1"));
+        assert!(is_rfc1123_label_seq("gpu-1.dc1"));
+        assert!(!is_rfc1123_label_seq("Master1"));
+        assert!(!is_rfc1123_label_seq("-a"));
+        assert!(!is_rfc1123_label_seq("a;touch pwned"));
+        assert!(!is_rfc1123_label_seq(&"a".repeat(64)));
+        assert!(!is_rfc1123_label_seq("a..b"));
+    }
+}

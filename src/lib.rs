@@ -1,0 +1,30 @@
+//! gantry: private, GPU-ready Kubernetes clusters over SSH.
+//! `main.rs` parses the command line and calls [`run`]; each subcommand is a
+//! thin workflow over the modules below.
+
+pub mod cli;
+pub mod error;
+pub mod executor;
+pub mod graph;
+pub mod inventory;
+pub mod loader;
+pub mod modules;
+pub mod playbook;
+pub mod report;
+pub mod shell;
+pub mod ssh;
+pub mod template;
+pub mod workflow;
+
+pub use error::{Error, Result};
+
+/// Run one command line; returns the process exit code.
+pub fn run(cli: cli::Cli) -> i32 {
+    match workflow::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}

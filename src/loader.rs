@@ -1,0 +1,392 @@
+//! Reads inventory, playbook and role files from disk. This is the only module
+//! that knows YAML (serde_yaml is deprecated upstream; keeping it here makes it
+//! a one-file swap). Errors carry file:line:column: serde_yaml gives them for
+//! syntax, and a position index from yaml-rust2's event parser gives them for
+//! every field that a later semantic check complains about.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value as Json;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+use crate::error::{Diagnostic, Error, Location, Result, Severity};
+use crate::inventory::Inventory;
+use crate::playbook::{Play, PlaySpec, Playbook, Role, Task, TASK_KEYWORDS};
+
+/// Field path -> position, for keys and for values.
+#[derive(Debug, Default)]
+pub struct Positions {
+    file: PathBuf,
+    keys: HashMap<String, (usize, usize)>,
+    values: HashMap<String, (usize, usize)>,
+}
+
+impl Positions {
+    /// The best position for a field path: the key itself, else its value,
+    /// else the nearest enclosing field.
+    pub fn locate(&self, field: &str) -> Option<Location> {
+        let mut f = field.to_string();
+        loop {
+            if let Some(&(line, col)) = self.keys.get(&f).or_else(|| self.values.get(&f)) {
+                return Some(Location { file: self.file.clone(), line, col });
+            }
+            let cut = f.rfind(['.', '['])?;
+            f.truncate(cut);
+        }
+    }
+
+    pub fn attach(&self, mut d: Vec<Diagnostic>) -> Vec<Diagnostic> {
+        for x in &mut d {
+            if x.location.is_none() {
+                x.location = self.locate(&x.field);
+            }
+        }
+        d
+    }
+}
+
+enum Frame {
+    Map { path: String, key: Option<String> },
+    Seq { path: String, idx: usize },
+}
+
+struct Indexer {
+    stack: Vec<Frame>,
+    pos: Positions,
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+}
+
+impl MarkedEventReceiver for Indexer {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let at = (mark.line(), mark.col() + 1);
+        let is_node = matches!(ev, Event::Scalar(..) | Event::MappingStart(..) | Event::SequenceStart(..) | Event::Alias(..));
+        if matches!(ev, Event::MappingEnd | Event::SequenceEnd) {
+            self.stack.pop();
+            self.after_value();
+            return;
+        }
+        if !is_node {
+            return;
+        }
+        // A scalar in key position of a mapping is a key.
+        if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
+            if key.is_none() {
+                let k = if let Event::Scalar(s, ..) = &ev { s.clone() } else { String::from("?") };
+                self.pos.keys.insert(join(path, &k), at);
+                *key = Some(k);
+                return;
+            }
+        }
+        let path = match self.stack.last() {
+            Some(Frame::Map { path, key: Some(k) }) => join(path, k),
+            Some(Frame::Seq { path, idx }) => format!("{path}[{idx}]"),
+            _ => String::new(),
+        };
+        self.pos.values.insert(path.clone(), at);
+        match ev {
+            Event::MappingStart(..) => self.stack.push(Frame::Map { path, key: None }),
+            Event::SequenceStart(..) => self.stack.push(Frame::Seq { path, idx: 0 }),
+            _ => self.after_value(),
+        }
+    }
+}
+
+impl Indexer {
+    fn after_value(&mut self) {
+        match self.stack.last_mut() {
+            Some(Frame::Map { key, .. }) => *key = None,
+            Some(Frame::Seq { idx, .. }) => *idx += 1,
+            None => {}
+        }
+    }
+}
+
+fn positions(file: &Path, text: &str) -> Positions {
+    let mut ix = Indexer { stack: Vec::new(), pos: Positions { file: file.to_path_buf(), ..Default::default() } };
+    // A syntax error is reported by serde_yaml with its own position.
+    let _ = Parser::new_from_str(text).load(&mut ix, false);
+    ix.pos
+}
+
+/// A YAML document, its positions, and the diagnostics found so far.
+pub struct Doc {
+    pub value: Json,
+    pub pos: Positions,
+    pub diags: Vec<Diagnostic>,
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}
+
+pub fn parse_yaml(path: &Path, text: &str) -> Result<Doc> {
+    let value: Json = serde_yaml::from_str(text).map_err(|e| {
+        let location = e.location().map(|l| Location { file: path.to_path_buf(), line: l.line(), col: l.column() });
+        Error::Invalid(vec![Diagnostic { severity: Severity::Error, location, field: String::new(), message: format!("not valid YAML: {e}") }])
+    })?;
+    Ok(Doc { value, pos: positions(path, text), diags: Vec::new() })
+}
+
+impl Doc {
+    /// Deserialize the node at `field` into `T`, recording a located
+    /// diagnostic instead of failing, so that later sections are still checked.
+    pub fn section<T: DeserializeOwned>(&mut self, field: &str, v: &Json) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let mut path = if inner == "." { field.to_string() } else if field.is_empty() { inner } else if inner.starts_with('[') { format!("{field}{inner}") } else { format!("{field}.{inner}") };
+                let msg = e.into_inner().to_string();
+                // serde names the unknown key; point at it, not at its parent.
+                if let Some(k) = msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+                    if !path.ends_with(k) {
+                        path = join(&path, k);
+                    }
+                }
+                self.error(&path, msg);
+                None
+            }
+        }
+    }
+
+    pub fn error(&mut self, field: &str, message: String) {
+        self.diags.push(Diagnostic { severity: Severity::Error, location: self.pos.locate(field), field: field.to_string(), message });
+    }
+}
+
+/// Load and check the inventory. Every problem, syntactic or semantic, is
+/// reported at once; warnings are returned beside a valid inventory.
+pub fn load_inventory(path: &Path, known_roles: impl Fn(&Inventory) -> std::collections::HashSet<String>) -> Result<(Inventory, Vec<Diagnostic>)> {
+    let text = read(path)?;
+    let mut doc = parse_yaml(path, &text)?;
+    let Some(top) = doc.value.as_object().cloned() else {
+        doc.error("", "the inventory must be a mapping with cluster, hosts, ssh, vars and firewall".into());
+        return Err(Error::Invalid(doc.diags));
+    };
+    // Check each part on its own, so one bad host does not hide another.
+    for k in top.keys() {
+        if !["cluster", "ssh", "hosts", "vars", "firewall"].contains(&k.as_str()) {
+            doc.error(k, format!("unknown field `{k}`, expected one of `cluster`, `ssh`, `hosts`, `vars`, `firewall`"));
+        }
+    }
+    for required in ["cluster", "hosts"] {
+        if !top.contains_key(required) {
+            doc.error("", format!("missing field `{required}`"));
+        }
+    }
+    let null = Json::Null;
+    let get = |k: &str| top.get(k).unwrap_or(&null);
+    if top.contains_key("cluster") {
+        doc.section::<crate::inventory::Cluster>("cluster", get("cluster"));
+    }
+    for k in ["ssh", "vars", "firewall"] {
+        if top.contains_key(k) {
+            match k {
+                "ssh" => drop(doc.section::<crate::inventory::SshSpec>(k, get(k))),
+                "vars" => drop(doc.section::<crate::inventory::Vars>(k, get(k))),
+                _ => drop(doc.section::<crate::inventory::Firewall>(k, get(k))),
+            }
+        }
+    }
+    match get("hosts") {
+        Json::Array(hosts) => {
+            for (i, h) in hosts.iter().enumerate() {
+                doc.section::<crate::inventory::HostSpec>(&format!("hosts[{i}]"), h);
+            }
+        }
+        Json::Null => {}
+        _ => doc.error("hosts", "expected a list of hosts".into()),
+    }
+    if !doc.diags.is_empty() {
+        return Err(Error::Invalid(doc.diags));
+    }
+    let inv: Inventory = doc.section("", &doc.value.clone()).ok_or_else(|| Error::Invalid(doc.diags.clone()))?;
+    let diags = doc.pos.attach(inv.check(&known_roles(&inv)));
+    if diags.iter().any(|d| d.severity == Severity::Error) {
+        return Err(Error::Invalid(diags));
+    }
+    Ok((inv, diags))
+}
+
+/// Load a playbook and every role it names (from `roles_dir`).
+pub fn load_playbook(path: &Path, roles_dir: &Path) -> Result<Playbook> {
+    let text = read(path)?;
+    let mut doc = parse_yaml(path, &text)?;
+    let mut plays = Vec::new();
+    let specs: Vec<Json> = match &doc.value {
+        Json::Array(a) => a.clone(),
+        _ => {
+            doc.error("", "a playbook is a list of plays: - { name, hosts, roles, after? }".into());
+            return Err(Error::Invalid(doc.diags));
+        }
+    };
+    for (i, p) in specs.iter().enumerate() {
+        if let Some(spec) = doc.section::<PlaySpec>(&format!("[{i}]"), p) {
+            plays.push(Play { name: spec.name, hosts: spec.hosts.to_vec(), roles: spec.roles, after: spec.after.map(|a| a.to_vec()).unwrap_or_default() });
+        }
+    }
+    for (i, p) in plays.iter().enumerate() {
+        for a in &p.after {
+            if !plays[..i].iter().any(|q| &q.name == a) {
+                doc.error(&format!("[{i}].after"), format!("play {:?} waits for {a:?}, which is not an earlier play", p.name));
+            }
+        }
+    }
+    let mut roles = BTreeMap::new();
+    let mut diags = std::mem::take(&mut doc.diags);
+    for p in &plays {
+        for r in &p.roles {
+            if roles.contains_key(r) {
+                continue;
+            }
+            match load_role(roles_dir, r) {
+                Ok(role) => {
+                    roles.insert(r.clone(), role);
+                }
+                Err(Error::Invalid(d)) => diags.extend(d),
+                Err(e) => diags.push(Diagnostic { severity: Severity::Error, location: None, field: String::new(), message: format!("role {r}: {e}") }),
+            }
+        }
+    }
+    if !diags.is_empty() {
+        return Err(Error::Invalid(diags));
+    }
+    Ok(Playbook { path: path.to_path_buf(), plays, roles })
+}
+
+fn read_dir_files(dir: &Path) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
+            let p = e.map_err(|e| Error::io(&d, e))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, read(&p)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
+    let dir = roles_dir.join(name);
+    let tasks_path = dir.join("tasks.yaml");
+    if !tasks_path.is_file() {
+        return Err(Error::Other(format!("{} not found", tasks_path.display())));
+    }
+    let mut doc = parse_yaml(&tasks_path, &read(&tasks_path)?)?;
+    let mut tasks = Vec::new();
+    let items = doc.value.as_array().cloned().unwrap_or_else(|| {
+        doc.error("", "tasks.yaml is a list of tasks".into());
+        Vec::new()
+    });
+    for (i, t) in items.iter().enumerate() {
+        let field = format!("[{i}]");
+        let Some(map) = t.as_object() else {
+            doc.error(&field, "a task is a mapping: { name, <module>: {...} }".into());
+            continue;
+        };
+        let name = map.get("name").and_then(Json::as_str).unwrap_or("").to_string();
+        if name.is_empty() {
+            doc.error(&field, "every task needs a `name`".into());
+        }
+        let modules: Vec<&String> = map.keys().filter(|k| !TASK_KEYWORDS.contains(&k.as_str())).collect();
+        let module = match modules.as_slice() {
+            [m] => (*m).clone(),
+            [] => {
+                doc.error(&field, format!("task {name:?} names no module (one of: {})", crate::modules::NAMES.join(", ")));
+                continue;
+            }
+            many => {
+                doc.error(&format!("{field}.{}", many[1]), format!("task {name:?} has more than one module or unknown keyword: {}", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+                continue;
+            }
+        };
+        let params = map[&module].clone();
+        if let Err(msg) = crate::modules::check_params(&module, &params) {
+            doc.error(&format!("{field}.{module}"), msg);
+        }
+        let str_list = |k: &str| -> Vec<String> {
+            match map.get(k) {
+                Some(Json::String(s)) => vec![s.clone()],
+                Some(Json::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                _ => vec![],
+            }
+        };
+        let line = doc.pos.locate(&field).map(|l| l.line).unwrap_or(0);
+        tasks.push(Task {
+            id: String::new(),
+            name: name.clone(),
+            role: String::new(),
+            module,
+            params,
+            when: map.get("when").and_then(|w| match w {
+                Json::String(s) => Some(s.clone()),
+                Json::Bool(b) => Some(b.to_string()),
+                _ => None,
+            }),
+            register: map.get("register").and_then(Json::as_str).map(str::to_string),
+            no_log: map.get("no_log").and_then(Json::as_bool).unwrap_or(false),
+            wait_for: str_list("wait_for"),
+            timeout: map.get("timeout").and_then(Json::as_u64),
+            source: format!("{}:{}", tasks_path.display(), line),
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, t) in tasks.iter_mut().enumerate() {
+        t.role = name.to_string();
+        t.id = format!("{name}/{}", t.name);
+        if !seen.insert(t.name.clone()) {
+            doc.error(&format!("[{i}].name"), format!("two tasks in role {name} are named {:?}", t.name));
+        }
+    }
+    let defaults_path = dir.join("defaults.yaml");
+    let defaults = if defaults_path.is_file() {
+        let mut d = parse_yaml(&defaults_path, &read(&defaults_path)?)?;
+        let v = d.value.clone();
+        let out = if v.is_null() { Some(Default::default()) } else { d.section("", &v) };
+        doc.diags.extend(d.diags);
+        out.unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    let templates = read_dir_files(&dir.join("templates"))?;
+    let files = read_dir_files(&dir.join("files"))?;
+    // Templates must compile, so a typo is found offline.
+    for (t, src) in &templates {
+        if let Err(e) = crate::template::check_syntax(src) {
+            doc.diags.push(Diagnostic { severity: Severity::Error, location: Some(Location { file: dir.join("templates").join(t), line: e.1, col: 1 }), field: String::new(), message: e.0 });
+        }
+    }
+    for (i, t) in tasks.iter().enumerate() {
+        for (f, s) in crate::template::strings_in(&t.params, &format!("[{i}].{}", t.module)).into_iter().chain(t.when.iter().map(|w| (format!("[{i}].when"), format!("{{{{ {w} }}}}")))) {
+            if let Err(e) = crate::template::check_syntax(&s) {
+                doc.error(&f, e.0);
+            }
+        }
+        if t.module == "template" {
+            if let Some(src) = t.params.get("src").and_then(Json::as_str) {
+                if !src.contains("{{") && !templates.contains_key(src) {
+                    doc.error(&format!("[{i}].template.src"), format!("no template {src:?} in {}", dir.join("templates").display()));
+                }
+            }
+        }
+    }
+    if !doc.diags.is_empty() {
+        return Err(Error::Invalid(doc.diags));
+    }
+    Ok(Role { name: name.to_string(), dir, tasks, defaults, templates, files })
+}
+

@@ -1,0 +1,776 @@
+//! Task modules, in two pure steps, as pyinfra and k0sctl do it: `probes`
+//! names the read-only facts a module needs, and `decide` turns those facts
+//! into a decision (unchanged with a reason, or the actions that would
+//! converge the host, with a diff). Modules never touch a host: only the
+//! executor runs probes and actions, and `plan` never runs actions. That makes
+//! plan read-only by construction, and every module testable from fixtures.
+
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::shell::{command, quote};
+
+pub const NAMES: &[&str] = &["copy", "template", "file", "lineinfile", "blockinfile", "replace", "sysctl", "hostname", "modprobe", "command", "shell", "service"];
+
+/// Parameters each module takes; anything else is a load-time error.
+fn allowed(module: &str) -> Option<&'static [&'static str]> {
+    Some(match module {
+        "copy" => &["dest", "content", "src", "mode", "owner", "group"],
+        "template" => &["dest", "src", "mode", "owner", "group"],
+        "file" => &["path", "state", "mode", "owner", "group"],
+        "lineinfile" => &["path", "line", "regexp", "state", "create", "mode"],
+        "blockinfile" => &["path", "block", "marker", "state", "create", "mode"],
+        "replace" => &["path", "regexp", "replace"],
+        "sysctl" => &["name", "value", "values"],
+        "hostname" => &["name"],
+        "modprobe" => &["name", "state", "persistent"],
+        "command" => &["argv", "cmd", "creates", "removes", "chdir", "stdin", "changed_when"],
+        "shell" => &["cmd", "creates", "removes", "chdir", "stdin", "changed_when"],
+        "service" => &["name", "state", "enabled"],
+        _ => return None,
+    })
+}
+
+/// Load-time check: the module exists and takes these parameter names.
+pub fn check_params(module: &str, params: &Json) -> Result<(), String> {
+    let Some(keys) = allowed(module) else {
+        return Err(format!("unknown module or keyword `{module}` (modules: {}; keywords: {})", NAMES.join(", "), crate::playbook::TASK_KEYWORDS.join(", ")));
+    };
+    let Some(map) = params.as_object() else {
+        return Err(format!("`{module}` takes a mapping of parameters: {}", keys.join(", ")));
+    };
+    for k in map.keys() {
+        if !keys.contains(&k.as_str()) {
+            return Err(format!("unknown parameter `{k}` for `{module}`, expected one of {}", keys.join(", ")));
+        }
+    }
+    Ok(())
+}
+
+/// A file mode, written as octal digits (`"0644"` or `644`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode(pub u32);
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = match Json::deserialize(d)? {
+            Json::String(s) => s,
+            Json::Number(n) => n.to_string(),
+            other => return Err(serde::de::Error::custom(format!("mode must be octal digits like \"0644\", not {other}"))),
+        };
+        u32::from_str_radix(text.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .map(Mode)
+            .ok_or_else(|| serde::de::Error::custom(format!("mode {text:?} is not octal digits like \"0644\"")))
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyP {
+    pub dest: String,
+    pub content: String,
+    pub mode: Option<Mode>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum FileStateP {
+    #[default]
+    File,
+    Directory,
+    Absent,
+    Touch,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileP {
+    pub path: String,
+    #[serde(default)]
+    pub state: FileStateP,
+    pub mode: Option<Mode>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Presence {
+    #[default]
+    Present,
+    Absent,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineInFileP {
+    pub path: String,
+    pub line: Option<String>,
+    pub regexp: Option<String>,
+    #[serde(default)]
+    pub state: Presence,
+    #[serde(default)]
+    pub create: bool,
+    pub mode: Option<Mode>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockInFileP {
+    pub path: String,
+    #[serde(default)]
+    pub block: String,
+    #[serde(default = "default_marker")]
+    pub marker: String,
+    #[serde(default)]
+    pub state: Presence,
+    #[serde(default)]
+    pub create: bool,
+    pub mode: Option<Mode>,
+}
+
+fn default_marker() -> String {
+    "# {mark} GANTRY MANAGED BLOCK".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceP {
+    pub path: String,
+    pub regexp: String,
+    #[serde(default)]
+    pub replace: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SysctlP {
+    pub name: Option<String>,
+    pub value: Option<Json>,
+    /// gantry's batch form: many keys read and set in one round trip.
+    #[serde(default)]
+    pub values: serde_json::Map<String, Json>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostnameP {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Persistent {
+    Present,
+    Absent,
+    #[default]
+    Disabled,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModprobeP {
+    pub name: String,
+    #[serde(default)]
+    pub state: Presence,
+    #[serde(default)]
+    pub persistent: Persistent,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandP {
+    /// `command`: the argument vector, each quoted. `cmd` is split like a shell would.
+    pub argv: Option<Vec<String>>,
+    pub cmd: Option<String>,
+    pub creates: Option<String>,
+    pub removes: Option<String>,
+    pub chdir: Option<String>,
+    /// Sent over the channel's stdin, never on a command line: for secrets.
+    pub stdin: Option<String>,
+    pub changed_when: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    Started,
+    Stopped,
+    Restarted,
+    Reloaded,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceP {
+    pub name: String,
+    pub state: Option<ServiceState>,
+    pub enabled: Option<bool>,
+}
+
+/// A module call with rendered, typed parameters.
+#[derive(Debug, Clone)]
+pub enum Module {
+    Copy(CopyP),
+    File(FileP),
+    LineInFile(LineInFileP),
+    BlockInFile(BlockInFileP),
+    Replace(ReplaceP),
+    Sysctl(SysctlP),
+    Hostname(HostnameP),
+    Modprobe(ModprobeP),
+    /// `command` (argv quoted) and `shell` (script as written) share one type.
+    Command { p: CommandP, shell: bool },
+    Service(ServiceP),
+}
+
+fn typed<T: serde::de::DeserializeOwned>(module: &str, v: Json) -> Result<T, String> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." { format!("{module}: {}", e.into_inner()) } else { format!("{module}.{path}: {}", e.into_inner()) }
+    })
+}
+
+impl Module {
+    /// Typed parameters from rendered ones. `template` arrives here already
+    /// rendered into a `copy` by the executor.
+    pub fn parse(module: &str, v: Json) -> Result<Module, String> {
+        Ok(match module {
+            "copy" | "template" => Module::Copy(typed(module, v)?),
+            "file" => Module::File(typed(module, v)?),
+            "lineinfile" => {
+                let p: LineInFileP = typed(module, v)?;
+                if p.state == Presence::Present && p.line.is_none() {
+                    return Err("lineinfile: state=present needs `line`".into());
+                }
+                if let Some(r) = &p.regexp {
+                    Regex::new(r).map_err(|e| format!("lineinfile.regexp: {e}"))?;
+                }
+                Module::LineInFile(p)
+            }
+            "blockinfile" => Module::BlockInFile(typed(module, v)?),
+            "replace" => {
+                let p: ReplaceP = typed(module, v)?;
+                Regex::new(&p.regexp).map_err(|e| format!("replace.regexp: {e}"))?;
+                Module::Replace(p)
+            }
+            "sysctl" => {
+                let mut p: SysctlP = typed(module, v)?;
+                if let Some(n) = p.name.take() {
+                    let value = p.value.take().ok_or("sysctl: `name` needs `value`")?;
+                    p.values.insert(n, value);
+                }
+                for k in p.values.keys() {
+                    if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b)) || k.contains("..") {
+                        return Err(format!("sysctl: {k:?} is not a sysctl key"));
+                    }
+                }
+                Module::Sysctl(p)
+            }
+            "hostname" => Module::Hostname(typed(module, v)?),
+            "modprobe" => Module::Modprobe(typed(module, v)?),
+            "command" | "shell" => {
+                let p: CommandP = typed(module, v)?;
+                if p.argv.is_some() == p.cmd.is_some() {
+                    return Err(format!("{module}: give exactly one of `argv` and `cmd`"));
+                }
+                if module == "shell" && p.argv.is_some() {
+                    return Err("shell: takes `cmd`, a script; use `command` with `argv`".into());
+                }
+                Module::Command { p, shell: module == "shell" }
+            }
+            "service" => Module::Service(typed(module, v)?),
+            other => return Err(format!("unknown module `{other}`")),
+        })
+    }
+}
+
+/// A read-only question for the host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    /// Metadata and content of a path.
+    File(String),
+    /// A read-only script; its stdout and exit code are the answer.
+    Script(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProbeOut {
+    pub rc: i32,
+    pub out: String,
+}
+
+/// What a path is on the host, as `Probe::File` reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileState {
+    pub exists: bool,
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+    pub is_dir: bool,
+    pub content: String,
+}
+
+impl Probe {
+    /// The shell text of the probe. A file probe prints one stat line, then
+    /// the content; a missing path prints nothing and exits 1.
+    pub fn script(&self) -> Result<String, String> {
+        Ok(match self {
+            Probe::File(p) => {
+                let q = quote(p)?;
+                format!("stat -c '%a %U %G %F' -- {q} && {{ [ -d {q} ] || cat -- {q}; }}")
+            }
+            Probe::Script(s) => s.clone(),
+        })
+    }
+}
+
+impl FileState {
+    pub fn parse(o: &ProbeOut) -> FileState {
+        if o.rc != 0 {
+            return FileState::default();
+        }
+        let (head, content) = o.out.split_once('\n').unwrap_or((o.out.as_str(), ""));
+        let mut f = head.splitn(4, ' ');
+        let mode = u32::from_str_radix(f.next().unwrap_or("0"), 8).unwrap_or(0);
+        let owner = f.next().unwrap_or("").to_string();
+        let group = f.next().unwrap_or("").to_string();
+        let is_dir = f.next().unwrap_or("") == "directory";
+        FileState { exists: true, mode, owner, group, is_dir, content: content.to_string() }
+    }
+}
+
+/// A change to make on a host. Only the executor runs these.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Replace a file atomically: temp file in the same directory, mode and
+    /// owner set while it is still empty, content over stdin, fsync, rename.
+    Write { path: String, content: String, mode: u32, owner: Option<String>, group: Option<String> },
+    /// A command; `show` is how it is displayed.
+    Run { script: String, show: String, stdin: Option<String> },
+}
+
+impl Action {
+    pub fn run(argv: &[&str]) -> Result<Action, String> {
+        let line = command(argv)?;
+        Ok(Action::Run { script: line.clone(), show: line, stdin: None })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Write { path, mode, .. } => format!("write {path} (mode {mode:04o})"),
+            Action::Run { show, .. } => format!("run: {show}"),
+        }
+    }
+
+    /// The script and stdin that carry the action out.
+    pub fn script(&self) -> Result<(String, Option<String>), String> {
+        match self {
+            Action::Write { path, content, mode, owner, group } => {
+                let q = quote(path)?;
+                let tmpl = quote(&format!("{path}.gantry.XXXXXX"))?;
+                let mut s = format!("set -e\nt=$(mktemp -- {tmpl})\ntrap 'rm -f -- \"$t\"' EXIT\nchmod {mode:o} \"$t\"\n");
+                if owner.is_some() || group.is_some() {
+                    let spec = format!("{}:{}", owner.as_deref().unwrap_or(""), group.as_deref().unwrap_or(""));
+                    s.push_str(&format!("chown -- {} \"$t\"\n", quote(&spec)?));
+                }
+                s.push_str(&format!("cat > \"$t\"\nsync -- \"$t\" 2>/dev/null || true\nmv -f -- \"$t\" {q}\ntrap - EXIT\n"));
+                Ok((s, Some(content.clone())))
+            }
+            Action::Run { script, stdin, .. } => Ok((script.clone(), stdin.clone())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    pub changed: bool,
+    pub reason: String,
+    pub diff: Option<String>,
+    pub actions: Vec<Action>,
+}
+
+impl Decision {
+    fn ok(reason: impl Into<String>) -> Decision {
+        Decision { changed: false, reason: reason.into(), ..Default::default() }
+    }
+    fn change(reason: impl Into<String>, actions: Vec<Action>) -> Decision {
+        Decision { changed: true, reason: reason.into(), diff: None, actions }
+    }
+}
+
+pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(&format!("a{path}"), &format!("b{path}")).to_string()
+}
+
+fn sysctl_path(key: &str) -> String {
+    format!("/proc/sys/{}", key.replace('.', "/"))
+}
+
+fn json_scalar(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn norm_ws(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The probes a module needs.
+pub fn probes(m: &Module) -> Result<Vec<Probe>, String> {
+    Ok(match m {
+        Module::Copy(p) => vec![Probe::File(p.dest.clone())],
+        Module::File(p) => vec![Probe::File(p.path.clone())],
+        Module::LineInFile(LineInFileP { path, .. }) | Module::BlockInFile(BlockInFileP { path, .. }) | Module::Replace(ReplaceP { path, .. }) => {
+            vec![Probe::File(path.clone())]
+        }
+        Module::Sysctl(p) => {
+            // One line per key: "<rc> <value>", read from /proc/sys directly.
+            let mut s = String::new();
+            for k in p.values.keys() {
+                s.push_str(&format!("v=$(cat -- {} 2>/dev/null) && printf '0 %s\\n' \"$v\" || echo 1\n", quote(&sysctl_path(k))?));
+            }
+            vec![Probe::Script(s)]
+        }
+        Module::Hostname(_) => vec![Probe::Script("hostname".into()), Probe::File("/etc/hostname".into())],
+        Module::Modprobe(p) => vec![
+            Probe::Script(format!("test -d {}", quote(&format!("/sys/module/{}", p.name.replace('-', "_")))?)),
+            Probe::File(format!("/etc/modules-load.d/{}.conf", p.name)),
+        ],
+        Module::Command { p, .. } => {
+            let mut v = Vec::new();
+            if let Some(c) = &p.creates {
+                v.push(Probe::Script(format!("test -e {}", quote(c)?)));
+            }
+            if let Some(r) = &p.removes {
+                v.push(Probe::Script(format!("test -e {}", quote(r)?)));
+            }
+            v
+        }
+        Module::Service(p) => {
+            let n = quote(&p.name)?;
+            vec![Probe::Script(format!("systemctl is-active -- {n}")), Probe::Script(format!("systemctl is-enabled -- {n}"))]
+        }
+    })
+}
+
+/// Converge a file to `content`/`mode`: the decision copy, template,
+/// lineinfile, blockinfile and replace share.
+fn converge_file(path: &str, cur: &FileState, content: &str, mode: Option<Mode>, owner: &Option<String>, group: &Option<String>) -> Decision {
+    if cur.is_dir {
+        return Decision { changed: true, reason: format!("{path} is a directory"), ..Default::default() };
+    }
+    let want_mode = mode.map(|m| m.0).unwrap_or(if cur.exists { cur.mode } else { 0o644 });
+    let write = || Action::Write { path: path.into(), content: content.into(), mode: want_mode, owner: owner.clone(), group: group.clone() };
+    if !cur.exists {
+        let mut d = Decision::change(format!("{path} does not exist"), vec![write()]);
+        d.diff = Some(unified_diff(path, "", content));
+        return d;
+    }
+    if cur.content != content {
+        let mut d = Decision::change(format!("{path} content differs"), vec![write()]);
+        d.diff = Some(unified_diff(path, &cur.content, content));
+        return d;
+    }
+    let mut actions = Vec::new();
+    let mut why = Vec::new();
+    if cur.mode != want_mode {
+        why.push(format!("mode {:04o} -> {want_mode:04o}", cur.mode));
+        actions.push(Action::run(&["chmod", &format!("{want_mode:o}"), "--", path]).expect("no NUL"));
+    }
+    let owner_off = owner.as_ref().is_some_and(|o| *o != cur.owner);
+    let group_off = group.as_ref().is_some_and(|g| *g != cur.group);
+    if owner_off || group_off {
+        let spec = format!("{}:{}", owner.as_deref().unwrap_or(""), group.as_deref().unwrap_or(""));
+        why.push(format!("owner {}:{} -> {spec}", cur.owner, cur.group));
+        actions.push(Action::run(&["chown", &spec, "--", path]).expect("no NUL"));
+    }
+    if actions.is_empty() {
+        Decision::ok(format!("{path} is up to date"))
+    } else {
+        Decision::change(format!("{path}: {}", why.join(", ")), actions)
+    }
+}
+
+fn split_lines(s: &str) -> Vec<String> {
+    s.lines().map(str::to_string).collect()
+}
+
+fn join_lines(lines: &[String]) -> String {
+    if lines.is_empty() { String::new() } else { format!("{}\n", lines.join("\n")) }
+}
+
+/// Decide from probe answers (in the order `probes` gave).
+pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
+    let file = |i: usize| FileState::parse(facts.get(i).unwrap_or(&ProbeOut { rc: 1, out: String::new() }));
+    Ok(match m {
+        Module::Copy(p) => converge_file(&p.dest, &file(0), &p.content, p.mode, &p.owner, &p.group),
+        Module::File(p) => {
+            let cur = file(0);
+            let q = &p.path;
+            match p.state {
+                FileStateP::Absent if !cur.exists => Decision::ok(format!("{q} is absent")),
+                FileStateP::Absent => Decision::change(format!("{q} exists"), vec![Action::run(&["rm", "-rf", "--", q])?]),
+                FileStateP::Directory if cur.exists && !cur.is_dir => return Err(format!("{q} exists and is not a directory")),
+                FileStateP::Directory if !cur.exists => {
+                    let mode = p.mode.map(|m| m.0).unwrap_or(0o755);
+                    let mut a = vec![Action::run(&["mkdir", "-p", "-m", &format!("{mode:o}"), "--", q])?];
+                    if p.owner.is_some() || p.group.is_some() {
+                        a.push(Action::run(&["chown", &format!("{}:{}", p.owner.as_deref().unwrap_or(""), p.group.as_deref().unwrap_or("")), "--", q])?);
+                    }
+                    Decision::change(format!("directory {q} does not exist"), a)
+                }
+                FileStateP::Touch if !cur.exists => {
+                    converge_file(q, &cur, "", p.mode, &p.owner, &p.group)
+                }
+                FileStateP::File if !cur.exists => return Err(format!("{q} does not exist (state: file only changes attributes; use copy or state: touch)")),
+                _ => {
+                    // Exists with the right kind: attributes only.
+                    let mut d = converge_file(q, &cur, &cur.content, p.mode, &p.owner, &p.group);
+                    if cur.is_dir {
+                        d = Decision::ok(format!("directory {q} exists"));
+                        if let Some(m) = p.mode.filter(|m| m.0 != cur.mode) {
+                            d = Decision::change(format!("{q}: mode {:04o} -> {m}", cur.mode), vec![Action::run(&["chmod", &format!("{:o}", m.0), "--", q])?]);
+                        }
+                    }
+                    d
+                }
+            }
+        }
+        Module::LineInFile(p) => {
+            let cur = file(0);
+            if !cur.exists && !p.create {
+                if p.state == Presence::Absent {
+                    return Ok(Decision::ok(format!("{} does not exist", p.path)));
+                }
+                return Err(format!("{} does not exist (set create: true to create it)", p.path));
+            }
+            let re = p.regexp.as_deref().map(Regex::new).transpose().map_err(|e| e.to_string())?;
+            let mut lines = split_lines(&cur.content);
+            let matches = |l: &str| match (&re, &p.line) {
+                (Some(r), _) => r.is_match(l),
+                (None, Some(line)) => l == line,
+                (None, None) => false,
+            };
+            match p.state {
+                Presence::Present => {
+                    let line = p.line.clone().unwrap_or_default();
+                    match lines.iter().rposition(|l| matches(l)) {
+                        Some(i) => lines[i] = line,
+                        None => lines.push(line),
+                    }
+                }
+                Presence::Absent => lines.retain(|l| !matches(l)),
+            }
+            converge_file(&p.path, &cur, &join_lines(&lines), p.mode, &None, &None)
+        }
+        Module::BlockInFile(p) => {
+            let cur = file(0);
+            if !cur.exists && !p.create {
+                if p.state == Presence::Absent {
+                    return Ok(Decision::ok(format!("{} does not exist", p.path)));
+                }
+                return Err(format!("{} does not exist (set create: true to create it)", p.path));
+            }
+            let begin = p.marker.replace("{mark}", "BEGIN");
+            let end = p.marker.replace("{mark}", "END");
+            let mut lines = split_lines(&cur.content);
+            let b = lines.iter().position(|l| *l == begin);
+            let e = b.and_then(|b| lines[b..].iter().position(|l| *l == end).map(|e| e + b));
+            let mut block = vec![begin.clone()];
+            block.extend(split_lines(&p.block));
+            block.push(end.clone());
+            match (p.state.clone(), b, e) {
+                (Presence::Present, Some(b), Some(e)) => {
+                    lines.splice(b..=e, block);
+                }
+                (Presence::Present, _, _) => lines.extend(block),
+                (Presence::Absent, Some(b), Some(e)) => {
+                    lines.drain(b..=e);
+                }
+                (Presence::Absent, _, _) => {}
+            }
+            converge_file(&p.path, &cur, &join_lines(&lines), p.mode, &None, &None)
+        }
+        Module::Replace(p) => {
+            let cur = file(0);
+            if !cur.exists {
+                return Err(format!("{} does not exist", p.path));
+            }
+            let re = Regex::new(&format!("(?m){}", p.regexp)).map_err(|e| e.to_string())?;
+            let new = re.replace_all(&cur.content, p.replace.as_str()).into_owned();
+            converge_file(&p.path, &cur, &new, None, &None, &None)
+        }
+        Module::Sysctl(p) => {
+            let out = facts.first().map(|f| f.out.as_str()).unwrap_or("");
+            let mut lines = out.lines();
+            let mut set = Vec::new();
+            let mut shown = Vec::new();
+            for (k, v) in &p.values {
+                let want = json_scalar(v);
+                let line = lines.next().unwrap_or("1");
+                let Some(have) = line.strip_prefix("0 ") else {
+                    return Err(format!("sysctl {k} does not exist on this host (is its kernel module loaded?)"));
+                };
+                if norm_ws(have) != norm_ws(&want) {
+                    shown.push(format!("{k}: {} -> {}", norm_ws(have), norm_ws(&want)));
+                    set.push(format!("{k}={want}"));
+                }
+            }
+            if set.is_empty() {
+                Decision::ok(format!("{} sysctl key(s) already set", p.values.len()))
+            } else {
+                let mut argv = vec!["sysctl", "-w"];
+                argv.extend(set.iter().map(String::as_str));
+                let mut d = Decision::change(format!("{} of {} key(s) differ", set.len(), p.values.len()), vec![Action::run(&argv)?]);
+                d.diff = Some(shown.iter().map(|s| format!("  {s}\n")).collect());
+                d
+            }
+        }
+        Module::Hostname(p) => {
+            let live = facts.first().map(|f| f.out.trim().to_string()).unwrap_or_default();
+            let etc = file(1);
+            let mut actions = Vec::new();
+            let mut why = Vec::new();
+            let mut diff = None;
+            if etc.content.trim() != p.name {
+                why.push(format!("/etc/hostname says {:?}", etc.content.trim()));
+                let content = format!("{}\n", p.name);
+                diff = Some(unified_diff("/etc/hostname", &etc.content, &content));
+                actions.push(Action::Write { path: "/etc/hostname".into(), content, mode: 0o644, owner: None, group: None });
+            }
+            if live != p.name {
+                why.push(format!("live hostname is {live:?}"));
+                actions.push(Action::run(&["hostname", "--", &p.name])?);
+            }
+            if actions.is_empty() {
+                Decision::ok(format!("hostname is {}", p.name))
+            } else {
+                Decision { changed: true, reason: why.join(", "), diff, actions }
+            }
+        }
+        Module::Modprobe(p) => {
+            let loaded = facts.first().is_some_and(|f| f.rc == 0);
+            let conf = file(1);
+            let path = format!("/etc/modules-load.d/{}.conf", p.name);
+            let mut actions = Vec::new();
+            let mut why = Vec::new();
+            match (&p.state, loaded) {
+                (Presence::Present, false) => {
+                    why.push(format!("module {} is not loaded", p.name));
+                    actions.push(Action::run(&["modprobe", "--", &p.name])?);
+                }
+                (Presence::Absent, true) => {
+                    why.push(format!("module {} is loaded", p.name));
+                    actions.push(Action::run(&["modprobe", "-r", "--", &p.name])?);
+                }
+                _ => {}
+            }
+            let mut diff = None;
+            match p.persistent {
+                Persistent::Present if conf.content != format!("{}\n", p.name) => {
+                    let d = converge_file(&path, &conf, &format!("{}\n", p.name), Some(Mode(0o644)), &None, &None);
+                    why.push(d.reason);
+                    diff = d.diff;
+                    actions.extend(d.actions);
+                }
+                Persistent::Absent if conf.exists => {
+                    why.push(format!("{path} exists"));
+                    actions.push(Action::run(&["rm", "-f", "--", &path])?);
+                }
+                _ => {}
+            }
+            if actions.is_empty() {
+                Decision::ok(format!("module {} is as wanted", p.name))
+            } else {
+                Decision { changed: true, reason: why.join(", "), diff, actions }
+            }
+        }
+        Module::Command { p, shell } => {
+            let mut i = 0;
+            if let Some(c) = &p.creates {
+                if facts.get(i).is_some_and(|f| f.rc == 0) {
+                    return Ok(Decision::ok(format!("{c} exists")));
+                }
+                i += 1;
+            }
+            if let Some(r) = &p.removes {
+                if !facts.get(i).is_some_and(|f| f.rc == 0) {
+                    return Ok(Decision::ok(format!("{r} does not exist")));
+                }
+            }
+            let body = match (&p.argv, &p.cmd) {
+                (Some(argv), _) => command(argv)?,
+                (None, Some(cmd)) if *shell => cmd.clone(),
+                // `command` with a string: split as a shell would, then quote
+                // each word, so no expansion, pipe or `;` takes effect.
+                (None, Some(cmd)) => command(&shlex::split(cmd).ok_or_else(|| format!("cannot split {cmd:?} into words"))?)?,
+                _ => unreachable!("checked in parse"),
+            };
+            let script = match &p.chdir {
+                Some(d) => format!("cd -- {} && {body}", quote(d)?),
+                None => body.clone(),
+            };
+            let mut d = Decision::change(if p.creates.is_some() { "not yet done".to_string() } else { "commands always run".to_string() }, vec![Action::Run { script, show: body, stdin: p.stdin.clone() }]);
+            if p.changed_when == Some(false) {
+                d.reason = "read-only command".into();
+            }
+            d
+        }
+        Module::Service(p) => {
+            let active = facts.first().map(|f| f.out.trim().to_string()).unwrap_or_default();
+            let enabled = facts.get(1).map(|f| f.out.trim().to_string()).unwrap_or_default();
+            let mut actions = Vec::new();
+            let mut why = Vec::new();
+            let n = p.name.as_str();
+            match p.state {
+                Some(ServiceState::Started) if active != "active" => {
+                    why.push(format!("{n} is {active}"));
+                    actions.push(Action::run(&["systemctl", "start", "--", n])?);
+                }
+                Some(ServiceState::Stopped) if active == "active" => {
+                    why.push(format!("{n} is active"));
+                    actions.push(Action::run(&["systemctl", "stop", "--", n])?);
+                }
+                Some(ServiceState::Restarted) => {
+                    why.push("restart requested".into());
+                    actions.push(Action::run(&["systemctl", "restart", "--", n])?);
+                }
+                Some(ServiceState::Reloaded) => {
+                    why.push("reload requested".into());
+                    actions.push(Action::run(&["systemctl", "reload-or-restart", "--", n])?);
+                }
+                _ => {}
+            }
+            match p.enabled {
+                Some(true) if enabled != "enabled" => {
+                    why.push(format!("{n} is {enabled}, not enabled"));
+                    actions.push(Action::run(&["systemctl", "enable", "--", n])?);
+                }
+                Some(false) if enabled == "enabled" => {
+                    why.push(format!("{n} is enabled"));
+                    actions.push(Action::run(&["systemctl", "disable", "--", n])?);
+                }
+                _ => {}
+            }
+            if actions.is_empty() {
+                Decision::ok(format!("{n} is {active}, {enabled}"))
+            } else {
+                Decision::change(why.join(", "), actions)
+            }
+        }
+    })
+}

@@ -1,0 +1,116 @@
+//! Playbooks, roles and tasks as loaded: the shape users know from Ansible.
+//! A play selects hosts and lists roles; a role is an ordered task list with
+//! defaults and templates. Nothing here talks to a host.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::inventory::{HostSpec, Inventory, Vars};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// One play as written in `playbooks/<name>.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaySpec {
+    pub name: String,
+    /// Host selectors: a role (`control-plane`), a host name, or `all`.
+    pub hosts: OneOrMany,
+    pub roles: Vec<String>,
+    /// Earlier plays whose hosts must all have finished before this play
+    /// starts on any host: a cross-host barrier.
+    #[serde(default)]
+    pub after: Option<OneOrMany>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Play {
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub roles: Vec<String>,
+    pub after: Vec<String>,
+}
+
+impl Play {
+    /// Host roles this play's selectors name (everything but `all` and host names).
+    pub fn selected_roles<'a>(&'a self, inv: &'a Inventory) -> impl Iterator<Item = &'a String> + 'a {
+        self.hosts.iter().filter(move |s| *s != "all" && inv.host(s).is_none())
+    }
+
+    pub fn selects(&self, host: &HostSpec) -> bool {
+        self.hosts.iter().any(|s| s == "all" || *s == host.name || host.roles.contains(s))
+    }
+}
+
+/// A task: one module call plus the Ansible-style keywords around it.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// `role/name`, unique in a playbook run; `wait_for` refers to it.
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub module: String,
+    /// Module parameters, not yet rendered; strings may hold templates.
+    pub params: Json,
+    pub when: Option<String>,
+    pub register: Option<String>,
+    /// The registered value is a secret: it never appears in any output.
+    pub no_log: bool,
+    /// Tasks (by `role/name`) that must have finished on every host that runs
+    /// them before this task starts: how one host waits for data another host
+    /// registers (a worker's join waits for the first control plane's init).
+    pub wait_for: Vec<String>,
+    /// Per-task command timeout in seconds.
+    pub timeout: Option<u64>,
+    /// Where the task is written, for messages.
+    pub source: String,
+}
+
+pub const TASK_KEYWORDS: &[&str] = &["name", "when", "register", "no_log", "wait_for", "timeout"];
+
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub name: String,
+    pub dir: PathBuf,
+    pub tasks: Vec<Task>,
+    pub defaults: Vars,
+    /// templates/*.j2 and files/*, by name relative to their folder.
+    pub templates: BTreeMap<String, String>,
+    pub files: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    pub path: PathBuf,
+    pub plays: Vec<Play>,
+    pub roles: BTreeMap<String, Role>,
+}
+
+impl Playbook {
+    /// Host roles that some play selects: the roles an inventory may use.
+    pub fn known_host_roles(&self, inv: &Inventory) -> HashSet<String> {
+        let mut s: HashSet<String> = self.plays.iter().flat_map(|p| p.selected_roles(inv).cloned()).collect();
+        // Roles any cluster has, even when this playbook does not use them yet.
+        for r in ["control-plane", "worker", "gpu"] {
+            s.insert(r.to_string());
+        }
+        s
+    }
+}

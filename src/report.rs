@@ -1,0 +1,178 @@
+//! What the user sees of a run: live progress (indicatif on a terminal, plain
+//! lines otherwise), per-task lines and diffs, and the per-host summary. Every
+//! string passes through the redactor, so a secret never reaches the screen.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, RwLock};
+
+use console::style;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::executor::Outcome;
+
+/// Values that must never be printed: registered with `no_log`, or marked
+/// secret by the inventory.
+#[derive(Default)]
+pub struct Redactor {
+    secrets: RwLock<Vec<String>>,
+}
+
+impl Redactor {
+    pub fn add(&self, s: &str) {
+        for part in std::iter::once(s.trim()).chain(s.lines().map(str::trim)) {
+            // Very short values would redact ordinary words; a secret is longer.
+            if part.len() >= 6 {
+                let mut w = self.secrets.write().unwrap();
+                if !w.iter().any(|x| x == part) {
+                    w.push(part.to_string());
+                    w.sort_by_key(|x| std::cmp::Reverse(x.len()));
+                }
+            }
+        }
+    }
+
+    pub fn redact(&self, s: &str) -> String {
+        let mut out = s.to_string();
+        for secret in self.secrets.read().unwrap().iter() {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "********");
+            }
+        }
+        out
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+pub struct Counts {
+    pub ok: usize,
+    pub changed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub unreachable: usize,
+}
+
+pub struct Reporter {
+    pub plan: bool,
+    pub verbose: bool,
+    bar: Option<ProgressBar>,
+    counts: Mutex<BTreeMap<String, Counts>>,
+    pub redactor: Redactor,
+}
+
+impl Reporter {
+    pub fn new(plan: bool, verbose: bool, total: u64, hosts: &[String]) -> Reporter {
+        let bar = console::Term::stdout().is_term().then(|| {
+            let b = ProgressBar::new(total);
+            b.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks {msg}").unwrap());
+            b
+        });
+        let counts = hosts.iter().map(|h| (h.clone(), Counts::default())).collect();
+        Reporter { plan, verbose, bar, counts: Mutex::new(counts), redactor: Redactor::default() }
+    }
+
+    fn line(&self, s: &str) {
+        let s = self.redactor.redact(s);
+        match &self.bar {
+            Some(b) => b.println(s),
+            None => println!("{s}"),
+        }
+    }
+
+    pub fn task_done(&self, host: &str, task: &str, outcome: &Outcome) {
+        {
+            let mut c = self.counts.lock().unwrap();
+            let c = c.entry(host.to_string()).or_default();
+            match outcome {
+                Outcome::Ok(_) => c.ok += 1,
+                Outcome::Changed { .. } => c.changed += 1,
+                Outcome::Failed { .. } => c.failed += 1,
+                Outcome::Skipped(_) | Outcome::Blocked(_) => c.skipped += 1,
+                Outcome::Unreachable(_) => c.unreachable += 1,
+            }
+        }
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+        let changed_word = if self.plan { "would change" } else { "changed" };
+        match outcome {
+            Outcome::Ok(r) if self.verbose => self.line(&format!("{} {host} {task}: {}", style("ok").green(), r)),
+            Outcome::Skipped(r) if self.verbose => self.line(&format!("{} {host} {task}: {r}", style("skip").dim())),
+            Outcome::Ok(_) | Outcome::Skipped(_) => {}
+            Outcome::Changed { reason, diff, actions } => {
+                self.line(&format!("{} {host} {task}: {reason}", style(changed_word).yellow()));
+                if let Some(d) = diff {
+                    let colored: String = d
+                        .lines()
+                        .map(|l| {
+                            let l = format!("    {l}");
+                            if l.starts_with("    +") && !l.starts_with("    +++") {
+                                style(l).green().to_string()
+                            } else if l.starts_with("    -") && !l.starts_with("    ---") {
+                                style(l).red().to_string()
+                            } else {
+                                l
+                            }
+                        })
+                        .map(|l| l + "\n")
+                        .collect();
+                    self.line(colored.trim_end());
+                }
+                if self.plan || self.verbose {
+                    for a in actions {
+                        self.line(&format!("    {} {a}", style("->").dim()));
+                    }
+                }
+            }
+            Outcome::Failed { reason, command, rc, stderr } => {
+                let mut s = format!("{} {host} {task}: {reason}", style("FAILED").red().bold());
+                if let Some(c) = command {
+                    s.push_str(&format!("\n    command: {c}"));
+                }
+                if let Some(rc) = rc {
+                    s.push_str(&format!("\n    exit code: {rc}"));
+                }
+                if !stderr.trim().is_empty() {
+                    s.push_str(&format!("\n    stderr: {}", stderr.trim().replace('\n', "\n            ")));
+                }
+                self.line(&s);
+            }
+            Outcome::Blocked(r) => self.line(&format!("{} {host} {task}: {r}", style("skipped").dim())),
+            Outcome::Unreachable(r) => self.line(&format!("{} {host} {task}: {r}", style("UNREACHABLE").red().bold())),
+        }
+    }
+
+    /// Print the per-host summary; returns the totals.
+    pub fn finish(&self) -> Counts {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        let counts = self.counts.lock().unwrap();
+        let width = counts.keys().map(|h| h.len()).max().unwrap_or(4).max(4);
+        let changed_word = if self.plan { "to change" } else { "changed" };
+        println!("\n{:width$}  {:>4} {:>9} {:>6} {:>7} {:>11}", "HOST", "ok", changed_word, "failed", "skipped", "unreachable");
+        let mut t = Counts::default();
+        for (h, c) in counts.iter() {
+            println!("{h:width$}  {:>4} {:>9} {:>6} {:>7} {:>11}", c.ok, c.changed, c.failed, c.skipped, c.unreachable);
+            t.ok += c.ok;
+            t.changed += c.changed;
+            t.failed += c.failed;
+            t.skipped += c.skipped;
+            t.unreachable += c.unreachable;
+        }
+        let verb = if self.plan { "to change" } else { "changed" };
+        println!("{} hosts: ok={} {verb}={} failed={} skipped={} unreachable={}", counts.len(), t.ok, t.changed, t.failed, t.skipped, t.unreachable);
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_every_occurrence() {
+        let r = Redactor::default();
+        r.add("kubeadm join 1.2.3.4:6443 --token abcdef.0123456789abcdef\n");
+        assert_eq!(r.redact("out: kubeadm join 1.2.3.4:6443 --token abcdef.0123456789abcdef!"), "out: ********!");
+    }
+}
