@@ -31,7 +31,11 @@ root="$work/rootfs"
 # keepalived + haproxy for the VIP roles.
 pkgs=systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,nftables,procps,kmod,iputils-ping,netcat-openbsd,keepalived,haproxy,ca-certificates
 echo "lab: debootstrap bookworm into $root (a few minutes)" >&2
-debootstrap --variant=minbase --include="$pkgs" bookworm "$root" "$mirror" >&2
+if ! debootstrap --variant=minbase --include="$pkgs" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1; then
+  tail -n 30 "$work/debootstrap.log" >&2
+  echo "lab: debootstrap failed" >&2
+  exit 1
+fi
 
 # Units that would reach past the container into the shared kernel or clock
 # (sysctl.d at boot, module loading, time sync, udev) are masked: lab tests

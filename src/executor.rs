@@ -53,6 +53,8 @@ pub struct Options {
 
 /// State shared by all host workers.
 struct Shared {
+    /// The inventory as templates see it, built once (it resolves names).
+    view: serde_json::Map<String, Json>,
     inv: Inventory,
     pb: Playbook,
     dag: Dag,
@@ -80,7 +82,11 @@ pub async fn run(inv: Inventory, pb: Playbook, dag: Dag, opts: Options, reporter
     let n = dag.graph.node_count();
     let done = (0..n).map(|_| watch::channel(None).0).collect();
     let forks = Semaphore::new(opts.forks.max(1));
-    let shared = Arc::new(Shared { inv, pb, dag, templates, opts, done, hostvars: Mutex::new(HashMap::new()), reporter, forks });
+    let view = match inv.template_view() {
+        Json::Object(m) => m,
+        _ => unreachable!("template_view is a mapping"),
+    };
+    let shared = Arc::new(Shared { view, inv, pb, dag, templates, opts, done, hostvars: Mutex::new(HashMap::new()), reporter, forks });
     let mut workers = Vec::new();
     for h in 0..shared.inv.hosts.len() {
         if shared.dag.chains[h].is_empty() {
@@ -102,6 +108,14 @@ fn finish(s: &Shared, n: NodeIndex, o: Outcome) {
     s.done[n.index()].send_replace(Some(o));
 }
 
+/// The host cannot be reached: say so once, and count each remaining task.
+fn host_lost(s: &Shared, h: usize, nodes: &[NodeIndex], why: &str) {
+    s.reporter.host_unreachable(&s.inv.hosts[h].name, why, nodes.len());
+    for n in nodes {
+        s.done[n.index()].send_replace(Some(Outcome::Unreachable(why.to_string())));
+    }
+}
+
 async fn host_worker(s: Arc<Shared>, h: usize) {
     let host = &s.inv.hosts[h];
     let chain = s.dag.chains[h].clone();
@@ -109,19 +123,12 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
     let cfg = s.inv.ssh_for(host);
     let conn = match ssh::connect(&host.address, &cfg, s.opts.host_keys).await {
         Ok(c) => c,
-        Err(e) => {
-            for n in chain {
-                finish(&s, n, Outcome::Unreachable(e.message.clone()));
-            }
-            return;
-        }
+        Err(e) => return host_lost(&s, h, &chain, &e.message),
     };
     let facts = match gather_facts(&conn).await {
         Ok(f) => f,
         Err(e) => {
-            for n in chain {
-                finish(&s, n, Outcome::Unreachable(format!("gathering facts: {e}")));
-            }
+            host_lost(&s, h, &chain, &format!("gathering facts: {e}"));
             conn.close().await;
             return;
         }
@@ -130,12 +137,7 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
     // Plan's view of files that earlier planned tasks would write, so a later
     // task on the same file is judged against the content it would find.
     let mut overlay: HashMap<String, String> = HashMap::new();
-    let mut lost: Option<String> = None;
-    for n in chain {
-        if let Some(why) = &lost {
-            finish(&s, n, Outcome::Unreachable(why.clone()));
-            continue;
-        }
+    for (i, &n) in chain.iter().enumerate() {
         // Wait for predecessors; give the fork slot back while waiting on
         // other hosts, so a barrier cannot deadlock the pool.
         let mut blocked = None;
@@ -160,10 +162,14 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
             continue;
         }
         let outcome = run_task(&s, h, &s.dag.graph[n].task, &conn, &facts, &mut overlay).await;
-        if let Outcome::Unreachable(r) = &outcome {
-            lost = Some(format!("host became unreachable earlier: {r}"));
-        }
+        let lost = match &outcome {
+            Outcome::Unreachable(r) => Some(format!("connection lost during {}: {r}", s.dag.graph[n].task.id)),
+            _ => None,
+        };
         finish(&s, n, outcome);
+        if let Some(why) = lost {
+            return host_lost(&s, h, &chain[i + 1..], &why);
+        }
     }
     drop(permit);
     conn.close().await;
@@ -180,6 +186,7 @@ echo "swap_devices=$(tail -n +2 /proc/swaps 2>/dev/null | wc -l)"
 echo "firewalld=$(systemctl is-active firewalld 2>/dev/null)"
 echo "init=$(cat /proc/1/comm 2>/dev/null)"
 command -v nft >/dev/null && echo "has_nft=true" || echo "has_nft=false"
+nft list table inet gantry >/dev/null 2>&1 && echo "nft_gantry_table=true" || echo "nft_gantry_table=false"
 "#;
 
 /// The host facts every template and `when:` can use, in one round trip.
@@ -208,12 +215,9 @@ fn merge(into: &mut serde_json::Map<String, Json>, from: &serde_json::Map<String
 /// What templates see for one task on one host, lowest precedence first:
 /// inventory view, role defaults, inventory vars, host vars, host identity,
 /// facts, then this host's registered results.
-fn context(s: &Shared, h: usize, task: &Task, facts: &Json) -> Value {
+fn context(s: &Shared, h: usize, task: &Task, facts: &Json) -> serde_json::Map<String, Json> {
     let host = &s.inv.hosts[h];
-    let mut m = match s.inv.template_view() {
-        Json::Object(m) => m,
-        _ => unreachable!(),
-    };
+    let mut m = s.view.clone();
     merge(&mut m, &s.pb.roles[&task.role].defaults);
     merge(&mut m, &s.inv.vars);
     merge(&mut m, &host.vars);
@@ -225,6 +229,10 @@ fn context(s: &Shared, h: usize, task: &Task, facts: &Json) -> Value {
         merge(&mut m, mine);
     }
     m.insert("hostvars".into(), json!(*hv));
+    m
+}
+
+fn to_value(m: serde_json::Map<String, Json>) -> Value {
     Value::from(minijinja::value::Serde(Json::Object(m)))
 }
 
@@ -305,7 +313,8 @@ fn tail(s: &str) -> String {
 }
 
 async fn run_task(s: &Shared, h: usize, task: &Task, conn: &Conn, facts: &Json, overlay: &mut HashMap<String, String>) -> Outcome {
-    let ctx = context(s, h, task, facts);
+    let base = context(s, h, task, facts);
+    let ctx = to_value(base.clone());
     let plan = s.opts.mode == RunMode::Plan;
     if let Some(w) = &task.when {
         match s.templates.truthy(w, &ctx) {
@@ -317,14 +326,34 @@ async fn run_task(s: &Shared, h: usize, task: &Task, conn: &Conn, facts: &Json, 
             Err(e) => return failed(format!("when: {e}")),
         }
     }
-    let module = match prepare(s, task, &ctx) {
-        Ok(m) => m,
-        Err(e) => return failed(format!("{} ({})", e, task.source)),
+    // One module call, or one per loop item.
+    let contexts: Vec<Value> = match &task.loop_ {
+        None => vec![ctx],
+        Some(l) => match s.templates.render_params(l, &ctx) {
+            Ok(Json::Array(items)) => items
+                .into_iter()
+                .map(|item| {
+                    let mut m = base.clone();
+                    m.insert("item".into(), item);
+                    to_value(m)
+                })
+                .collect(),
+            Ok(other) => return failed(format!("loop: expected a list, got {other}")),
+            Err(e) => return failed(format!("loop: {e}")),
+        },
     };
-    let probes = match modules::probes(&module) {
-        Ok(p) => p,
-        Err(e) => return failed(e),
-    };
+    if contexts.is_empty() {
+        register(s, h, task, json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}));
+        return Outcome::Ok("loop has no items".into());
+    }
+    let mut calls = Vec::new();
+    for c in &contexts {
+        match prepare(s, task, c).and_then(|m| modules::probes(&m).map(|p| (m, p))) {
+            Ok(x) => calls.push(x),
+            Err(e) => return failed(format!("{} ({})", e, task.source)),
+        }
+    }
+    let probes: Vec<Probe> = calls.iter().flat_map(|(_, p)| p.iter().cloned()).collect();
     let timeout = task.timeout.map(Duration::from_secs);
     let mut answers = match run_probes(conn, &probes, timeout).await {
         Ok(Ok(a)) => a,
@@ -342,12 +371,31 @@ async fn run_task(s: &Shared, h: usize, task: &Task, conn: &Conn, facts: &Json, 
             }
         }
     }
-    let decision = match modules::decide(&module, &answers) {
-        Ok(d) => d,
-        Err(e) => return failed(e),
-    };
+    let mut decision = Decision::default();
+    let mut answers = answers.into_iter();
+    let mut oks = Vec::new();
+    for (m, p) in &calls {
+        let mine: Vec<ProbeOut> = answers.by_ref().take(p.len()).collect();
+        match modules::decide(m, &mine) {
+            Ok(d) if d.changed => {
+                decision.changed = true;
+                decision.reason = if decision.reason.is_empty() { d.reason } else { format!("{}; {}", decision.reason, d.reason) };
+                decision.diff = match (decision.diff.take(), d.diff) {
+                    (Some(a), Some(b)) => Some(a + &b),
+                    (a, b) => a.or(b),
+                };
+                decision.actions.extend(d.actions);
+            }
+            Ok(d) => oks.push(d.reason),
+            Err(e) => return failed(e),
+        }
+    }
+    if !decision.changed {
+        decision.reason = oks.join("; ");
+    }
+    let module = &calls[0].0;
     let Decision { changed, reason, diff, actions } = decision;
-    let read_only = matches!(&module, Module::Command { p, .. } if p.changed_when == Some(false));
+    let read_only = matches!(module, Module::Command { p, .. } if p.changed_when == Some(false));
     if !changed {
         register(s, h, task, json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}));
         return Outcome::Ok(reason);

@@ -117,6 +117,16 @@ pub struct HostSpec {
     pub vars: Vars,
 }
 
+impl HostSpec {
+    /// The host's IPv4 address: the address itself, or what its name resolves to.
+    pub fn ipv4(&self) -> Option<String> {
+        if let Ok(ip) = self.address.parse::<IpAddr>() {
+            return ip.is_ipv4().then(|| ip.to_string());
+        }
+        (self.address.as_str(), 22).to_socket_addrs().ok()?.find(|a| a.is_ipv4()).map(|a| a.ip().to_string())
+    }
+}
+
 /// SSH settings of one host, every default filled in.
 #[derive(Debug, Clone)]
 pub struct SshConfig {
@@ -301,7 +311,7 @@ impl Inventory {
         let hosts: Vec<Json> = self
             .hosts
             .iter()
-            .map(|h| serde_json::json!({ "name": h.name, "address": h.address, "roles": h.roles }))
+            .map(|h| serde_json::json!({ "name": h.name, "address": h.address, "ip": h.ipv4(), "roles": h.roles }))
             .collect();
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for h in &self.hosts {

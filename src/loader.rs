@@ -341,6 +341,7 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
             no_log: map.get("no_log").and_then(Json::as_bool).unwrap_or(false),
             wait_for: str_list("wait_for"),
             timeout: map.get("timeout").and_then(Json::as_u64),
+            loop_: map.get("loop").cloned(),
             source: format!("{}:{}", tasks_path.display(), line),
         });
     }

@@ -16,8 +16,8 @@ pub const NAMES: &[&str] = &["copy", "template", "file", "lineinfile", "blockinf
 /// Parameters each module takes; anything else is a load-time error.
 fn allowed(module: &str) -> Option<&'static [&'static str]> {
     Some(match module {
-        "copy" => &["dest", "content", "src", "mode", "owner", "group"],
-        "template" => &["dest", "src", "mode", "owner", "group"],
+        "copy" => &["dest", "content", "src", "mode", "owner", "group", "validate"],
+        "template" => &["dest", "src", "mode", "owner", "group", "validate"],
         "file" => &["path", "state", "mode", "owner", "group"],
         "lineinfile" => &["path", "line", "regexp", "state", "create", "mode"],
         "blockinfile" => &["path", "block", "marker", "state", "create", "mode"],
@@ -81,6 +81,9 @@ pub struct CopyP {
     pub mode: Option<Mode>,
     pub owner: Option<String>,
     pub group: Option<String>,
+    /// A command that checks the new file before it replaces the old one;
+    /// `%s` is the temporary file (Ansible's `validate`).
+    pub validate: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
@@ -356,7 +359,7 @@ impl FileState {
 pub enum Action {
     /// Replace a file atomically: temp file in the same directory, mode and
     /// owner set while it is still empty, content over stdin, fsync, rename.
-    Write { path: String, content: String, mode: u32, owner: Option<String>, group: Option<String> },
+    Write { path: String, content: String, mode: u32, owner: Option<String>, group: Option<String>, validate: Option<Vec<String>> },
     /// A command; `show` is how it is displayed.
     Run { script: String, show: String, stdin: Option<String> },
 }
@@ -377,7 +380,7 @@ impl Action {
     /// The script and stdin that carry the action out.
     pub fn script(&self) -> Result<(String, Option<String>), String> {
         match self {
-            Action::Write { path, content, mode, owner, group } => {
+            Action::Write { path, content, mode, owner, group, validate } => {
                 let q = quote(path)?;
                 let tmpl = quote(&format!("{path}.gantry.XXXXXX"))?;
                 let mut s = format!("set -e\nt=$(mktemp -- {tmpl})\ntrap 'rm -f -- \"$t\"' EXIT\nchmod {mode:o} \"$t\"\n");
@@ -385,7 +388,15 @@ impl Action {
                     let spec = format!("{}:{}", owner.as_deref().unwrap_or(""), group.as_deref().unwrap_or(""));
                     s.push_str(&format!("chown -- {} \"$t\"\n", quote(&spec)?));
                 }
-                s.push_str(&format!("cat > \"$t\"\nsync -- \"$t\" 2>/dev/null || true\nmv -f -- \"$t\" {q}\ntrap - EXIT\n"));
+                s.push_str("cat > \"$t\"\n");
+                if let Some(argv) = validate {
+                    // The candidate is checked in place; on failure `set -e`
+                    // ends the script and the trap removes it: the live file
+                    // is never replaced by one the validator refused.
+                    let words: Vec<String> = argv.iter().map(|w| if w == "%s" { Ok("\"$t\"".to_string()) } else { quote(w) }).collect::<Result<_, _>>()?;
+                    s.push_str(&format!("{} >&2\n", words.join(" ")));
+                }
+                s.push_str(&format!("sync -- \"$t\" 2>/dev/null || true\nmv -f -- \"$t\" {q}\ntrap - EXIT\n"));
                 Ok((s, Some(content.clone())))
             }
             Action::Run { script, stdin, .. } => Ok((script.clone(), stdin.clone())),
@@ -470,11 +481,15 @@ pub fn probes(m: &Module) -> Result<Vec<Probe>, String> {
 /// Converge a file to `content`/`mode`: the decision copy, template,
 /// lineinfile, blockinfile and replace share.
 fn converge_file(path: &str, cur: &FileState, content: &str, mode: Option<Mode>, owner: &Option<String>, group: &Option<String>) -> Decision {
+    converge_file_checked(path, cur, content, mode, owner, group, None)
+}
+
+fn converge_file_checked(path: &str, cur: &FileState, content: &str, mode: Option<Mode>, owner: &Option<String>, group: &Option<String>, validate: Option<Vec<String>>) -> Decision {
     if cur.is_dir {
         return Decision { changed: true, reason: format!("{path} is a directory"), ..Default::default() };
     }
     let want_mode = mode.map(|m| m.0).unwrap_or(if cur.exists { cur.mode } else { 0o644 });
-    let write = || Action::Write { path: path.into(), content: content.into(), mode: want_mode, owner: owner.clone(), group: group.clone() };
+    let write = || Action::Write { path: path.into(), content: content.into(), mode: want_mode, owner: owner.clone(), group: group.clone(), validate: validate.clone() };
     if !cur.exists {
         let mut d = Decision::change(format!("{path} does not exist"), vec![write()]);
         d.diff = Some(unified_diff(path, "", content));
@@ -517,7 +532,19 @@ fn join_lines(lines: &[String]) -> String {
 pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
     let file = |i: usize| FileState::parse(facts.get(i).unwrap_or(&ProbeOut { rc: 1, out: String::new() }));
     Ok(match m {
-        Module::Copy(p) => converge_file(&p.dest, &file(0), &p.content, p.mode, &p.owner, &p.group),
+        Module::Copy(p) => {
+            let validate = match &p.validate {
+                Some(v) => {
+                    let argv = shlex::split(v).ok_or_else(|| format!("validate: cannot split {v:?} into words"))?;
+                    if !argv.iter().any(|w| w == "%s") {
+                        return Err(format!("validate: {v:?} must name the candidate file as %s"));
+                    }
+                    Some(argv)
+                }
+                None => None,
+            };
+            converge_file_checked(&p.dest, &file(0), &p.content, p.mode, &p.owner, &p.group, validate)
+        }
         Module::File(p) => {
             let cur = file(0);
             let q = &p.path;
@@ -650,7 +677,7 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                 why.push(format!("/etc/hostname says {:?}", etc.content.trim()));
                 let content = format!("{}\n", p.name);
                 diff = Some(unified_diff("/etc/hostname", &etc.content, &content));
-                actions.push(Action::Write { path: "/etc/hostname".into(), content, mode: 0o644, owner: None, group: None });
+                actions.push(Action::Write { path: "/etc/hostname".into(), content, mode: 0o644, owner: None, group: None, validate: None });
             }
             if live != p.name {
                 why.push(format!("live hostname is {live:?}"));
@@ -732,7 +759,7 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
         }
         Module::Service(p) => {
             let active = facts.first().map(|f| f.out.trim().to_string()).unwrap_or_default();
-            let enabled = facts.get(1).map(|f| f.out.trim().to_string()).unwrap_or_default();
+            let enabled = facts.get(1).map(|f| f.out.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "not-found".into());
             let mut actions = Vec::new();
             let mut why = Vec::new();
             let n = p.name.as_str();

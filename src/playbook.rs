@@ -77,13 +77,16 @@ pub struct Task {
     /// them before this task starts: how one host waits for data another host
     /// registers (a worker's join waits for the first control plane's init).
     pub wait_for: Vec<String>,
+    /// Run the module once per item (`item` in templates): a list, or an
+    /// expression that gives one. All items' state is read in one round trip.
+    pub loop_: Option<Json>,
     /// Per-task command timeout in seconds.
     pub timeout: Option<u64>,
     /// Where the task is written, for messages.
     pub source: String,
 }
 
-pub const TASK_KEYWORDS: &[&str] = &["name", "when", "register", "no_log", "wait_for", "timeout"];
+pub const TASK_KEYWORDS: &[&str] = &["name", "when", "register", "no_log", "wait_for", "timeout", "loop"];
 
 #[derive(Debug, Clone)]
 pub struct Role {

@@ -141,6 +141,17 @@ impl Reporter {
         }
     }
 
+    /// A host that cannot be reached: one line, and every remaining task counted.
+    pub fn host_unreachable(&self, host: &str, why: &str, tasks: usize) {
+        self.counts.lock().unwrap().entry(host.to_string()).or_default().unreachable += tasks;
+        if let Some(b) = &self.bar {
+            b.inc(tasks as u64);
+        }
+        if tasks > 0 {
+            self.line(&format!("{} {host}: {why} ({tasks} task(s) not run)", style("UNREACHABLE").red().bold()));
+        }
+    }
+
     /// Print the per-host summary; returns the totals.
     pub fn finish(&self) -> Counts {
         if let Some(b) = &self.bar {
