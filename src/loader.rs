@@ -182,33 +182,58 @@ pub fn load_inventory(path: &Path, known_roles: impl Fn(&Inventory) -> std::coll
     }
     let null = Json::Null;
     let get = |k: &str| top.get(k).unwrap_or(&null);
-    if top.contains_key("cluster") {
-        doc.section::<crate::inventory::Cluster>("cluster", get("cluster"));
-    }
-    for k in ["ssh", "vars", "firewall"] {
-        if top.contains_key(k) {
-            match k {
-                "ssh" => drop(doc.section::<crate::inventory::SshSpec>(k, get(k))),
-                "vars" => drop(doc.section::<crate::inventory::Vars>(k, get(k))),
-                _ => drop(doc.section::<crate::inventory::Firewall>(k, get(k))),
-            }
-        }
-    }
+    let cluster = if top.contains_key("cluster") { doc.section::<crate::inventory::Cluster>("cluster", get("cluster")) } else { None };
+    let ssh = if top.contains_key("ssh") { doc.section::<crate::inventory::SshSpec>("ssh", get("ssh")) } else { Some(Default::default()) };
+    let vars = if top.contains_key("vars") { doc.section::<crate::inventory::Vars>("vars", get("vars")) } else { Some(Default::default()) };
+    let firewall = if top.contains_key("firewall") { doc.section::<crate::inventory::Firewall>("firewall", get("firewall")) } else { Some(Default::default()) };
+    // Hosts one by one, keeping each one's index for messages.
+    let mut hosts = Vec::new();
     match get("hosts") {
-        Json::Array(hosts) => {
-            for (i, h) in hosts.iter().enumerate() {
-                doc.section::<crate::inventory::HostSpec>(&format!("hosts[{i}]"), h);
+        Json::Array(list) => {
+            for (i, h) in list.iter().enumerate() {
+                if let Some(spec) = doc.section::<crate::inventory::HostSpec>(&format!("hosts[{i}]"), h) {
+                    hosts.push((i, spec));
+                }
             }
         }
         Json::Null => {}
         _ => doc.error("hosts", "expected a list of hosts".into()),
     }
-    if !doc.diags.is_empty() {
+    let structural_ok = doc.diags.is_empty();
+    // The semantic checks run on whatever parsed, so one run reports both
+    // kinds of problem.
+    let Some(cluster) = cluster else {
         return Err(Error::Invalid(doc.diags));
-    }
-    let inv: Inventory = doc.section("", &doc.value.clone()).ok_or_else(|| Error::Invalid(doc.diags.clone()))?;
-    let diags = doc.pos.attach(inv.check(&known_roles(&inv)));
-    if diags.iter().any(|d| d.severity == Severity::Error) {
+    };
+    let index: Vec<usize> = hosts.iter().map(|(i, _)| *i).collect();
+    let inv = Inventory {
+        cluster,
+        ssh: ssh.unwrap_or_default(),
+        hosts: hosts.into_iter().map(|(_, h)| h).collect(),
+        vars: vars.unwrap_or_default(),
+        firewall: firewall.unwrap_or_default(),
+    };
+    let renumber = |text: &str| {
+        let mut t = text.to_string();
+        for (k, orig) in index.iter().enumerate() {
+            t = t.replace(&format!("hosts[{k}]"), &format!("hosts[#{orig}#]"));
+        }
+        t.replace("[#", "[").replace("#]", "]")
+    };
+    let semantic: Vec<Diagnostic> = inv
+        .check(&known_roles(&inv))
+        .into_iter()
+        .map(|mut d| {
+            d.field = renumber(&d.field);
+            d.message = renumber(&d.message);
+            d
+        })
+        .collect();
+    let mut diags = std::mem::take(&mut doc.diags);
+    diags.extend(doc.pos.attach(semantic));
+    // Report in file order.
+    diags.sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.col)).unwrap_or((0, 0)));
+    if !structural_ok || diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(Error::Invalid(diags));
     }
     Ok((inv, diags))

@@ -801,3 +801,174 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Operation fixtures: facts in, decision out, no network.
+    use super::*;
+    use serde_json::json;
+
+    fn module(name: &str, v: Json) -> Module {
+        Module::parse(name, v).unwrap()
+    }
+    fn file(mode: &str, content: &str) -> ProbeOut {
+        ProbeOut { rc: 0, out: format!("{mode} root root regular file\n{content}") }
+    }
+    fn absent() -> ProbeOut {
+        ProbeOut { rc: 1, out: String::new() }
+    }
+
+    #[test]
+    fn copy_creates_updates_and_leaves_alone() {
+        let m = module("copy", json!({"dest": "/etc/x", "content": "a\n", "mode": "0600"}));
+        assert_eq!(probes(&m).unwrap(), vec![Probe::File("/etc/x".into())]);
+        let d = decide(&m, &[absent()]).unwrap();
+        assert!(d.changed);
+        assert_eq!(d.reason, "/etc/x does not exist");
+        assert_eq!(d.actions, vec![Action::Write { path: "/etc/x".into(), content: "a\n".into(), mode: 0o600, owner: None, group: None, validate: None }]);
+        let d = decide(&m, &[file("600", "b\n")]).unwrap();
+        assert_eq!(d.reason, "/etc/x content differs");
+        assert!(d.diff.unwrap().contains("-b\n+a\n"));
+        let d = decide(&m, &[file("600", "a\n")]).unwrap();
+        assert!(!d.changed, "{d:?}");
+        let d = decide(&m, &[file("644", "a\n")]).unwrap();
+        assert_eq!(d.reason, "/etc/x: mode 0644 -> 0600");
+        assert_eq!(d.actions, vec![Action::run(&["chmod", "600", "--", "/etc/x"]).unwrap()]);
+    }
+
+    #[test]
+    fn copy_keeps_existing_mode_when_none_given() {
+        let m = module("copy", json!({"dest": "/etc/x", "content": "a\n"}));
+        let d = decide(&m, &[file("640", "old\n")]).unwrap();
+        assert!(matches!(&d.actions[0], Action::Write { mode: 0o640, .. }));
+    }
+
+    #[test]
+    fn mode_must_be_octal() {
+        let e = Module::parse("copy", json!({"dest": "/x", "content": "", "mode": "0999"})).unwrap_err();
+        assert_eq!(e, "copy.mode: mode \"0999\" is not octal digits like \"0644\"");
+    }
+
+    #[test]
+    fn lineinfile_replaces_last_match_or_appends() {
+        let m = module("lineinfile", json!({"path": "/f", "regexp": "^a=", "line": "a=2"}));
+        let d = decide(&m, &[file("644", "a=1\nb=1\n")]).unwrap();
+        assert!(matches!(&d.actions[0], Action::Write { content, .. } if content == "a=2\nb=1\n"));
+        let d = decide(&m, &[file("644", "b=1\n")]).unwrap();
+        assert!(matches!(&d.actions[0], Action::Write { content, .. } if content == "b=1\na=2\n"));
+        assert!(!decide(&m, &[file("644", "a=2\nb=1\n")]).unwrap().changed);
+        let e = decide(&m, &[absent()]).unwrap_err();
+        assert_eq!(e, "/f does not exist (set create: true to create it)");
+    }
+
+    #[test]
+    fn blockinfile_is_idempotent_and_keeps_other_lines() {
+        let m = module("blockinfile", json!({"path": "/etc/hosts", "block": "1.1.1.1 a\n"}));
+        let d = decide(&m, &[file("644", "127.0.0.1 localhost\n")]).unwrap();
+        let Action::Write { content, .. } = &d.actions[0] else { panic!() };
+        assert_eq!(content, "127.0.0.1 localhost\n# BEGIN GANTRY MANAGED BLOCK\n1.1.1.1 a\n# END GANTRY MANAGED BLOCK\n");
+        assert!(!decide(&m, &[file("644", content)]).unwrap().changed);
+        let m2 = module("blockinfile", json!({"path": "/etc/hosts", "block": "2.2.2.2 b\n"}));
+        let d = decide(&m2, &[file("644", &format!("{content}tail\n"))]).unwrap();
+        let Action::Write { content, .. } = &d.actions[0] else { panic!() };
+        assert_eq!(content, "127.0.0.1 localhost\n# BEGIN GANTRY MANAGED BLOCK\n2.2.2.2 b\n# END GANTRY MANAGED BLOCK\ntail\n");
+    }
+
+    #[test]
+    fn replace_comments_out_swap_once() {
+        let m = module("replace", json!({"path": "/etc/fstab", "regexp": "^([^#\\s]\\S*\\s+\\S+\\s+swap\\s.*)$", "replace": "# ${1}"}));
+        let fstab = "UUID=1 / ext4 defaults 0 1\n/swap.img none swap sw 0 0\n";
+        let d = decide(&m, &[file("644", fstab)]).unwrap();
+        let Action::Write { content, .. } = &d.actions[0] else { panic!() };
+        assert_eq!(content, "UUID=1 / ext4 defaults 0 1\n# /swap.img none swap sw 0 0\n");
+        assert!(!decide(&m, &[file("644", content)]).unwrap().changed);
+    }
+
+    #[test]
+    fn sysctl_sets_only_what_differs() {
+        let m = module("sysctl", json!({"values": {"net.core.somaxconn": 65536, "net.ipv4.ip_forward": 1}}));
+        let d = decide(&m, &[ProbeOut { rc: 0, out: "0 4096\n0 1\n".into() }]).unwrap();
+        assert_eq!(d.reason, "1 of 2 key(s) differ");
+        assert_eq!(d.actions, vec![Action::run(&["sysctl", "-w", "net.core.somaxconn=65536"]).unwrap()]);
+        let d = decide(&m, &[ProbeOut { rc: 0, out: "0 65536\n0 1\n".into() }]).unwrap();
+        assert!(!d.changed);
+        let e = decide(&m, &[ProbeOut { rc: 0, out: "1\n0 1\n".into() }]).unwrap_err();
+        assert!(e.contains("net.core.somaxconn does not exist"), "{e}");
+        // Multi-value keys compare by words, as the kernel prints tabs.
+        let m = module("sysctl", json!({"name": "net.ipv4.ip_local_port_range", "value": "1024 65000"}));
+        assert!(!decide(&m, &[ProbeOut { rc: 0, out: "0 1024\t65000\n".into() }]).unwrap().changed);
+    }
+
+    #[test]
+    fn sysctl_refuses_keys_that_are_paths() {
+        assert!(Module::parse("sysctl", json!({"name": "../../etc/passwd", "value": 1})).is_err());
+    }
+
+    #[test]
+    fn hostname_sets_file_and_live_name() {
+        let m = module("hostname", json!({"name": "master1"}));
+        let d = decide(&m, &[ProbeOut { rc: 0, out: "debian\n".into() }, file("644", "debian\n")]).unwrap();
+        assert_eq!(d.actions.len(), 2);
+        assert_eq!(d.actions[1], Action::run(&["hostname", "--", "master1"]).unwrap());
+        assert!(!decide(&m, &[ProbeOut { rc: 0, out: "master1\n".into() }, file("644", "master1\n")]).unwrap().changed);
+    }
+
+    #[test]
+    fn modprobe_loads_and_persists() {
+        let m = module("modprobe", json!({"name": "br_netfilter", "persistent": "present"}));
+        let d = decide(&m, &[ProbeOut { rc: 1, out: String::new() }, absent()]).unwrap();
+        assert_eq!(d.actions[0], Action::run(&["modprobe", "--", "br_netfilter"]).unwrap());
+        assert!(matches!(&d.actions[1], Action::Write { path, content, .. } if path == "/etc/modules-load.d/br_netfilter.conf" && content == "br_netfilter\n"));
+        assert!(!decide(&m, &[ProbeOut { rc: 0, out: String::new() }, file("644", "br_netfilter\n")]).unwrap().changed);
+    }
+
+    #[test]
+    fn command_quotes_argv_and_honours_creates() {
+        let m = module("command", json!({"argv": ["touch", "a;touch pwned"], "creates": "/x"}));
+        assert!(!decide(&m, &[ProbeOut { rc: 0, out: String::new() }]).unwrap().changed);
+        let d = decide(&m, &[ProbeOut { rc: 1, out: String::new() }]).unwrap();
+        assert!(matches!(&d.actions[0], Action::Run { script, .. } if script == "touch 'a;touch pwned'"));
+        // `command` with a string is split into words, never given to a shell.
+        let m = module("command", json!({"cmd": "echo $(reboot) ; id"}));
+        let d = decide(&m, &[]).unwrap();
+        assert!(matches!(&d.actions[0], Action::Run { script, .. } if script == "echo '$(reboot)' ';' id"), "{:?}", d.actions);
+    }
+
+    #[test]
+    fn service_starts_and_enables() {
+        let m = module("service", json!({"name": "haproxy", "state": "started", "enabled": true}));
+        let d = decide(&m, &[ProbeOut { rc: 3, out: "inactive\n".into() }, ProbeOut { rc: 1, out: "disabled\n".into() }]).unwrap();
+        assert_eq!(d.actions.len(), 2);
+        assert!(!decide(&m, &[ProbeOut { rc: 0, out: "active\n".into() }, ProbeOut { rc: 0, out: "enabled\n".into() }]).unwrap().changed);
+    }
+
+    /// The write script itself, run by a local sh: atomic replace, mode set
+    /// before content, and a refused `validate` leaves the old file alone.
+    #[test]
+    fn write_script_is_atomic_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf");
+        std::fs::write(&path, "old\n").unwrap();
+        let p = path.to_str().unwrap().to_string();
+        let run = |a: &Action| {
+            let (script, stdin) = a.script().unwrap();
+            let mut c = std::process::Command::new("sh").arg("-c").arg(&script).stdin(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(stdin.unwrap().as_bytes()).unwrap();
+            c.wait_with_output().unwrap()
+        };
+        let bad = Action::Write { path: p.clone(), content: "new\n".into(), mode: 0o600, owner: None, group: None, validate: Some(vec!["grep".into(), "-q".into(), "nomatch".into(), "%s".into()]) };
+        assert!(!run(&bad).status.success());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "temp file left behind");
+        let good = Action::Write { path: p.clone(), content: "new\n".into(), mode: 0o600, owner: None, group: None, validate: Some(vec!["grep".into(), "-q".into(), "new".into(), "%s".into()]) };
+        assert!(run(&good).status.success());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o600);
+        // Mode is set on the empty temp file, before any content is written.
+        let (script, _) = good.script().unwrap();
+        assert!(script.find("chmod 600").unwrap() < script.find("cat >").unwrap());
+    }
+}
