@@ -32,9 +32,10 @@ pub struct Input {
     /// The playbook: a path, or the name of one in ./playbooks (node-prep).
     #[arg(short, long, default_value = "node-prep", env = "GANTRY_PLAYBOOK")]
     pub playbook: String,
-    /// Where roles live [default: <playbook dir>/../roles].
-    #[arg(long)]
-    pub roles_dir: Option<PathBuf>,
+    /// Where roles live; repeat for a search path, first match wins
+    /// [default: roles/ beside the playbook's folder, then ./roles].
+    #[arg(long = "roles-dir")]
+    pub roles_dir: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

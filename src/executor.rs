@@ -13,7 +13,7 @@ use petgraph::graph::NodeIndex;
 use serde_json::{json, Value as Json};
 use tokio::sync::{watch, Semaphore};
 
-use crate::graph::Dag;
+use crate::graph::{Dag, Edge};
 use crate::inventory::Inventory;
 use crate::modules::{self, Action, Decision, Module, Probe, ProbeOut};
 use crate::playbook::{Playbook, Task};
@@ -141,13 +141,16 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
         // Wait for predecessors; give the fork slot back while waiting on
         // other hosts, so a barrier cannot deadlock the pool.
         let mut blocked = None;
-        for p in s.dag.preds(n).collect::<Vec<_>>() {
+        for (p, edge) in s.dag.preds(n).collect::<Vec<_>>() {
             let mut rx = s.done[p.index()].subscribe();
             if rx.borrow().is_none() {
                 permit = None;
             }
             let o = rx.wait_for(|o| o.is_some()).await.expect("sender lives").clone().unwrap();
-            if !o.lets_dependents_run() && blocked.is_none() {
+            // A barrier waits for the other hosts to finish, however they
+            // finished; order on this host and data from another host need
+            // the predecessor to have succeeded.
+            if edge != Edge::Barrier && !o.lets_dependents_run() && blocked.is_none() {
                 blocked = Some(match o {
                     Outcome::Blocked(r) => r,
                     _ => format!("{} did not succeed", s.dag.label(&s.inv, p)),

@@ -115,9 +115,10 @@ impl Dag {
         Err(Error::Cycle(names))
     }
 
-    /// Nodes this node waits for.
-    pub fn preds(&self, n: NodeIndex) -> impl Iterator<Item = NodeIndex> + '_ {
-        self.graph.neighbors_directed(n, Direction::Incoming)
+    /// Nodes this node waits for, and why.
+    pub fn preds(&self, n: NodeIndex) -> impl Iterator<Item = (NodeIndex, Edge)> + '_ {
+        use petgraph::visit::EdgeRef;
+        self.graph.edges_directed(n, Direction::Incoming).map(|e| (e.source(), *e.weight()))
     }
 
     /// Graphviz DOT, one cluster per host.

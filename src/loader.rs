@@ -239,8 +239,9 @@ pub fn load_inventory(path: &Path, known_roles: impl Fn(&Inventory) -> std::coll
     Ok((inv, diags))
 }
 
-/// Load a playbook and every role it names (from `roles_dir`).
-pub fn load_playbook(path: &Path, roles_dir: &Path) -> Result<Playbook> {
+/// Load a playbook and every role it names, each from the first folder of
+/// `roles_path` that has it (Ansible's roles_path).
+pub fn load_playbook(path: &Path, roles_path: &[PathBuf]) -> Result<Playbook> {
     let text = read(path)?;
     let mut doc = parse_yaml(path, &text)?;
     let mut plays = Vec::new();
@@ -270,7 +271,8 @@ pub fn load_playbook(path: &Path, roles_dir: &Path) -> Result<Playbook> {
             if roles.contains_key(r) {
                 continue;
             }
-            match load_role(roles_dir, r) {
+            let dir = roles_path.iter().find(|d| d.join(r).join("tasks.yaml").is_file()).unwrap_or(&roles_path[0]);
+            match load_role(dir, r) {
                 Ok(role) => {
                     roles.insert(r.clone(), role);
                 }
@@ -313,6 +315,8 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
     }
     let mut doc = parse_yaml(&tasks_path, &read(&tasks_path)?)?;
     let mut tasks = Vec::new();
+    // Each loaded task's index in the file, for messages after a bad task was dropped.
+    let mut index = Vec::new();
     let items = doc.value.as_array().cloned().unwrap_or_else(|| {
         doc.error("", "tasks.yaml is a list of tasks".into());
         Vec::new()
@@ -351,6 +355,7 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
             }
         };
         let line = doc.pos.locate(&field).map(|l| l.line).unwrap_or(0);
+        index.push(i);
         tasks.push(Task {
             id: String::new(),
             name: name.clone(),
@@ -371,7 +376,7 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
         });
     }
     let mut seen = std::collections::HashSet::new();
-    for (i, t) in tasks.iter_mut().enumerate() {
+    for (t, &i) in tasks.iter_mut().zip(&index) {
         t.role = name.to_string();
         t.id = format!("{name}/{}", t.name);
         if !seen.insert(t.name.clone()) {
@@ -396,7 +401,7 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
             doc.diags.push(Diagnostic { severity: Severity::Error, location: Some(Location { file: dir.join("templates").join(t), line: e.1, col: 1 }), field: String::new(), message: e.0 });
         }
     }
-    for (i, t) in tasks.iter().enumerate() {
+    for (t, &i) in tasks.iter().zip(&index) {
         for (f, s) in crate::template::strings_in(&t.params, &format!("[{i}].{}", t.module)).into_iter().chain(t.when.iter().map(|w| (format!("[{i}].when"), format!("{{{{ {w} }}}}")))) {
             if let Err(e) = crate::template::check_syntax(&s) {
                 doc.error(&f, e.0);

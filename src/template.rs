@@ -107,7 +107,8 @@ impl Templates {
     pub fn render_params(&self, v: &Json, ctx: &Value) -> Result<Json, String> {
         Ok(match v {
             Json::String(s) => {
-                let t = s.trim();
+                // Only spaces may surround it: "{{ x }}\n" is text with a newline.
+                let t = s.trim_matches(' ');
                 if let Some(inner) = t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
                     if !inner.contains("{{") && !inner.contains("}}") {
                         let val = self.eval(inner.trim(), ctx)?;

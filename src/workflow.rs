@@ -45,8 +45,19 @@ fn playbook_path(p: &str) -> PathBuf {
 
 pub fn load(input: &Input) -> Result<(Inventory, Playbook)> {
     let pb_path = playbook_path(&input.playbook);
-    let roles_dir = input.roles_dir.clone().unwrap_or_else(|| pb_path.parent().unwrap_or(Path::new(".")).join("..").join("roles"));
-    let pb = loader::load_playbook(&pb_path, &roles_dir)?;
+    // playbooks/ and roles/ are siblings; say `roles/x`, not `playbooks/../roles/x`.
+    let mut roles_path = input.roles_dir.clone();
+    if roles_path.is_empty() {
+        roles_path.push(match pb_path.parent().and_then(Path::parent) {
+            Some(top) => top.join("roles"),
+            None => PathBuf::from("roles"),
+        });
+        // The built-in roles, for playbooks kept elsewhere.
+        if roles_path[0] != Path::new("roles") {
+            roles_path.push(PathBuf::from("roles"));
+        }
+    }
+    let pb = loader::load_playbook(&pb_path, &roles_path)?;
     let (inv, warnings) = loader::load_inventory(&input.inventory, |inv| pb.known_host_roles(inv))?;
     for w in warnings {
         eprintln!("{w}");

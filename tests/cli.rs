@@ -1,0 +1,100 @@
+//! The command line: exact messages and exit codes, no hosts needed.
+
+use std::process::{Command, Output};
+
+fn gantry(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gantry")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn bad_inventory_reports_every_problem_with_location() {
+    let out = gantry(&["validate", "-i", "tests/fixtures/bad-inventory.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let expected = r#"tests/fixtures/bad-inventory.yaml:3:29: error: cluster.control_plane_endpoint.vip: VIP 55.192.1.1 and control-plane host master1 (55.192.0.125) are not both in subnet 55.192.0.0/24 (assumed; set networking.host_cidr); keepalived can only move the VIP within one L2 segment
+tests/fixtures/bad-inventory.yaml:3:29: error: cluster.control_plane_endpoint.vip: VIP 55.192.1.1 and control-plane host Master_2 (55.192.0.125) are not both in subnet 55.192.0.0/24 (assumed; set networking.host_cidr); keepalived can only move the VIP within one L2 segment
+tests/fixtures/bad-inventory.yaml:4:42: error: cluster.networking.service_cidr: 10.244.128.0/17 overlaps cluster.networking.pod_cidr (10.244.0.0/16)
+tests/fixtures/bad-inventory.yaml:5:20: error: ssh.port: invalid type: string "twenty-two", expected u16
+tests/fixtures/bad-inventory.yaml:6:1: warning: hosts: 2 control-plane hosts: an even count adds no etcd fault tolerance over 1; use an odd number
+tests/fixtures/bad-inventory.yaml:8:7: error: hosts[1].name: "Master_2" is not an RFC 1123 host name (lowercase letters, digits and '-', dot-separated, at most 63 per label)
+tests/fixtures/bad-inventory.yaml:8:23: error: hosts[1].address: duplicate address "55.192.0.125", also hosts[0] (master1)
+tests/fixtures/bad-inventory.yaml:9:7: error: hosts[2].name: duplicate host name "master1", also hosts[0]
+tests/fixtures/bad-inventory.yaml:9:22: error: hosts[2].address: "a;touch pwned" is neither an IP address nor a name that resolves
+tests/fixtures/bad-inventory.yaml:9:56: error: hosts[2].roles[0]: role "controlplane" is not used by any play of the playbook (known: control-plane, gpu, worker)
+tests/fixtures/bad-inventory.yaml:10:19: error: hosts[3].adress: unknown field `adress`, expected one of `name`, `address`, `roles`, `ssh`, `vars`
+10 error(s); nothing was changed on any host
+"#;
+    assert_eq!(text(&out.stderr), expected);
+}
+
+#[test]
+fn yaml_syntax_error_has_a_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("inv.yaml");
+    std::fs::write(&p, "cluster:\n  name: [x\nhosts: []\n").unwrap();
+    let out = gantry(&["validate", "-i", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.starts_with(&format!("{}:3:", p.display())), "{err}");
+    assert!(err.contains("not valid YAML"), "{err}");
+}
+
+#[test]
+fn example_inventories_validate() {
+    for inv in ["inventory/single-master.yaml", "inventory/ha-3-masters.yaml"] {
+        let out = gantry(&["validate", "-i", inv]);
+        assert_eq!(out.status.code(), Some(0), "{inv}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).starts_with("ok: "), "{}", text(&out.stdout));
+    }
+}
+
+#[test]
+fn cycle_names_the_tasks() {
+    let out = gantry(&["validate", "-i", "tests/fixtures/small.yaml", "-p", "tests/fixtures/playbooks/cycle.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("dependency cycle between tasks: "), "{err}");
+    assert!(err.contains("master1:cycle-a/first") && err.contains("master1:cycle-b/second"), "{err}");
+}
+
+#[test]
+fn role_errors_are_located_and_all_reported() {
+    let out = gantry(&["validate", "-i", "tests/fixtures/small.yaml", "-p", "tests/fixtures/playbooks/badrole.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    let f = "tests/fixtures/roles/badrole/tasks.yaml";
+    assert!(err.contains(&format!("{f}:2:3: error: [0].copy: unknown parameter `contents` for `copy`, expected one of dest, content, src, mode, owner, group, validate")), "{err}");
+    assert!(err.contains(&format!("{f}:5:3: error: [1].file: task \"two modules\" has more than one module or unknown keyword: copy, file")), "{err}");
+    assert!(err.contains(&format!("{f}:7:21: error: [2].copy.content: template does not parse")), "{err}");
+    assert!(err.ends_with("3 error(s); nothing was changed on any host\n"), "{err}");
+}
+
+#[test]
+fn graph_shows_order_and_cross_host_edges() {
+    let out = gantry(&["graph", "-i", "tests/fixtures/small.yaml", "-p", "tests/fixtures/playbooks/cross-host.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let dot = text(&out.stdout);
+    assert!(dot.starts_with("digraph gantry {"));
+    // master1's two tasks in order; each worker waits for master1's print.
+    assert_eq!(dot.matches("label=\"wait_for\"").count(), 2, "{dot}");
+    assert!(dot.contains("n0 -> n1;"), "{dot}");
+    assert!(dot.contains("n1 -> n2 [style=bold, color=red, label=\"wait_for\"];"), "{dot}");
+    assert!(dot.contains("n1 -> n3 [style=bold, color=red, label=\"wait_for\"];"), "{dot}");
+}
+
+#[test]
+fn unknown_limit_host_is_bad_input() {
+    let out = gantry(&["plan", "-i", "tests/fixtures/small.yaml", "--limit", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stderr), "--limit: no host named \"nope\" in tests/fixtures/small.yaml\n");
+}
+
+#[test]
+fn help_teaches_the_flow_and_exit_codes() {
+    let out = gantry(&["--help"]);
+    let help = text(&out.stdout);
+    assert!(help.contains("gantry plan") && help.contains("Exit codes: 0 all ok, 1 some host failed"), "{help}");
+}
