@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Run every test of gantry: unit and fixture tests, the CLI tests, and the lab
+# tests against real hosts (containers with systemd and sshd, from a Debian
+# image this script builds locally and caches).
+#
+#   ./test.sh            # everything
+#   ./test.sh lab        # cargo test filter, passed through
+set -euo pipefail
+cd "$(dirname "$0")"
+
+lab/ensure-docker.sh
+echo "test.sh: lab image $(lab/build-image.sh)"
+
+# Lab tests share this machine's two cores and Docker; run them one by one.
+cargo test --locked -- --include-ignored --test-threads=1 "$@"
