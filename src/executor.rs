@@ -219,25 +219,52 @@ fn merge(into: &mut serde_json::Map<String, Json>, from: &serde_json::Map<String
 /// inventory view, role defaults, inventory vars, host vars, host identity,
 /// facts, then this host's registered results.
 fn context(s: &Shared, h: usize, task: &Task, facts: &Json) -> serde_json::Map<String, Json> {
-    let host = &s.inv.hosts[h];
-    let mut m = s.view.clone();
-    merge(&mut m, &s.pb.roles[&task.role].defaults);
-    merge(&mut m, &s.inv.vars);
+    let hv = s.hostvars.lock().unwrap();
+    scope(&s.view, &s.inv, &s.pb, h, &task.role, facts, &hv)
+}
+
+fn scope(
+    view: &serde_json::Map<String, Json>,
+    inv: &Inventory,
+    pb: &Playbook,
+    h: usize,
+    role: &str,
+    facts: &Json,
+    hostvars: &HashMap<String, serde_json::Map<String, Json>>,
+) -> serde_json::Map<String, Json> {
+    let host = &inv.hosts[h];
+    let mut m = view.clone();
+    merge(&mut m, &pb.roles[role].defaults);
+    merge(&mut m, &inv.vars);
     merge(&mut m, &host.vars);
     m.insert("inventory_hostname".into(), json!(host.name));
     m.insert("host".into(), json!({"name": host.name, "address": host.address, "roles": host.roles}));
     m.insert("facts".into(), facts.clone());
-    let hv = s.hostvars.lock().unwrap();
-    if let Some(mine) = hv.get(&host.name) {
+    if let Some(mine) = hostvars.get(&host.name) {
         merge(&mut m, mine);
     }
-    m.insert("hostvars".into(), json!(*hv));
+    m.insert("hostvars".into(), json!(hostvars));
     m
+}
+
+/// Render one role template for one host as a task would, offline, with the
+/// given facts. For tests and previews.
+pub fn render_template(inv: &Inventory, pb: &Playbook, host: &str, role: &str, template: &str, facts: Json) -> Result<String, String> {
+    let h = inv.hosts.iter().position(|x| x.name == host).ok_or_else(|| format!("no host {host}"))?;
+    let view = match inv.template_view() {
+        Json::Object(m) => m,
+        _ => unreachable!("template_view is a mapping"),
+    };
+    let ctx = scope(&view, inv, pb, h, role, &facts, &HashMap::new());
+    Templates::new(pb).render_file(role, template, &to_value(ctx))
 }
 
 fn to_value(m: serde_json::Map<String, Json>) -> Value {
     Value::from(minijinja::value::Serde(Json::Object(m)))
 }
+
+/// What plan shows where a value exists only after apply has run a command.
+pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
 
 fn failed(reason: impl Into<String>) -> Outcome {
     Outcome::Failed { reason: reason.into(), command: None, rc: None, stderr: String::new() }
@@ -247,7 +274,7 @@ fn register(s: &Shared, h: usize, task: &Task, result: Json) {
     if let Some(name) = &task.register {
         if task.no_log {
             for k in ["stdout", "stderr"] {
-                if let Some(v) = result.get(k).and_then(Json::as_str) {
+                if let Some(v) = result.get(k).and_then(Json::as_str).filter(|v| *v != KNOWN_AFTER_APPLY) {
                     s.reporter.redactor.add(v);
                 }
             }
@@ -395,6 +422,8 @@ async fn run_task(s: &Shared, h: usize, task: &Task, conn: &Conn, facts: &Json, 
     }
     if !decision.changed {
         decision.reason = oks.join("; ");
+    } else if let (Some(w), Module::Command { .. }) = (&task.when, &calls[0].0) {
+        decision.reason = format!("runs because `{w}`");
     }
     let module = &calls[0].0;
     let Decision { changed, reason, diff, actions } = decision;
@@ -414,7 +443,11 @@ async fn run_task(s: &Shared, h: usize, task: &Task, conn: &Conn, facts: &Json, 
                 overlay.insert(path.clone(), content.clone());
             }
         }
-        register(s, h, task, json!({"changed": true, "planned": true, "rc": 0, "stdout": "", "stderr": ""}));
+        // A command's output exists only once it runs; say so where it is used.
+        register(s, h, task, json!({"changed": true, "planned": true, "rc": 0, "stdout": KNOWN_AFTER_APPLY, "stderr": "", "stdout_lines": [KNOWN_AFTER_APPLY]}));
+        if read_only {
+            return Outcome::Ok(format!("{reason}: runs on apply"));
+        }
         return Outcome::Changed { reason, diff, actions: shown };
     }
     let mut last = ssh::Output::default();

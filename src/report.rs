@@ -56,6 +56,10 @@ pub struct Reporter {
     pub verbose: bool,
     bar: Option<ProgressBar>,
     counts: Mutex<BTreeMap<String, Counts>>,
+    /// Plan's output per host, printed together at the end in inventory
+    /// order, so a plan reads host by host and two plans diff cleanly.
+    held: Mutex<BTreeMap<String, Vec<String>>>,
+    order: Vec<String>,
     pub redactor: Redactor,
 }
 
@@ -67,7 +71,15 @@ impl Reporter {
             b
         });
         let counts = hosts.iter().map(|h| (h.clone(), Counts::default())).collect();
-        Reporter { plan, verbose, bar, counts: Mutex::new(counts), redactor: Redactor::default() }
+        Reporter { plan, verbose, bar, counts: Mutex::new(counts), held: Mutex::new(BTreeMap::new()), order: hosts.to_vec(), redactor: Redactor::default() }
+    }
+
+    fn host_line(&self, host: &str, s: &str) {
+        if self.plan {
+            self.held.lock().unwrap().entry(host.to_string()).or_default().push(self.redactor.redact(s));
+        } else {
+            self.line(s);
+        }
     }
 
     fn line(&self, s: &str) {
@@ -95,11 +107,11 @@ impl Reporter {
         }
         let changed_word = if self.plan { "would change" } else { "changed" };
         match outcome {
-            Outcome::Ok(r) if self.verbose => self.line(&format!("{} {host} {task}: {}", style("ok").green(), r)),
-            Outcome::Skipped(r) if self.verbose => self.line(&format!("{} {host} {task}: {r}", style("skip").dim())),
+            Outcome::Ok(r) if self.verbose => self.host_line(host, &format!("{} {host} {task}: {}", style("ok").green(), r)),
+            Outcome::Skipped(r) if self.verbose => self.host_line(host, &format!("{} {host} {task}: {r}", style("skip").dim())),
             Outcome::Ok(_) | Outcome::Skipped(_) => {}
             Outcome::Changed { reason, diff, actions } => {
-                self.line(&format!("{} {host} {task}: {reason}", style(changed_word).yellow()));
+                self.host_line(host, &format!("{} {host} {task}: {reason}", style(changed_word).yellow()));
                 if let Some(d) = diff {
                     let colored: String = d
                         .lines()
@@ -115,11 +127,11 @@ impl Reporter {
                         })
                         .map(|l| l + "\n")
                         .collect();
-                    self.line(colored.trim_end());
+                    self.host_line(host, colored.trim_end());
                 }
                 if self.plan || self.verbose {
                     for a in actions {
-                        self.line(&format!("    {} {a}", style("->").dim()));
+                        self.host_line(host, &format!("    {} {a}", style("->").dim()));
                     }
                 }
             }
@@ -134,10 +146,10 @@ impl Reporter {
                 if !stderr.trim().is_empty() {
                     s.push_str(&format!("\n    stderr: {}", stderr.trim().replace('\n', "\n            ")));
                 }
-                self.line(&s);
+                self.host_line(host, &s);
             }
-            Outcome::Blocked(r) => self.line(&format!("{} {host} {task}: {r}", style("skipped").dim())),
-            Outcome::Unreachable(r) => self.line(&format!("{} {host} {task}: {r}", style("UNREACHABLE").red().bold())),
+            Outcome::Blocked(r) => self.host_line(host, &format!("{} {host} {task}: {r}", style("skipped").dim())),
+            Outcome::Unreachable(r) => self.host_line(host, &format!("{} {host} {task}: {r}", style("UNREACHABLE").red().bold())),
         }
     }
 
@@ -148,7 +160,7 @@ impl Reporter {
             b.inc(tasks as u64);
         }
         if tasks > 0 {
-            self.line(&format!("{} {host}: {why} ({tasks} task(s) not run)", style("UNREACHABLE").red().bold()));
+            self.host_line(host, &format!("{} {host}: {why} ({tasks} task(s) not run)", style("UNREACHABLE").red().bold()));
         }
     }
 
@@ -156,6 +168,12 @@ impl Reporter {
     pub fn finish(&self) -> Counts {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
+        }
+        let held = self.held.lock().unwrap();
+        for h in &self.order {
+            for l in held.get(h).into_iter().flatten() {
+                println!("{l}");
+            }
         }
         let counts = self.counts.lock().unwrap();
         let width = counts.keys().map(|h| h.len()).max().unwrap_or(4).max(4);
