@@ -209,7 +209,8 @@ fn hostile_inventory_values_never_reach_a_shell() {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn cross_host_secret_reaches_workers_and_never_the_output() {
     let lab = Lab::up("t-secret", 25);
-    let out = lab.gantry(&["apply", "--accept-new-host-keys", "-p", "tests/fixtures/playbooks/cross-host.yaml", "-v"]);
+    // One fork: a worker waiting for master1's output must give its slot back.
+    let out = lab.gantry(&["apply", "--accept-new-host-keys", "--forks", "1", "-p", "tests/fixtures/playbooks/cross-host.yaml", "-v"]);
     assert_eq!(out.status.code(), Some(0));
     let token = lab.exec("master1", "cat /root/.lab-token");
     assert_eq!(token.len(), 24, "{token}");
@@ -277,4 +278,52 @@ fn become_uses_sudo_and_says_when_a_password_is_needed() {
     assert!(shown.contains("become: sudo wants a password for this user; gantry uses `sudo -n`"), "{shown}");
     assert_eq!(lab.exec("master1", "hostname").trim(), "master1", "become via sudo -n worked");
     assert_eq!(lab.exec("master1", "stat -c %U /etc/sysctl.d/99-gantry.conf").trim(), "root");
+}
+
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn a_command_past_its_timeout_fails_that_host_only() {
+    let lab = Lab::up_with("t-slow", 29, "master1:control-plane,worker1:worker");
+    let started = std::time::Instant::now();
+    let out = lab.gantry(&["apply", "--accept-new-host-keys", "-p", "tests/fixtures/playbooks/slow.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed().as_secs() < 25, "the run waited for the hung command");
+    let shown = text(&out.stdout);
+    assert!(shown.contains("FAILED worker1 slow/a step that hangs on one host: command timed out after 2s\n    command: run: sleep 30"), "{shown}");
+    assert_eq!(lab.exec("master1", "cat /root/after-slow"), "ran\n");
+}
+
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn rsa_key_through_ssh_agent() {
+    let lab = Lab::up_with("t-agent", 30, "master1:control-plane");
+    let dir = lab.inventory.parent().unwrap().to_path_buf();
+    let key = dir.join("id_rsa");
+    let _ = std::fs::remove_file(&key);
+    assert!(Command::new("ssh-keygen").args(["-q", "-t", "rsa", "-b", "3072", "-N", "", "-f"]).arg(&key).status().unwrap().success());
+    let pubkey = std::fs::read_to_string(dir.join("id_rsa.pub")).unwrap();
+    lab.exec("master1", &format!("echo '{}' > /root/.ssh/authorized_keys", pubkey.trim()));
+    // The inventory names no key: gantry asks the agent.
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    let inv: String = inv.lines().filter(|l| !l.contains("identity_file")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&lab.inventory, inv).unwrap();
+    let sock = dir.join("agent.sock");
+    let _ = std::fs::remove_file(&sock);
+    let mut agent = Command::new("ssh-agent").arg("-D").arg("-a").arg(&sock).stdout(std::process::Stdio::null()).spawn().unwrap();
+    for _ in 0..50 {
+        if sock.exists() { break; }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(Command::new("ssh-add").arg(&key).env("SSH_AUTH_SOCK", &sock).status().unwrap().success());
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["apply", "--accept-new-host-keys", "-i", lab.inventory.to_str().unwrap()])
+        .current_dir(root())
+        .env("SSH_AUTH_SOCK", &sock)
+        .env("HOME", &dir)
+        .output()
+        .unwrap();
+    let _ = agent.kill();
+    println!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(lab.exec("master1", "hostname").trim(), "master1");
 }
