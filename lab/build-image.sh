@@ -45,7 +45,7 @@ for unit in systemd-sysctl.service systemd-modules-load.service systemd-timesync
   systemd-udevd-kernel.socket systemd-remount-fs.service getty@tty1.service \
   console-getty.service sys-kernel-config.mount sys-kernel-debug.mount \
   sys-kernel-tracing.mount proc-sys-fs-binfmt_misc.automount systemd-binfmt.service \
-  keepalived.service haproxy.service systemd-networkd-wait-online.service \
+  systemd-networkd-wait-online.service \
   systemd-firstboot.service systemd-journald-audit.socket; do
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done

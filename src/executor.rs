@@ -78,6 +78,11 @@ impl RunResult {
 }
 
 pub async fn run(inv: Inventory, pb: Playbook, dag: Dag, opts: Options, reporter: Arc<Reporter>) -> RunResult {
+    for v in inv.secrets.values() {
+        if let Some(v) = v.as_str() {
+            reporter.redactor.add(v);
+        }
+    }
     let templates = Templates::new(&pb);
     let n = dag.graph.node_count();
     let done = (0..n).map(|_| watch::channel(None).0).collect();
@@ -190,13 +195,24 @@ echo "firewalld=$(systemctl is-active firewalld 2>/dev/null)"
 echo "init=$(cat /proc/1/comm 2>/dev/null)"
 command -v nft >/dev/null && echo "has_nft=true" || echo "has_nft=false"
 nft list table inet gantry >/dev/null 2>&1 && echo "nft_gantry_table=true" || echo "nft_gantry_table=false"
+ip -o -4 addr show 2>/dev/null | while read -r _ iface _ cidr _; do echo "ipv4=$iface $cidr"; done
 "#;
 
 /// The host facts every template and `when:` can use, in one round trip.
 async fn gather_facts(conn: &Conn) -> Result<Json, ConnError> {
     let out = conn.run(FACTS_SCRIPT, None, None).await?;
     let mut m = serde_json::Map::new();
+    // Each IPv4 address the host has -> its interface and prefix, so roles can
+    // find the interface that carries the host's inventory address.
+    let mut ipv4 = serde_json::Map::new();
     for line in out.stdout.lines() {
+        if let Some(rest) = line.strip_prefix("ipv4=") {
+            if let Some((iface, cidr)) = rest.split_once(' ') {
+                let (ip, prefix) = cidr.split_once('/').unwrap_or((cidr, "32"));
+                ipv4.insert(ip.to_string(), json!({"iface": iface, "prefix": prefix.parse::<u8>().unwrap_or(32)}));
+            }
+            continue;
+        }
         if let Some((k, v)) = line.split_once('=') {
             let v = match v {
                 "true" => Json::Bool(true),
@@ -206,6 +222,7 @@ async fn gather_facts(conn: &Conn) -> Result<Json, ConnError> {
             m.insert(k.to_string(), v);
         }
     }
+    m.insert("ipv4".into(), Json::Object(ipv4));
     Ok(Json::Object(m))
 }
 
@@ -238,7 +255,7 @@ fn scope(
     merge(&mut m, &inv.vars);
     merge(&mut m, &host.vars);
     m.insert("inventory_hostname".into(), json!(host.name));
-    m.insert("host".into(), json!({"name": host.name, "address": host.address, "roles": host.roles}));
+    m.insert("host".into(), json!({"name": host.name, "address": host.address, "ip": host.ipv4(), "roles": host.roles}));
     m.insert("facts".into(), facts.clone());
     if let Some(mine) = hostvars.get(&host.name) {
         merge(&mut m, mine);

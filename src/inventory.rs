@@ -27,6 +27,10 @@ pub struct Inventory {
     pub vars: Vars,
     #[serde(default)]
     pub firewall: Firewall,
+    /// Secret values by name (VRRP password, tokens). Missing ones that a
+    /// role needs are generated and kept in .gantry/secrets.json.
+    #[serde(default)]
+    pub secrets: Vars,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -306,6 +310,14 @@ impl Inventory {
         out
     }
 
+    /// keepalived's virtual_router_id: derived from the cluster name, so two
+    /// clusters on one segment differ unless their names collide (1..=254).
+    pub fn vrrp_router_id(&self) -> u8 {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(self.cluster.name.as_bytes());
+        (d[0] % 254) + 1
+    }
+
     /// What templates and `when:` see of the inventory.
     pub fn template_view(&self) -> Json {
         let hosts: Vec<Json> = self
@@ -323,11 +335,16 @@ impl Inventory {
         serde_json::json!({
             "cluster": {
                 "name": self.cluster.name,
+                "vrrp_router_id": self.vrrp_router_id(),
+                // keepalived + haproxy run on the control planes: a VIP is set
+                // and the operator has no load balancer of their own.
+                "api_lb": self.cluster.control_plane_endpoint.as_ref().is_some_and(|e| e.vip.is_some() && !e.external),
                 "kubernetes_version": self.cluster.kubernetes_version,
                 "control_plane_endpoint": self.cluster.control_plane_endpoint,
                 "networking": self.cluster.networking,
             },
             "firewall": self.firewall,
+            "secrets": self.secrets,
             "hosts": hosts,
             "groups": groups,
         })

@@ -11,6 +11,7 @@ pub mod loader;
 pub mod modules;
 pub mod playbook;
 pub mod report;
+pub mod secrets;
 pub mod shell;
 pub mod ssh;
 pub mod template;

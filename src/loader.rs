@@ -171,8 +171,8 @@ pub fn load_inventory(path: &Path, known_roles: impl Fn(&Inventory) -> std::coll
     };
     // Check each part on its own, so one bad host does not hide another.
     for k in top.keys() {
-        if !["cluster", "ssh", "hosts", "vars", "firewall"].contains(&k.as_str()) {
-            doc.error(k, format!("unknown field `{k}`, expected one of `cluster`, `ssh`, `hosts`, `vars`, `firewall`"));
+        if !["cluster", "ssh", "hosts", "vars", "firewall", "secrets"].contains(&k.as_str()) {
+            doc.error(k, format!("unknown field `{k}`, expected one of `cluster`, `ssh`, `hosts`, `vars`, `firewall`, `secrets`"));
         }
     }
     for required in ["cluster", "hosts"] {
@@ -185,6 +185,7 @@ pub fn load_inventory(path: &Path, known_roles: impl Fn(&Inventory) -> std::coll
     let cluster = if top.contains_key("cluster") { doc.section::<crate::inventory::Cluster>("cluster", get("cluster")) } else { None };
     let ssh = if top.contains_key("ssh") { doc.section::<crate::inventory::SshSpec>("ssh", get("ssh")) } else { Some(Default::default()) };
     let vars = if top.contains_key("vars") { doc.section::<crate::inventory::Vars>("vars", get("vars")) } else { Some(Default::default()) };
+    let secrets = if top.contains_key("secrets") { doc.section::<crate::inventory::Vars>("secrets", get("secrets")) } else { Some(Default::default()) };
     let firewall = if top.contains_key("firewall") { doc.section::<crate::inventory::Firewall>("firewall", get("firewall")) } else { Some(Default::default()) };
     // Hosts one by one, keeping each one's index for messages.
     let mut hosts = Vec::new();
@@ -212,6 +213,7 @@ pub fn load_inventory(path: &Path, known_roles: impl Fn(&Inventory) -> std::coll
         hosts: hosts.into_iter().map(|(_, h)| h).collect(),
         vars: vars.unwrap_or_default(),
         firewall: firewall.unwrap_or_default(),
+        secrets: secrets.unwrap_or_default(),
     };
     let renumber = |text: &str| {
         let mut t = text.to_string();

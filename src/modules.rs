@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 
 use crate::shell::{command, quote};
 
-pub const NAMES: &[&str] = &["copy", "template", "file", "lineinfile", "blockinfile", "replace", "sysctl", "hostname", "modprobe", "command", "shell", "service"];
+pub const NAMES: &[&str] = &["copy", "template", "file", "lineinfile", "blockinfile", "replace", "sysctl", "hostname", "modprobe", "command", "shell", "service", "package", "vip_check"];
 
 /// Parameters each module takes; anything else is a load-time error.
 fn allowed(module: &str) -> Option<&'static [&'static str]> {
@@ -28,6 +28,8 @@ fn allowed(module: &str) -> Option<&'static [&'static str]> {
         "command" => &["argv", "cmd", "creates", "removes", "chdir", "stdin", "changed_when"],
         "shell" => &["cmd", "creates", "removes", "chdir", "stdin", "changed_when"],
         "service" => &["name", "state", "enabled"],
+        "package" => &["name", "from_dir"],
+        "vip_check" => &["vip", "managed_by"],
         _ => return None,
     })
 }
@@ -222,6 +224,23 @@ pub struct ServiceP {
     pub enabled: Option<bool>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageP {
+    pub name: Vec<String>,
+    /// Offline hosts: a directory on the host with the .deb or .rpm files.
+    pub from_dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipCheckP {
+    pub vip: String,
+    /// A file that exists once gantry manages the VIP on this host; then an
+    /// answering VIP is ours.
+    pub managed_by: String,
+}
+
 /// A module call with rendered, typed parameters.
 #[derive(Debug, Clone)]
 pub enum Module {
@@ -236,6 +255,9 @@ pub enum Module {
     /// `command` (argv quoted) and `shell` (script as written) share one type.
     Command { p: CommandP, shell: bool },
     Service(ServiceP),
+    Package(PackageP),
+    /// Preflight: the VIP must not be answering for someone else.
+    VipCheck(VipCheckP),
 }
 
 fn typed<T: serde::de::DeserializeOwned>(module: &str, v: Json) -> Result<T, String> {
@@ -294,6 +316,18 @@ impl Module {
                 Module::Command { p, shell: module == "shell" }
             }
             "service" => Module::Service(typed(module, v)?),
+            "package" => {
+                let p: PackageP = typed(module, v)?;
+                if let Some(bad) = p.name.iter().find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._:".contains(&b))) {
+                    return Err(format!("package: {bad:?} is not a package name"));
+                }
+                Module::Package(p)
+            }
+            "vip_check" => {
+                let p: VipCheckP = typed(module, v)?;
+                p.vip.parse::<std::net::IpAddr>().map_err(|_| format!("vip_check: {:?} is not an IP address", p.vip))?;
+                Module::VipCheck(p)
+            }
             other => return Err(format!("unknown module `{other}`")),
         })
     }
@@ -474,6 +508,26 @@ pub fn probes(m: &Module) -> Result<Vec<Probe>, String> {
         Module::Service(p) => {
             let n = quote(&p.name)?;
             vec![Probe::Script(format!("systemctl is-active -- {n}")), Probe::Script(format!("systemctl is-enabled -- {n}"))]
+        }
+        Module::Package(p) => {
+            // First line: the package manager; then one line per package:
+            // "<name> installed" or "<name> missing".
+            let mut s = String::from("if command -v dpkg-query >/dev/null; then echo deb; elif command -v rpm >/dev/null; then echo rpm; else echo none; fi\n");
+            for n in &p.name {
+                let q = quote(n)?;
+                s.push_str(&format!("if command -v dpkg-query >/dev/null; then dpkg-query -W -f='${{db:Status-Status}}' -- {q} 2>/dev/null | grep -qx installed; else rpm -q -- {q} >/dev/null 2>&1; fi && echo {q} installed || echo {q} missing\n"));
+            }
+            vec![Probe::Script(s)]
+        }
+        Module::VipCheck(p) => {
+            let v = quote(&p.vip)?;
+            vec![
+                // Held here?
+                Probe::Script(format!("ip -o addr show | grep -qw -- {v}")),
+                // Answering anywhere?
+                Probe::Script(format!("ping -c 1 -W 1 -- {v} >/dev/null 2>&1")),
+                Probe::Script(format!("test -e {}", quote(&p.managed_by)?)),
+            ]
         }
     })
 }
@@ -797,6 +851,41 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                 Decision::ok(format!("{n} is {active}, {enabled}"))
             } else {
                 Decision::change(why.join(", "), actions)
+            }
+        }
+        Module::Package(p) => {
+            let out = facts.first().map(|f| f.out.as_str()).unwrap_or("");
+            let mut lines = out.lines();
+            let manager = lines.next().unwrap_or("none");
+            let missing: Vec<&str> = lines.filter_map(|l| l.strip_suffix(" missing")).collect();
+            if missing.is_empty() {
+                return Ok(Decision::ok(format!("installed: {}", p.name.join(", "))));
+            }
+            let script = match (manager, &p.from_dir) {
+                ("deb", None) => format!("DEBIAN_FRONTEND=noninteractive apt-get install -y -q -- {}", command(&missing)?),
+                ("rpm", None) => format!("if command -v dnf >/dev/null; then dnf install -y -q -- {m}; else yum install -y -q -- {m}; fi", m = command(&missing)?),
+                // Offline: install what the directory holds for these names,
+                // with their dependencies from the same directory.
+                ("deb", Some(d)) => format!("cd -- {} && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download -- ./*.deb", quote(d)?),
+                ("rpm", Some(d)) => format!("cd -- {} && if command -v dnf >/dev/null; then dnf install -y -q --disablerepo='*' -- ./*.rpm; else yum install -y -q --disablerepo='*' -- ./*.rpm; fi", quote(d)?),
+                _ => return Err("package: neither dpkg nor rpm found on this host".into()),
+            };
+            Decision::change(format!("not installed: {}", missing.join(", ")), vec![Action::Run { show: script.clone(), script, stdin: None }])
+        }
+        Module::VipCheck(p) => {
+            let held_here = facts.first().is_some_and(|f| f.rc == 0);
+            let answers = facts.get(1).is_some_and(|f| f.rc == 0);
+            let managed = facts.get(2).is_some_and(|f| f.rc == 0);
+            match (held_here, answers, managed) {
+                (true, _, _) => Decision::ok(format!("{} is held by this host", p.vip)),
+                (_, false, _) => Decision::ok(format!("{} is free", p.vip)),
+                (_, true, true) => Decision::ok(format!("{} answers, held by another control plane of this cluster", p.vip)),
+                (_, true, false) => {
+                    return Err(format!(
+                        "VIP {} already answers on the network and gantry does not manage keepalived here yet: another host holds it. Pick a free address for control_plane_endpoint.vip, or set control_plane_endpoint.external: true if it is your own load balancer",
+                        p.vip
+                    ))
+                }
             }
         }
     })

@@ -107,6 +107,17 @@ pub struct Playbook {
 }
 
 impl Playbook {
+    /// Secret names the roles declare in their defaults (`gantry_secrets`).
+    pub fn secret_names(&self) -> std::collections::BTreeSet<String> {
+        self.roles
+            .values()
+            .filter_map(|r| r.defaults.get("gantry_secrets"))
+            .filter_map(Json::as_array)
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    }
+
     /// Host roles that some play selects: the roles an inventory may use.
     pub fn known_host_roles(&self, inv: &Inventory) -> HashSet<String> {
         let mut s: HashSet<String> = self.plays.iter().flat_map(|p| p.selected_roles(inv).cloned()).collect();

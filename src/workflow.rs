@@ -66,7 +66,8 @@ pub fn load(input: &Input) -> Result<(Inventory, Playbook)> {
 }
 
 fn execute(input: &Input, connect: &Connect, mode: RunMode) -> Result<i32> {
-    let (inv, pb) = load(input)?;
+    let (mut inv, pb) = load(input)?;
+    inv.secrets = crate::secrets::resolve(&input.inventory, &inv.secrets, &pb.secret_names())?;
     let mut selected = Vec::new();
     for name in &connect.limit {
         match inv.hosts.iter().position(|h| &h.name == name) {

@@ -1,0 +1,95 @@
+//! Secrets the roles need (keepalived's VRRP password, later join tokens):
+//! given in the inventory's `secrets:`, or generated once and kept beside the
+//! inventory in `.gantry/secrets.json`, mode 0600, written atomically. Values
+//! are redacted from every output by the reporter.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+
+use crate::error::{Error, Result};
+
+pub fn store_path(inventory: &Path) -> PathBuf {
+    inventory.parent().unwrap_or(Path::new(".")).join(".gantry").join("secrets.json")
+}
+
+/// `len` characters from [A-Za-z0-9], from the kernel's CSPRNG. VRRP's PASS
+/// authentication keeps 8 characters, so roles ask for what fits.
+fn generate(len: usize) -> Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut f = std::fs::File::open("/dev/urandom").map_err(|e| Error::io("/dev/urandom", e))?;
+    let mut out = String::new();
+    let mut b = [0u8; 1];
+    while out.len() < len {
+        f.read_exact(&mut b).map_err(|e| Error::io("/dev/urandom", e))?;
+        // Reject the top of the byte range so every character is equally likely.
+        if (b[0] as usize) < 256 - 256 % ALPHABET.len() {
+            out.push(ALPHABET[b[0] as usize % ALPHABET.len()] as char);
+        }
+    }
+    Ok(out)
+}
+
+/// Write `content` to `path` atomically: a 0600 temp file in the same
+/// directory, fsync, then rename.
+fn write_private(path: &Path, content: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = dir.join(format!(".secrets.{}.tmp", std::process::id()));
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(content).and_then(|_| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Every secret in `names`: from `given` (the inventory), else from the
+/// store, else generated and stored.
+pub fn resolve(inventory: &Path, given: &serde_json::Map<String, Json>, names: &BTreeSet<String>) -> Result<serde_json::Map<String, Json>> {
+    let path = store_path(inventory);
+    let mut stored: serde_json::Map<String, Json> = match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let mut out = given.clone();
+    let mut dirty = false;
+    for n in names {
+        if out.contains_key(n) {
+            continue;
+        }
+        if !stored.contains_key(n) {
+            stored.insert(n.clone(), Json::String(generate(8)?));
+            dirty = true;
+        }
+        out.insert(n.clone(), stored[n].clone());
+    }
+    if dirty {
+        write_private(&path, serde_json::to_string_pretty(&stored).unwrap().as_bytes())?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn generated_once_stored_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = dir.path().join("inventory.yaml");
+        let names: BTreeSet<String> = ["vrrp".to_string()].into();
+        let a = resolve(&inv, &Default::default(), &names).unwrap();
+        let v = a["vrrp"].as_str().unwrap().to_string();
+        assert_eq!(v.len(), 8);
+        assert!(v.bytes().all(|b| b.is_ascii_alphanumeric()));
+        let meta = std::fs::metadata(store_path(&inv)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let b = resolve(&inv, &Default::default(), &names).unwrap();
+        assert_eq!(b["vrrp"], a["vrrp"]);
+        let given: serde_json::Map<String, Json> = serde_json::from_str(r#"{"vrrp": "fromInv1"}"#).unwrap();
+        assert_eq!(resolve(&inv, &given, &names).unwrap()["vrrp"], "fromInv1");
+    }
+}

@@ -1,0 +1,171 @@
+//! The API server VIP in the lab, for real: Debian's keepalived and haproxy on
+//! three control planes, configured by gantry. The API servers behind them are
+//! STAND-INS (lab/standin-apiserver.sh: `openssl s_server` serving TLS with
+//! GET /healthz -> 200 "ok" like kube-apiserver, and GET /host -> its name).
+//! A fourth host is the client.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{root, summary, text, Lab};
+
+const HOSTS: &str = "master1:control-plane,master2:control-plane,master3:control-plane,client:worker";
+
+fn vip_lab(name: &str, net: u8) -> Lab {
+    let lab = Lab::up_with(name, net, HOSTS);
+    for m in ["master1", "master2", "master3"] {
+        let out = std::process::Command::new(root().join("lab/standin-apiserver.sh")).args([name, m]).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    lab
+}
+
+fn vip(lab: &Lab) -> String {
+    format!("172.29.{}.100", lab.net)
+}
+
+/// Which master answers GET /host through VIP:6553 from the client, if any.
+fn served_by(lab: &Lab) -> Option<String> {
+    let (ok, out) = lab.try_exec("client", &format!("printf 'GET /host HTTP/1.0\\r\\n\\r\\n' | timeout 2 openssl s_client -quiet -connect {}:6553 2>/dev/null | tail -n 1", vip(lab)));
+    let name = out.trim().to_string();
+    (ok && name.starts_with("master")).then_some(name)
+}
+
+fn holder(lab: &Lab) -> Option<String> {
+    ["master1", "master2", "master3"].into_iter().find(|m| lab.try_exec(m, &format!("ip -o -4 addr show | grep -qw {}", vip(lab))).0).map(str::to_string)
+}
+
+/// Seconds until the client is served through the VIP by a master other than
+/// `old` (or by anyone, when `old` is None).
+fn wait_for_service(lab: &Lab, old: Option<&str>, limit: Duration) -> Option<(f64, String)> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if let Some(m) = served_by(lab).filter(|m| Some(m.as_str()) != old) {
+            if holder(lab).as_deref() != old {
+                return Some((t0.elapsed().as_secs_f64(), m));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+fn main_pids(lab: &Lab) -> String {
+    ["master1", "master2", "master3"].iter().map(|m| lab.exec(m, "systemctl show -p MainPID --value keepalived haproxy")).collect()
+}
+
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn keepalived_and_haproxy_serve_the_vip_and_fail_over() {
+    let lab = vip_lab("t-vip", 41);
+    let out = lab.gantry(&["apply", "--accept-new-host-keys", "-p", "cluster"]);
+    assert_eq!(out.status.code(), Some(0));
+    // The configs went through the real daemons' checks and are live.
+    for m in ["master1", "master2", "master3"] {
+        assert_eq!(lab.exec(m, "systemctl is-active keepalived haproxy"), "active\nactive\n");
+        assert_eq!(lab.exec(m, "stat -c %a /etc/keepalived/keepalived.conf").trim(), "600");
+        assert!(lab.exec(m, "cat /etc/haproxy/haproxy.cfg").contains(&format!("server master3 172.29.{}.13:6443", lab.net)));
+    }
+    // Workers get no load balancer config (the image has the packages, as a
+    // server might; gantry leaves them alone there).
+    assert!(!lab.try_exec("client", "test -e /etc/keepalived/keepalived.conf").0);
+    assert!(!lab.exec("client", "cat /etc/haproxy/haproxy.cfg").contains("gantry"));
+    // The VRRP password is generated, kept 0600 beside the inventory, never printed.
+    let secrets = lab.inventory.parent().unwrap().join(".gantry/secrets.json");
+    let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(&secrets).unwrap()).unwrap();
+    let pass = stored["keepalived_auth_pass"].as_str().unwrap().to_string();
+    assert!(lab.exec("master1", "cat /etc/keepalived/keepalived.conf").contains(&format!("auth_pass {pass}")));
+    assert!(!format!("{}{}", text(&out.stdout), text(&out.stderr)).contains(&pass), "the VRRP password was printed");
+
+    // The first master holds the VIP; the client is served through it.
+    let (_, first) = wait_for_service(&lab, None, Duration::from_secs(15)).expect("VIP:6553 never answered");
+    assert_eq!(holder(&lab).as_deref(), Some("master1"));
+    println!("served by {first} through the VIP");
+
+    // A second apply changes nothing and restarts no daemon.
+    let pids = main_pids(&lab);
+    let again = lab.gantry(&["apply", "-p", "cluster"]);
+    assert!(summary(&again).contains(" changed=0 failed=0"), "{}", summary(&again));
+    assert_eq!(main_pids(&lab), pids, "a daemon was restarted by a no-op apply");
+
+    // keepalived stopped on the holder: the VIP moves.
+    lab.exec("master1", "systemctl stop keepalived");
+    let (secs, by) = wait_for_service(&lab, Some("master1"), Duration::from_secs(20)).expect("the VIP did not move after keepalived stopped");
+    println!("MEASURED: keepalived stopped on master1 -> client served by {by} again after {secs:.1}s");
+    assert_eq!(holder(&lab).as_deref(), Some("master2"), "the next master in host order takes it");
+    // Back: preemption (the default) gives the VIP back to master1.
+    lab.exec("master1", "systemctl start keepalived");
+    let t0 = Instant::now();
+    while holder(&lab).as_deref() != Some("master1") && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(holder(&lab).as_deref(), Some("master1"), "preempt: master1 takes the VIP back");
+
+    // haproxy down on the holder: the check script fails, keepalived gives up the VIP.
+    lab.exec("master1", "systemctl stop haproxy");
+    let (secs, by) = wait_for_service(&lab, Some("master1"), Duration::from_secs(20)).expect("the VIP did not move after haproxy stopped");
+    println!("MEASURED: haproxy stopped on master1 -> client served by {by} after {secs:.1}s");
+    lab.exec("master1", "systemctl start haproxy");
+    // An API server restart behind haproxy does not move the VIP.
+    let t0 = Instant::now();
+    while holder(&lab).as_deref() != Some("master1") && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    lab.exec("master1", "systemctl restart standin-apiserver");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(holder(&lab).as_deref(), Some("master1"), "the VIP flapped on an API server restart");
+
+    // The whole holder dies (SIGKILL to the container): the VIP moves.
+    let kill = std::process::Command::new("docker").args(["kill", &lab.container("master1")]).output().unwrap();
+    assert!(kill.status.success());
+    let (secs, by) = wait_for_service(&lab, Some("master1"), Duration::from_secs(20)).expect("the VIP did not move after the host died");
+    println!("MEASURED: master1 killed -> client served by {by} after {secs:.1}s");
+}
+
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn nopreempt_keeps_the_vip_where_it_is() {
+    let lab = vip_lab("t-nopreempt", 42);
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap() + "  keepalived_preempt: false\n";
+    std::fs::write(&lab.inventory, inv).unwrap();
+    assert_eq!(lab.gantry(&["apply", "--accept-new-host-keys", "-p", "cluster"]).status.code(), Some(0));
+    assert!(lab.exec("master1", "cat /etc/keepalived/keepalived.conf").contains("    nopreempt\n"));
+    wait_for_service(&lab, None, Duration::from_secs(15)).expect("VIP:6553 never answered");
+    let first = holder(&lab).unwrap();
+    lab.exec(&first, "systemctl stop keepalived");
+    wait_for_service(&lab, Some(&first), Duration::from_secs(20)).expect("the VIP did not move");
+    let second = holder(&lab).unwrap();
+    lab.exec(&first, "systemctl start keepalived");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(holder(&lab).unwrap(), second, "nopreempt: the VIP stays where it went");
+}
+
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn a_vip_taken_by_another_host_and_an_invalid_config_never_go_live() {
+    let lab = vip_lab("t-vipbad", 43);
+    // Someone else answers on the VIP: preflight refuses, nothing is installed.
+    lab.exec("client", &format!("ip addr add {}/24 dev eth0", vip(&lab)));
+    let out = lab.gantry(&["apply", "--accept-new-host-keys", "-p", "cluster"]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out.stdout);
+    assert!(shown.contains(&format!("FAILED master1 keepalived/the VIP is not answering for another host: VIP {} already answers on the network", vip(&lab))), "{shown}");
+    assert!(!lab.try_exec("master1", "test -e /etc/keepalived/keepalived.conf").0);
+    lab.exec("client", &format!("ip addr del {}/24 dev eth0", vip(&lab)));
+    assert_eq!(lab.gantry(&["apply", "-p", "cluster"]).status.code(), Some(0));
+
+    // A config haproxy rejects is checked by haproxy itself and never replaces the live one.
+    let live = lab.exec("master2", "cat /etc/haproxy/haproxy.cfg");
+    let pid = lab.exec("master2", "systemctl show -p MainPID --value haproxy");
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap() + "  apiserver_port: 99999\n";
+    std::fs::write(&lab.inventory, inv).unwrap();
+    let out = lab.gantry(&["apply", "-p", "cluster"]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("FAILED master2 haproxy/haproxy configuration: command failed\n    command: write /etc/haproxy/haproxy.cfg (mode 0644)"), "{shown}");
+    assert!(shown.contains("99999"), "haproxy's own complaint is shown: {shown}");
+    assert_eq!(lab.exec("master2", "cat /etc/haproxy/haproxy.cfg"), live);
+    assert_eq!(lab.exec("master2", "systemctl show -p MainPID --value haproxy"), pid);
+    assert_eq!(lab.exec("master2", "ls /etc/haproxy | grep -c gantry || true").trim(), "0", "a temp file was left");
+}
