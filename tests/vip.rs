@@ -168,4 +168,16 @@ fn a_vip_taken_by_another_host_and_an_invalid_config_never_go_live() {
     assert_eq!(lab.exec("master2", "cat /etc/haproxy/haproxy.cfg"), live);
     assert_eq!(lab.exec("master2", "systemctl show -p MainPID --value haproxy"), pid);
     assert_eq!(lab.exec("master2", "ls /etc/haproxy | grep -c gantry || true").trim(), "0", "a temp file was left");
+
+    // The same for keepalived: a router id out of range is caught by
+    // `keepalived --config-test`, and the running config stays.
+    let live = lab.exec("master3", "cat /etc/keepalived/keepalived.conf");
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap().replace("  apiserver_port: 99999\n", "  keepalived_router_id: 999\n");
+    std::fs::write(&lab.inventory, inv).unwrap();
+    let out = lab.gantry(&["apply", "-p", "cluster"]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("FAILED master3 keepalived/keepalived configuration: command failed"), "{shown}");
+    assert!(shown.contains("'999' outside range [1, 255]"), "{shown}");
+    assert_eq!(lab.exec("master3", "cat /etc/keepalived/keepalived.conf"), live);
 }
