@@ -21,6 +21,8 @@ image=$("$here/build-image.sh")
 
 "$here/down.sh" "$name" >/dev/null 2>&1 || true
 mkdir -p "$state"
+# New hosts: no known keys, no journal or secrets from an earlier lab.
+rm -rf "$state/.gantry"
 rm -f "$state/id_ed25519" "$state/id_ed25519.pub" "$state/known_hosts"
 ssh-keygen -q -t ed25519 -N '' -C "gantry-lab-$name" -f "$state/id_ed25519"
 install -m 0644 "$state/id_ed25519.pub" "$state/authorized_keys"

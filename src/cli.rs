@@ -57,6 +57,27 @@ pub struct Connect {
     pub forks: usize,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct RunControl {
+    /// Run only what failed, was skipped or was unreachable last time (and
+    /// what a changed inventory or role touches), on those hosts alone.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Start each host at this task (`role/task name`, or a task name);
+    /// the tasks before it are not run.
+    #[arg(long, value_name = "TASK")]
+    pub from: Option<String>,
+    /// Stop scheduling new tasks once more than this percentage of hosts failed.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub max_fail_percent: Option<u8>,
+    /// Stop scheduling new tasks at the first failed host.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Take over a host's run lock when its heartbeat is older than this.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub lock_stale_after: u64,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Connect, read every host's state and print what apply would change, with
@@ -68,8 +89,25 @@ pub enum Command {
         connect: Connect,
     },
     /// Converge the hosts: run the task DAG, many hosts at once. A failed task
-    /// stops only what depends on it; every other host goes on.
+    /// stops only what depends on it; every other host goes on. Every finished
+    /// task is journaled in .gantry/journal.jsonl beside the inventory.
     Apply {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        connect: Connect,
+        #[command(flatten)]
+        run: RunControl,
+    },
+    /// Show the last outcome of every task on every host, from the journal,
+    /// and what `apply --retry-failed` would run. Offline.
+    Status {
+        #[command(flatten)]
+        input: Input,
+    },
+    /// Remove the run lock from hosts (after a run that died, when you do not
+    /// want to wait for the lock to go stale). Use --limit to pick hosts.
+    Unlock {
         #[command(flatten)]
         input: Input,
         #[command(flatten)]

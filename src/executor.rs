@@ -3,7 +3,8 @@
 //! node blocks only its dependents; every other host goes on. This is the one
 //! place that runs module actions, and it runs none in plan mode.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::graph::{Dag, Edge};
 use crate::inventory::Inventory;
+use crate::journal::{self, Journal, Record};
+use crate::lock;
 use crate::modules::{self, Action, Decision, Module, Probe, ProbeOut};
 use crate::playbook::{Playbook, Task};
 use crate::report::Reporter;
@@ -37,6 +40,38 @@ impl Outcome {
     fn lets_dependents_run(&self) -> bool {
         matches!(self, Outcome::Ok(_) | Outcome::Changed { .. } | Outcome::Skipped(_))
     }
+
+    /// The word the journal and `status` use.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Outcome::Ok(_) => "ok",
+            Outcome::Changed { .. } => "changed",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Blocked(_) => "blocked",
+            Outcome::Unreachable(_) => "unreachable",
+        }
+    }
+
+    pub fn reason(&self) -> String {
+        match self {
+            Outcome::Ok(r) | Outcome::Skipped(r) | Outcome::Blocked(r) | Outcome::Unreachable(r) => r.clone(),
+            Outcome::Changed { reason, .. } => reason.clone(),
+            Outcome::Failed { reason, command, rc, stderr } => {
+                let mut s = reason.clone();
+                if let Some(c) = command {
+                    s.push_str(&format!("; {c}"));
+                }
+                if let Some(rc) = rc {
+                    s.push_str(&format!("; exit code {rc}"));
+                }
+                if let Some(last) = stderr.lines().last() {
+                    s.push_str(&format!("; {last}"));
+                }
+                s
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +84,22 @@ pub struct Options {
     pub mode: RunMode,
     pub forks: usize,
     pub host_keys: HostKeyPolicy,
+    /// Nodes finished in an earlier run (`--retry-failed`, `--from`): not run.
+    pub done: HashSet<NodeIndex>,
+    /// Each node's input hash, by node index, for the journal.
+    pub inputs: Vec<String>,
+    pub journal: Option<Arc<Journal>>,
+    /// Stop scheduling new tasks once more than this share of hosts failed.
+    pub max_fail_percent: Option<u8>,
+    pub fail_fast: bool,
+    /// Host locks (apply): a lock whose heartbeat is older is taken over.
+    pub lock_stale_after: Option<Duration>,
+}
+
+impl Options {
+    pub fn new(mode: RunMode, forks: usize, host_keys: HostKeyPolicy) -> Options {
+        Options { mode, forks, host_keys, done: HashSet::new(), inputs: Vec::new(), journal: None, max_fail_percent: None, fail_fast: false, lock_stale_after: None }
+    }
 }
 
 /// State shared by all host workers.
@@ -65,6 +116,36 @@ struct Shared {
     hostvars: Mutex<HashMap<String, serde_json::Map<String, Json>>>,
     reporter: Arc<Reporter>,
     forks: Semaphore,
+    /// Set when the run stops scheduling: Ctrl-C, --fail-fast, --max-fail-percent.
+    stop: AtomicBool,
+    stop_reason: Mutex<String>,
+    failed_hosts: AtomicUsize,
+    hosts_in_run: usize,
+}
+
+impl Shared {
+    fn stop(&self, why: String) {
+        if !self.stop.swap(true, Ordering::SeqCst) {
+            self.reporter.notice(&format!("stopping: {why}; running tasks finish, no new ones start"));
+            *self.stop_reason.lock().unwrap() = why;
+        }
+    }
+
+    fn stopped(&self) -> Option<String> {
+        self.stop.load(Ordering::SeqCst).then(|| self.stop_reason.lock().unwrap().clone())
+    }
+
+    /// A host ended with a failure: apply --fail-fast and --max-fail-percent.
+    fn host_failed(&self) {
+        let n = self.failed_hosts.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.opts.fail_fast {
+            self.stop(format!("--fail-fast: a host failed ({n} so far)"));
+        } else if let Some(p) = self.opts.max_fail_percent {
+            if n * 100 > p as usize * self.hosts_in_run {
+                self.stop(format!("--max-fail-percent {p}: {n} of {} hosts failed", self.hosts_in_run));
+            }
+        }
+    }
 }
 
 pub struct RunResult {
@@ -91,7 +172,35 @@ pub async fn run(inv: Inventory, pb: Playbook, dag: Dag, opts: Options, reporter
         Json::Object(m) => m,
         _ => unreachable!("template_view is a mapping"),
     };
-    let shared = Arc::new(Shared { view, inv, pb, dag, templates, opts, done, hostvars: Mutex::new(HashMap::new()), reporter, forks });
+    let hosts_in_run = dag.chains.iter().filter(|c| !c.is_empty()).count();
+    let shared = Arc::new(Shared {
+        view,
+        inv,
+        pb,
+        dag,
+        templates,
+        opts,
+        done,
+        hostvars: Mutex::new(HashMap::new()),
+        reporter,
+        forks,
+        stop: AtomicBool::new(false),
+        stop_reason: Mutex::new(String::new()),
+        failed_hosts: AtomicUsize::new(0),
+        hosts_in_run,
+    });
+    // Ctrl-C once: finish what runs, start nothing new (the journal keeps
+    // every finished task). Twice: abort now.
+    let on_signal = shared.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.stop("interrupted (Ctrl-C); press it again to abort now".into());
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("aborted; finished tasks are in the journal");
+                std::process::exit(130);
+            }
+        }
+    });
     let mut workers = Vec::new();
     for h in 0..shared.inv.hosts.len() {
         if shared.dag.chains[h].is_empty() {
@@ -107,29 +216,100 @@ pub async fn run(inv: Inventory, pb: Playbook, dag: Dag, opts: Options, reporter
     RunResult { outcomes }
 }
 
+fn journal(s: &Shared, n: NodeIndex, o: &Outcome) {
+    if let Some(j) = &s.opts.journal {
+        let node = &s.dag.graph[n];
+        let host = &s.inv.hosts[node.host].name;
+        let seq = s.dag.chains[node.host].iter().position(|x| *x == n).unwrap_or(0);
+        j.record(&Record {
+            run: j.run.clone(),
+            at: journal::now(),
+            host: host.clone(),
+            task: node.task.id.clone(),
+            seq,
+            input: s.opts.inputs.get(n.index()).cloned().unwrap_or_default(),
+            outcome: o.word().to_string(),
+            reason: s.reporter.redactor.redact(&o.reason()),
+        });
+    }
+}
+
 fn finish(s: &Shared, n: NodeIndex, o: Outcome) {
     let node = &s.dag.graph[n];
     s.reporter.task_done(&s.inv.hosts[node.host].name, &node.task.id, &o);
+    journal(s, n, &o);
     s.done[n.index()].send_replace(Some(o));
 }
 
-/// The host cannot be reached: say so once, and count each remaining task.
+/// A node finished in an earlier run: counted, not run, not journaled again.
+fn finish_done(s: &Shared, n: NodeIndex) {
+    s.reporter.done_earlier(&s.inv.hosts[s.dag.graph[n].host].name);
+    s.done[n.index()].send_replace(Some(Outcome::Ok("done in an earlier run".into())));
+}
+
+/// The host cannot be used: say so once, and record each remaining task.
 fn host_lost(s: &Shared, h: usize, nodes: &[NodeIndex], why: &str) {
-    s.reporter.host_unreachable(&s.inv.hosts[h].name, why, nodes.len());
-    for n in nodes {
-        s.done[n.index()].send_replace(Some(Outcome::Unreachable(why.to_string())));
+    host_ends(s, h, nodes, Outcome::Unreachable(why.to_string()));
+}
+
+fn host_ends(s: &Shared, h: usize, nodes: &[NodeIndex], o: Outcome) {
+    let todo: Vec<NodeIndex> = nodes.iter().copied().filter(|n| !s.opts.done.contains(n)).collect();
+    s.reporter.host_unusable(&s.inv.hosts[h].name, &o, todo.len());
+    for &n in nodes {
+        if s.opts.done.contains(&n) {
+            finish_done(s, n);
+        } else {
+            journal(s, n, &o);
+            s.done[n.index()].send_replace(Some(o.clone()));
+        }
+    }
+    if !todo.is_empty() {
+        s.host_failed();
     }
 }
 
 async fn host_worker(s: Arc<Shared>, h: usize) {
     let host = &s.inv.hosts[h];
     let chain = s.dag.chains[h].clone();
+    // A host whose every task finished earlier is not contacted at all.
+    if chain.iter().all(|n| s.opts.done.contains(n)) {
+        for &n in &chain {
+            finish_done(&s, n);
+        }
+        return;
+    }
     let mut permit = Some(s.forks.acquire().await.expect("semaphore open"));
+    if let Some(why) = s.stopped() {
+        return host_ends(&s, h, &chain, Outcome::Blocked(format!("not started: {why}")));
+    }
     let cfg = s.inv.ssh_for(host);
     let conn = match ssh::connect(&host.address, &cfg, s.opts.host_keys).await {
-        Ok(c) => c,
+        Ok(c) => Arc::new(c),
         Err(e) => return host_lost(&s, h, &chain, &e.message),
     };
+    // Two applies must not interleave on a host: take its lock, and keep a
+    // heartbeat on it while this run holds it.
+    let mut heartbeat = None;
+    if let (RunMode::Apply, Some(stale)) = (s.opts.mode, s.opts.lock_stale_after) {
+        let run = s.opts.journal.as_ref().map(|j| j.run.clone()).unwrap_or_default();
+        let mut got = lock::acquire(&conn, &run, stale).await;
+        if let Err(lock::LockError::Held(by)) = &got {
+            if lock::owner_is_gone(by) {
+                got = lock::acquire(&conn, &run, Duration::ZERO).await;
+            }
+        }
+        match got {
+            Ok(lock::Acquired::Fresh) => {}
+            Ok(lock::Acquired::TookOver(old)) => s.reporter.notice(&format!("{}: took over a stale lock ({old})", host.name)),
+            Err(lock::LockError::Held(by)) => {
+                conn.close().await;
+                let why = format!("host is locked by another run ({by}); if that run is gone, wait for the lock to go stale or run `gantry unlock --limit {}`", host.name);
+                return host_ends(&s, h, &chain, Outcome::Failed { reason: why, command: None, rc: None, stderr: String::new() });
+            }
+            Err(lock::LockError::Conn(e)) => return host_lost(&s, h, &chain, &e.message),
+        }
+        heartbeat = Some(lock::heartbeat(conn.clone(), run));
+    }
     let facts = match gather_facts(&conn).await {
         Ok(f) => f,
         Err(e) => {
@@ -142,7 +322,12 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
     // Plan's view of files that earlier planned tasks would write, so a later
     // task on the same file is judged against the content it would find.
     let mut overlay: HashMap<String, String> = HashMap::new();
+    let mut host_failed = false;
     for (i, &n) in chain.iter().enumerate() {
+        if s.opts.done.contains(&n) {
+            finish_done(&s, n);
+            continue;
+        }
         // Wait for predecessors; give the fork slot back while waiting on
         // other hosts, so a barrier cannot deadlock the pool.
         let mut blocked = None;
@@ -165,21 +350,48 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
         if permit.is_none() {
             permit = Some(s.forks.acquire().await.expect("semaphore open"));
         }
+        if blocked.is_none() {
+            blocked = s.stopped().map(|why| format!("not started: {why}"));
+        }
         if let Some(r) = blocked {
             finish(&s, n, Outcome::Blocked(r));
             continue;
         }
-        let outcome = run_task(&s, h, &s.dag.graph[n].task, &conn, &facts, &mut overlay).await;
+        let task = &s.dag.graph[n].task;
+        let mut attempt = 0;
+        let outcome = loop {
+            let o = run_task(&s, h, task, &conn, &facts, &mut overlay).await;
+            // `retries` is for steps that fail transiently; a lost host is not retried.
+            if matches!(o, Outcome::Failed { .. }) && attempt < task.retries && s.opts.mode == RunMode::Apply && s.stopped().is_none() {
+                attempt += 1;
+                s.reporter.notice(&format!("{} {}: {}; retry {attempt}/{} in {}s", host.name, task.id, o.reason(), task.retries, task.delay));
+                tokio::time::sleep(Duration::from_secs(task.delay)).await;
+                continue;
+            }
+            break o;
+        };
         let lost = match &outcome {
-            Outcome::Unreachable(r) => Some(format!("connection lost during {}: {r}", s.dag.graph[n].task.id)),
+            Outcome::Unreachable(r) => Some(format!("connection lost during {}: {r}", task.id)),
             _ => None,
         };
+        host_failed |= matches!(outcome, Outcome::Failed { .. });
         finish(&s, n, outcome);
         if let Some(why) = lost {
+            if let Some(hb) = heartbeat {
+                hb.abort();
+            }
             return host_lost(&s, h, &chain[i + 1..], &why);
         }
     }
     drop(permit);
+    if host_failed {
+        s.host_failed();
+    }
+    if let Some(hb) = heartbeat {
+        hb.abort();
+        let run = s.opts.journal.as_ref().map(|j| j.run.clone()).unwrap_or_default();
+        lock::release(&conn, &run).await;
+    }
     conn.close().await;
 }
 
@@ -262,6 +474,42 @@ fn scope(
     }
     m.insert("hostvars".into(), json!(hostvars));
     m
+}
+
+/// Each node's input hash: the task's definition, the role files it uses, and
+/// the values of exactly the variables it refers to, as the inventory and role
+/// defaults give them (facts and registered results are runtime, not input).
+/// A retry reruns a node whose hash moved, and only those.
+pub fn input_hashes(inv: &Inventory, pb: &Playbook, dag: &Dag) -> Vec<String> {
+    use sha2::Digest;
+    let templates = Templates::new(pb);
+    let view = match inv.template_view() {
+        Json::Object(m) => m,
+        _ => unreachable!("template_view is a mapping"),
+    };
+    dag.graph
+        .node_indices()
+        .map(|n| {
+            let node = &dag.graph[n];
+            let t = &node.task;
+            let role = &pb.roles[&t.role];
+            let scope = scope(&view, inv, pb, node.host, &t.role, &Json::Null, &HashMap::new());
+            let mut names = std::collections::BTreeSet::new();
+            let mut files = Vec::new();
+            let strings = crate::template::strings_in(&t.params, "").into_iter().map(|(_, s)| s);
+            let exprs = t.when.iter().map(|w| format!("{{{{ {w} }}}}")).chain(t.loop_.iter().map(|l| l.to_string()));
+            for src in strings.chain(exprs) {
+                names.extend(templates.referenced_in(&src));
+            }
+            if let Some(src) = t.params.get("src").and_then(Json::as_str) {
+                names.extend(templates.referenced_in_file(&t.role, src));
+                files.push(role.templates.get(src).or_else(|| role.files.get(src)).cloned().unwrap_or_default());
+            }
+            let values: serde_json::Map<String, Json> = names.into_iter().filter_map(|k| scope.get(&k).map(|v| (k, v.clone()))).collect();
+            let def = json!({"module": t.module, "params": t.params, "when": t.when, "loop": t.loop_, "register": t.register, "values": values, "files": files});
+            hex::encode(&sha2::Sha256::digest(def.to_string().as_bytes())[..8])
+        })
+        .collect()
 }
 
 /// Render one role template for one host as a task would, offline, with the

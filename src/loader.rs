@@ -374,6 +374,8 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
             wait_for: str_list("wait_for"),
             timeout: map.get("timeout").and_then(Json::as_u64),
             loop_: map.get("loop").cloned(),
+            retries: map.get("retries").and_then(Json::as_u64).unwrap_or(0) as u32,
+            delay: map.get("delay").and_then(Json::as_u64).unwrap_or(5),
             source: format!("{}:{}", tasks_path.display(), line),
         });
     }

@@ -417,12 +417,17 @@ impl Action {
             Action::Write { path, content, mode, owner, group, validate } => {
                 let q = quote(path)?;
                 let tmpl = quote(&format!("{path}.gantry.XXXXXX"))?;
-                let mut s = format!("set -e\nt=$(mktemp -- {tmpl})\ntrap 'rm -f -- \"$t\"' EXIT\nchmod {mode:o} \"$t\"\n");
+                // If the connection drops mid-transfer, `cat` sees an early
+                // end of input: the size and checksum checks below then fail,
+                // so a partial file is never renamed into place.
+                let mut s = format!("set -e\nt=$(mktemp -- {tmpl})\ntrap 'rm -f -- \"$t\"' EXIT\ntrap 'rm -f -- \"$t\"; exit 1' HUP INT TERM PIPE\nchmod {mode:o} \"$t\"\n");
                 if owner.is_some() || group.is_some() {
                     let spec = format!("{}:{}", owner.as_deref().unwrap_or(""), group.as_deref().unwrap_or(""));
                     s.push_str(&format!("chown -- {} \"$t\"\n", quote(&spec)?));
                 }
-                s.push_str("cat > \"$t\"\n");
+                use sha2::Digest;
+                let sum = hex::encode(sha2::Sha256::digest(content.as_bytes()));
+                s.push_str(&format!("cat > \"$t\"\n[ \"$(wc -c < \"$t\")\" -eq {} ]\nprintf '%s  %s\\n' {sum} \"$t\" | sha256sum -c --status -\n", content.len()));
                 if let Some(argv) = validate {
                     // The candidate is checked in place; on failure `set -e`
                     // ends the script and the trap removes it: the live file
@@ -1056,6 +1061,19 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o600);
+        // The connection drops mid-transfer: half the content arrives, then
+        // end of input. The old file stays, and no temp file is left.
+        let big = Action::Write { path: p.clone(), content: "x".repeat(10000), mode: 0o600, owner: None, group: None, validate: None };
+        let (script, _) = big.script().unwrap();
+        let mut c = std::process::Command::new("sh").arg("-c").arg(&script).stdin(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = c.stdin.take().unwrap();
+            stdin.write_all("x".repeat(5000).as_bytes()).unwrap();
+        }
+        assert!(!c.wait_with_output().unwrap().status.success());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temp file left behind");
         // Mode is set on the empty temp file, before any content is written.
         let (script, _) = good.script().unwrap();
         assert!(script.find("chmod 600").unwrap() < script.find("cat >").unwrap());

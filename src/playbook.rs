@@ -82,11 +82,15 @@ pub struct Task {
     pub loop_: Option<Json>,
     /// Per-task command timeout in seconds.
     pub timeout: Option<u64>,
+    /// Retry a failed task this many times, `delay` seconds apart, for steps
+    /// that can fail transiently. A lost host is never retried.
+    pub retries: u32,
+    pub delay: u64,
     /// Where the task is written, for messages.
     pub source: String,
 }
 
-pub const TASK_KEYWORDS: &[&str] = &["name", "when", "register", "no_log", "wait_for", "timeout", "loop"];
+pub const TASK_KEYWORDS: &[&str] = &["name", "when", "register", "no_log", "wait_for", "timeout", "loop", "retries", "delay"];
 
 #[derive(Debug, Clone)]
 pub struct Role {

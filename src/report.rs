@@ -42,6 +42,28 @@ impl Redactor {
     }
 }
 
+/// A diff as shown: long lines cut, long diffs cut, so a 64 KiB one-line
+/// file does not flood the terminal. The full change is still applied.
+fn shorten_diff(d: &str) -> String {
+    const WIDTH: usize = 160;
+    const LINES: usize = 120;
+    let mut out = String::new();
+    let total = d.lines().count();
+    for line in d.lines().take(LINES) {
+        if line.chars().count() > WIDTH {
+            let cut: String = line.chars().take(WIDTH).collect();
+            out.push_str(&format!("{cut}… ({} more bytes)\n", line.len() - cut.len()));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if total > LINES {
+        out.push_str(&format!("… ({} more diff lines)\n", total - LINES));
+    }
+    out
+}
+
 #[derive(Default, Clone, Copy)]
 pub struct Counts {
     pub ok: usize,
@@ -49,6 +71,8 @@ pub struct Counts {
     pub failed: usize,
     pub skipped: usize,
     pub unreachable: usize,
+    /// Finished in an earlier run, not run again (`--retry-failed`, `--from`).
+    pub done: usize,
 }
 
 pub struct Reporter {
@@ -113,7 +137,7 @@ impl Reporter {
             Outcome::Changed { reason, diff, actions } => {
                 self.host_line(host, &format!("{} {host} {task}: {reason}", style(changed_word).yellow()));
                 if let Some(d) = diff {
-                    let colored: String = d
+                    let colored: String = shorten_diff(d)
                         .lines()
                         .map(|l| {
                             let l = format!("    {l}");
@@ -153,15 +177,42 @@ impl Reporter {
         }
     }
 
-    /// A host that cannot be reached: one line, and every remaining task counted.
-    pub fn host_unreachable(&self, host: &str, why: &str, tasks: usize) {
-        self.counts.lock().unwrap().entry(host.to_string()).or_default().unreachable += tasks;
+    /// A host that cannot be used (unreachable, locked, not started): one
+    /// line, and every remaining task counted.
+    pub fn host_unusable(&self, host: &str, o: &Outcome, tasks: usize) {
+        {
+            let mut c = self.counts.lock().unwrap();
+            let c = c.entry(host.to_string()).or_default();
+            match o {
+                Outcome::Unreachable(_) => c.unreachable += tasks,
+                Outcome::Failed { .. } => c.failed += tasks,
+                _ => c.skipped += tasks,
+            }
+        }
         if let Some(b) = &self.bar {
             b.inc(tasks as u64);
         }
         if tasks > 0 {
-            self.host_line(host, &format!("{} {host}: {why} ({tasks} task(s) not run)", style("UNREACHABLE").red().bold()));
+            let word = match o {
+                Outcome::Unreachable(_) => style("UNREACHABLE").red().bold(),
+                Outcome::Failed { .. } => style("FAILED").red().bold(),
+                _ => style("skipped").dim(),
+            };
+            self.host_line(host, &format!("{word} {host}: {} ({tasks} task(s) not run)", o.reason()));
         }
+    }
+
+    /// A task finished in an earlier run and not run again.
+    pub fn done_earlier(&self, host: &str) {
+        self.counts.lock().unwrap().entry(host.to_string()).or_default().done += 1;
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+
+    /// A run-wide message (stop, retry, lock), printed at once.
+    pub fn notice(&self, s: &str) {
+        self.line(&format!("{} {s}", style("note:").cyan()));
     }
 
     /// Print the per-host summary; returns the totals.
@@ -187,9 +238,11 @@ impl Reporter {
             t.failed += c.failed;
             t.skipped += c.skipped;
             t.unreachable += c.unreachable;
+            t.done += c.done;
         }
         let verb = if self.plan { "to change" } else { "changed" };
-        println!("{} hosts: ok={} {verb}={} failed={} skipped={} unreachable={}", counts.len(), t.ok, t.changed, t.failed, t.skipped, t.unreachable);
+        let done = if t.done > 0 { format!(" (and {} task(s) done in earlier runs, not rerun)", t.done) } else { String::new() };
+        println!("{} hosts: ok={} {verb}={} failed={} skipped={} unreachable={}{done}", counts.len(), t.ok, t.changed, t.failed, t.skipped, t.unreachable);
         t
     }
 }
@@ -197,6 +250,14 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_diffs_are_cut_for_display() {
+        let d = format!("+{}\n", "x".repeat(1000));
+        assert_eq!(shorten_diff(&d), format!("+{}… (841 more bytes)\n", "x".repeat(159)));
+        let many: String = (0..200).map(|i| format!("+{i}\n")).collect();
+        assert!(shorten_diff(&many).ends_with("… (80 more diff lines)\n"));
+    }
 
     #[test]
     fn redacts_every_occurrence() {

@@ -101,6 +101,9 @@ impl client::Handler for Verifier {
     }
 }
 
+/// How long a host that let a command time out has to answer a trivial one.
+const LIVENESS: Duration = Duration::from_secs(5);
+
 /// An open, authenticated connection to one host.
 pub struct Conn {
     handle: Handle<Verifier>,
@@ -188,7 +191,13 @@ impl Conn {
         let quoted = quote(script).map_err(fatal)?;
         let line = if self.become_ { format!("sudo -n -- sh -c {quoted}") } else { format!("sh -c {quoted}") };
         match tokio::time::timeout(timeout, self.exec(&line, stdin)).await {
-            Err(_) => Err(transient(format!("command timed out after {}s", timeout.as_secs()))),
+            // A command past its time, or a host that stopped answering?
+            // Ask the host something trivial: no answer means the host is
+            // gone (unreachable), an answer means the command is just slow.
+            Err(_) => match tokio::time::timeout(LIVENESS, self.exec("true", None)).await {
+                Ok(Ok(_)) => Err(transient(format!("command timed out after {}s", timeout.as_secs()))),
+                _ => Err(transient(format!("connection lost: the host stopped answering (command timed out after {}s, and a liveness check got no answer in {}s)", timeout.as_secs(), LIVENESS.as_secs()))),
+            },
             Ok(Err(e)) => Err(e),
             Ok(Ok(out)) => {
                 if self.become_ && out.rc == 1 && out.stderr.contains("sudo: a password is required") {
@@ -226,7 +235,7 @@ impl Conn {
         Ok(Output { rc, stdout: String::from_utf8_lossy(&out).into_owned(), stderr: String::from_utf8_lossy(&err).into_owned() })
     }
 
-    pub async fn close(self) {
+    pub async fn close(&self) {
         let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
     }
 }

@@ -84,6 +84,21 @@ impl Templates {
         Templates { env }
     }
 
+    /// Top-level variables a string or a role template refers to.
+    pub fn referenced_in(&self, source: &str) -> std::collections::BTreeSet<String> {
+        match self.env.template_from_str(source) {
+            Ok(t) => t.undeclared_variables(false).into_iter().collect(),
+            Err(_) => Default::default(),
+        }
+    }
+
+    pub fn referenced_in_file(&self, role: &str, name: &str) -> std::collections::BTreeSet<String> {
+        match self.env.get_template(&format!("{role}/{name}")) {
+            Ok(t) => t.undeclared_variables(false).into_iter().collect(),
+            Err(_) => Default::default(),
+        }
+    }
+
     pub fn render_file(&self, role: &str, name: &str, ctx: &Value) -> Result<String, String> {
         let t = self.env.get_template(&format!("{role}/{name}")).map_err(|e| render_err(&format!("template {name}"), e))?;
         t.render(ctx).map_err(|e| render_err(&format!("template {name}"), e))

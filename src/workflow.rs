@@ -4,10 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cli::{Cli, Command, Connect, Input};
+use std::collections::HashSet;
+
+use crate::cli::{Cli, Command, Connect, Input, RunControl};
 use crate::error::{Error, Result};
 use crate::executor::{self, Options, RunMode};
 use crate::graph::Dag;
+use crate::journal;
 use crate::inventory::Inventory;
 use crate::loader;
 use crate::playbook::Playbook;
@@ -29,8 +32,10 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             print!("{}", Dag::build(&inv, &pb, &all)?.dot(&inv));
             Ok(0)
         }
-        Command::Plan { input, connect } => execute(&input, &connect, RunMode::Plan),
-        Command::Apply { input, connect } => execute(&input, &connect, RunMode::Apply),
+        Command::Plan { input, connect } => execute(&input, &connect, None),
+        Command::Apply { input, connect, run } => execute(&input, &connect, Some(&run)),
+        Command::Status { input } => status(&input),
+        Command::Unlock { input, connect } => unlock(&input, &connect),
     }
 }
 
@@ -65,25 +70,194 @@ pub fn load(input: &Input) -> Result<(Inventory, Playbook)> {
     Ok((inv, pb))
 }
 
-fn execute(input: &Input, connect: &Connect, mode: RunMode) -> Result<i32> {
-    let (mut inv, pb) = load(input)?;
-    inv.secrets = crate::secrets::resolve(&input.inventory, &inv.secrets, &pb.secret_names())?;
-    let mut selected = Vec::new();
-    for name in &connect.limit {
-        match inv.hosts.iter().position(|h| &h.name == name) {
-            Some(i) => selected.push(i),
-            None => return Err(Error::Usage(format!("--limit: no host named {name:?} in {}", input.inventory.display()))),
+fn selected_hosts(inv: &Inventory, input: &Input, connect: &Connect) -> Result<Vec<usize>> {
+    if connect.limit.is_empty() {
+        return Ok((0..inv.hosts.len()).collect());
+    }
+    connect
+        .limit
+        .iter()
+        .map(|name| inv.hosts.iter().position(|h| &h.name == name).ok_or_else(|| Error::Usage(format!("--limit: no host named {name:?} in {}", input.inventory.display()))))
+        .collect()
+}
+
+/// The nodes a rerun need not run: finished in an earlier run with the same
+/// input. Returns them and a note of what reruns because its input moved.
+fn finished_earlier(inv: &Inventory, dag: &Dag, inputs: &[String], st: &journal::State) -> (HashSet<petgraph::graph::NodeIndex>, Vec<String>) {
+    let mut done = HashSet::new();
+    let mut moved = Vec::new();
+    for (h, chain) in dag.chains.iter().enumerate() {
+        for (seq, &n) in chain.iter().enumerate() {
+            let task = &dag.graph[n].task;
+            match st.get(&inv.hosts[h].name, seq, &task.id) {
+                Some(r) if r.succeeded() && r.input == inputs[n.index()] => {
+                    done.insert(n);
+                }
+                Some(r) if r.succeeded() => moved.push(format!("{}:{}", inv.hosts[h].name, task.id)),
+                _ => {}
+            }
         }
     }
-    if connect.limit.is_empty() {
-        selected = (0..inv.hosts.len()).collect();
+    // Registered results are not journaled (they may be secrets), so a task
+    // that registers reruns when anything after it on its host, or any task
+    // waiting for it on another host, runs.
+    loop {
+        let mut again = Vec::new();
+        for &n in &done {
+            if dag.graph[n].task.register.is_none() {
+                continue;
+            }
+            let h = dag.graph[n].host;
+            let pos = dag.chains[h].iter().position(|x| *x == n).unwrap();
+            let later_runs = dag.chains[h][pos + 1..].iter().any(|x| !done.contains(x));
+            let consumer_runs = dag.graph.neighbors_directed(n, petgraph::Direction::Outgoing).any(|x| !done.contains(&x));
+            if later_runs || consumer_runs {
+                again.push(n);
+            }
+        }
+        if again.is_empty() {
+            break;
+        }
+        for n in again {
+            done.remove(&n);
+        }
     }
+    (done, moved)
+}
+
+fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result<i32> {
+    let mode = if run.is_some() { RunMode::Apply } else { RunMode::Plan };
+    let (mut inv, pb) = load(input)?;
+    inv.secrets = crate::secrets::resolve(&input.inventory, &inv.secrets, &pb.secret_names())?;
+    let selected = selected_hosts(&inv, input, connect)?;
     let dag = Dag::build(&inv, &pb, &selected)?;
+    let inputs = executor::input_hashes(&inv, &pb, &dag);
+    let mut opts = Options::new(mode, connect.forks, if connect.accept_new_host_keys { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict });
+    if let Some(rc) = run {
+        if rc.retry_failed {
+            let Some(st) = journal::state(&input.inventory)? else {
+                return Err(Error::Usage(format!("--retry-failed: no journal at {}; nothing ran yet", journal::path(&input.inventory).display())));
+            };
+            let (done, moved) = finished_earlier(&inv, &dag, &inputs, &st);
+            if !moved.is_empty() {
+                eprintln!("note: the inventory or roles changed since the last run for {} task(s); they run again: {}", moved.len(), moved.join(", "));
+            }
+            let todo = dag.graph.node_count() - done.len();
+            if todo == 0 {
+                println!("nothing to retry: every task finished in the last runs with the same input");
+                return Ok(0);
+            }
+            let hosts: std::collections::BTreeSet<&str> = dag.graph.node_indices().filter(|n| !done.contains(n)).map(|n| inv.hosts[dag.graph[n].host].name.as_str()).collect();
+            eprintln!("retrying {todo} task(s) on {}", hosts.into_iter().collect::<Vec<_>>().join(", "));
+            opts.done = done;
+        }
+        if let Some(from) = &rc.from {
+            let mut found = false;
+            for chain in &dag.chains {
+                if let Some(pos) = chain.iter().position(|n| &dag.graph[*n].task.id == from || &dag.graph[*n].task.name == from) {
+                    found = true;
+                    opts.done.extend(chain[..pos].iter().copied());
+                } else {
+                    opts.done.extend(chain.iter().copied());
+                }
+            }
+            if !found {
+                return Err(Error::Usage(format!("--from: no task {from:?} on the selected hosts (write it as role/task name)")));
+            }
+        }
+        opts.max_fail_percent = rc.max_fail_percent;
+        opts.fail_fast = rc.fail_fast;
+        opts.lock_stale_after = Some(std::time::Duration::from_secs(rc.lock_stale_after));
+        let command: Vec<String> = std::env::args().skip(1).collect();
+        opts.journal = Some(Arc::new(journal::Journal::open(&input.inventory, &command.join(" "), &input.playbook)?));
+    }
+    opts.inputs = inputs;
     let names: Vec<String> = selected.iter().map(|&i| inv.hosts[i].name.clone()).collect();
     let reporter = Arc::new(Reporter::new(mode == RunMode::Plan, connect.verbose, dag.graph.node_count() as u64, &names));
-    let opts = Options { mode, forks: connect.forks, host_keys: if connect.accept_new_host_keys { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict } };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::Other(format!("starting the runtime: {e}")))?;
     let result = rt.block_on(executor::run(inv, pb, dag, opts, reporter.clone()));
     reporter.finish();
     Ok(if result.any_failed() { 1 } else { 0 })
+}
+
+/// `gantry status`: the journal's view, and what a retry would run.
+fn status(input: &Input) -> Result<i32> {
+    let Some(st) = journal::state(&input.inventory)? else {
+        println!("no runs yet: {} does not exist", journal::path(&input.inventory).display());
+        return Ok(0);
+    };
+    let mut input = input.clone();
+    if let Some(pb) = &st.playbook {
+        if std::env::args().all(|a| a != "-p" && a != "--playbook" && !a.starts_with("--playbook=")) {
+            input.playbook = pb.clone();
+        }
+    }
+    let (inv, pb) = load(&input)?;
+    let all: Vec<usize> = (0..inv.hosts.len()).collect();
+    let dag = Dag::build(&inv, &pb, &all)?;
+    let inputs = executor::input_hashes(&inv, &pb, &dag);
+    let (done, _) = finished_earlier(&inv, &dag, &inputs, &st);
+    println!("last run {} ({}s ago): gantry {}", st.run, journal::now().saturating_sub(st.at), st.command);
+    let mut failed = 0;
+    for (h, chain) in dag.chains.iter().enumerate() {
+        if chain.is_empty() {
+            continue;
+        }
+        let host = &inv.hosts[h].name;
+        println!("\n{host}");
+        for (seq, &n) in chain.iter().enumerate() {
+            let task = &dag.graph[n].task;
+            let rec = st.get(host, seq, &task.id);
+            let (word, when, reason) = match rec {
+                Some(r) => (r.outcome.as_str(), format!("{}s ago", journal::now().saturating_sub(r.at)), r.reason.as_str()),
+                None => ("never run", String::new(), ""),
+            };
+            if rec.is_some_and(|r| !r.succeeded()) {
+                failed += 1;
+            }
+            let rerun = if done.contains(&n) {
+                "keep"
+            } else if rec.is_some_and(|r| r.succeeded() && r.input != inputs[n.index()]) {
+                "rerun: input changed"
+            } else {
+                "rerun"
+            };
+            println!("  {word:<11} {:<50} {when:>10}  [{rerun}]{}", task.id, if reason.is_empty() { String::new() } else { format!("  {reason}") });
+        }
+    }
+    let todo = dag.graph.node_count() - done.len();
+    println!("\n`gantry apply --retry-failed` would run {todo} of {} task(s)", dag.graph.node_count());
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// `gantry unlock`: remove the run lock from the selected hosts.
+fn unlock(input: &Input, connect: &Connect) -> Result<i32> {
+    let (inv, _) = load(input)?;
+    let selected = selected_hosts(&inv, input, connect)?;
+    let policy = if connect.accept_new_host_keys { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::Other(format!("starting the runtime: {e}")))?;
+    let mut code = 0;
+    rt.block_on(async {
+        for &h in &selected {
+            let host = &inv.hosts[h];
+            match crate::ssh::connect(&host.address, &inv.ssh_for(host), policy).await {
+                Err(e) => {
+                    println!("{}: {e}", host.name);
+                    code = 1;
+                }
+                Ok(conn) => {
+                    match crate::lock::force_release(&conn).await {
+                        Ok(Some(owner)) => println!("{}: removed lock ({owner})", host.name),
+                        Ok(None) => println!("{}: not locked", host.name),
+                        Err(e) => {
+                            println!("{}: {e}", host.name);
+                            code = 1;
+                        }
+                    }
+                    conn.close().await;
+                }
+            }
+        }
+    });
+    Ok(code)
 }
