@@ -283,3 +283,35 @@ fn a_lock_from_another_controller_is_taken_only_once_stale() {
     assert_eq!(text(&out.stdout), "master1: removed lock (run=2-2 controller=elsewhere pid=1 user=ops)\n");
     assert!(!lab.try_exec("master1", "test -e /run/gantry.lock").0);
 }
+
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn retries_cover_a_transient_failure() {
+    let lab = Lab::up_with("f-flaky", 71, "master1:control-plane");
+    let out = lab.gantry(&["apply", "--accept-new-host-keys", "-p", "tests/fixtures/playbooks/flaky.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(all.contains("note: master1 flaky/fails the first time: command failed; run: sh -c"), "{all}");
+    assert!(all.contains("mirror busy; retry 1/2 in 1s"), "{all}");
+}
+
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn ctrl_c_finishes_running_tasks_and_starts_no_new_ones() {
+    let lab = Lab::up("f-sigint", 72);
+    assert_eq!(lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB]).status.code(), Some(0));
+    let run = start_apply(&lab, &[]);
+    let host = wait_for_slow_step_on_any(&lab, &[]);
+    assert!(Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap().success());
+    let (code, out) = finish(run);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("note: stopping: interrupted (Ctrl-C)"), "{out}");
+    // The slow step that was running finished; nothing after it started.
+    assert!(lab.try_exec(&host, "test -e /root/slow-done").0, "the running task was cut off");
+    assert!(out.contains(&format!("skipped {host} fault-steps/a data directory: not started: interrupted")), "{out}");
+    assert_eq!(lab.exec(&host, "hostname").trim(), "debian");
+    for h in ["master1", "worker1", "gpu1"] {
+        assert!(!lab.try_exec(h, "test -e /run/gantry.lock").0, "{h}: the lock was not released");
+    }
+    retry_converges(&lab);
+}
