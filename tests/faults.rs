@@ -99,13 +99,13 @@ fn fault_1_host_killed_mid_apply() {
     assert_eq!(lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB]).status.code(), Some(0));
     let run = start_apply(&lab, &[]);
     wait_for_slow_step(&lab, "gpu1");
-    assert!(Command::new("docker").args(["kill", &lab.container("gpu1")]).status().unwrap().success());
+    assert!(Command::new("docker").args(["kill", &lab.container("gpu1")]).output().unwrap().status.success());
     let (code, out) = finish(run);
     assert_eq!(code, Some(1));
     assert!(out.contains("UNREACHABLE gpu1: connection lost during fault-steps/slow step"), "{out}");
     completed(&lab, &["master1", "worker1"]);
     // The host comes back (a reboot), and the retry finishes it.
-    assert!(Command::new("docker").args(["start", &lab.container("gpu1")]).status().unwrap().success());
+    assert!(Command::new("docker").args(["start", &lab.container("gpu1")]).output().unwrap().status.success());
     wait_ssh(&lab, "gpu1");
     retry_converges(&lab);
     completed(&lab, &["gpu1"]);
