@@ -168,10 +168,7 @@ pub async fn run(inv: Inventory, pb: Playbook, dag: Dag, opts: Options, reporter
     let n = dag.graph.node_count();
     let done = (0..n).map(|_| watch::channel(None).0).collect();
     let forks = Semaphore::new(opts.forks.max(1));
-    let view = match inv.template_view() {
-        Json::Object(m) => m,
-        _ => unreachable!("template_view is a mapping"),
-    };
+    let view = inv.template_map();
     let hosts_in_run = dag.chains.iter().filter(|c| !c.is_empty()).count();
     let shared = Arc::new(Shared {
         view,
@@ -483,10 +480,7 @@ fn scope(
 pub fn input_hashes(inv: &Inventory, pb: &Playbook, dag: &Dag) -> Vec<String> {
     use sha2::Digest;
     let templates = Templates::new(pb);
-    let view = match inv.template_view() {
-        Json::Object(m) => m,
-        _ => unreachable!("template_view is a mapping"),
-    };
+    let view = inv.template_map();
     dag.graph
         .node_indices()
         .map(|n| {
@@ -516,10 +510,7 @@ pub fn input_hashes(inv: &Inventory, pb: &Playbook, dag: &Dag) -> Vec<String> {
 /// given facts. For tests and previews.
 pub fn render_template(inv: &Inventory, pb: &Playbook, host: &str, role: &str, template: &str, facts: Json) -> Result<String, String> {
     let h = inv.hosts.iter().position(|x| x.name == host).ok_or_else(|| format!("no host {host}"))?;
-    let view = match inv.template_view() {
-        Json::Object(m) => m,
-        _ => unreachable!("template_view is a mapping"),
-    };
+    let view = inv.template_map();
     let ctx = scope(&view, inv, pb, h, role, &facts, &HashMap::new());
     Templates::new(pb).render_file(role, template, &to_value(ctx))
 }

@@ -318,6 +318,14 @@ impl Inventory {
         (d[0] % 254) + 1
     }
 
+    /// `template_view` as a map, for building a task's scope on top of it.
+    pub fn template_map(&self) -> serde_json::Map<String, Json> {
+        match self.template_view() {
+            Json::Object(m) => m,
+            _ => unreachable!("template_view builds a mapping"),
+        }
+    }
+
     /// What templates and `when:` see of the inventory.
     pub fn template_view(&self) -> Json {
         let hosts: Vec<Json> = self

@@ -182,11 +182,18 @@ pub fn load_inventory(path: &Path, known_roles: impl Fn(&Inventory) -> std::coll
     }
     let null = Json::Null;
     let get = |k: &str| top.get(k).unwrap_or(&null);
-    let cluster = if top.contains_key("cluster") { doc.section::<crate::inventory::Cluster>("cluster", get("cluster")) } else { None };
-    let ssh = if top.contains_key("ssh") { doc.section::<crate::inventory::SshSpec>("ssh", get("ssh")) } else { Some(Default::default()) };
-    let vars = if top.contains_key("vars") { doc.section::<crate::inventory::Vars>("vars", get("vars")) } else { Some(Default::default()) };
-    let secrets = if top.contains_key("secrets") { doc.section::<crate::inventory::Vars>("secrets", get("secrets")) } else { Some(Default::default()) };
-    let firewall = if top.contains_key("firewall") { doc.section::<crate::inventory::Firewall>("firewall", get("firewall")) } else { Some(Default::default()) };
+    // An optional section: absent is its default; present must parse.
+    fn part<T: serde::de::DeserializeOwned + Default>(doc: &mut Doc, top: &serde_json::Map<String, Json>, key: &str) -> Option<T> {
+        match top.get(key) {
+            Some(v) => doc.section(key, v),
+            None => Some(T::default()),
+        }
+    }
+    let cluster = top.get("cluster").and_then(|c| doc.section::<crate::inventory::Cluster>("cluster", c));
+    let ssh = part::<crate::inventory::SshSpec>(&mut doc, &top, "ssh");
+    let vars = part::<crate::inventory::Vars>(&mut doc, &top, "vars");
+    let secrets = part::<crate::inventory::Vars>(&mut doc, &top, "secrets");
+    let firewall = part::<crate::inventory::Firewall>(&mut doc, &top, "firewall");
     // Hosts one by one, keeping each one's index for messages.
     let mut hosts = Vec::new();
     match get("hosts") {

@@ -174,7 +174,7 @@ fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result
     opts.inputs = inputs;
     let names: Vec<String> = selected.iter().map(|&i| inv.hosts[i].name.clone()).collect();
     let reporter = Arc::new(Reporter::new(mode == RunMode::Plan, connect.verbose, dag.graph.node_count() as u64, &names));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::Other(format!("starting the runtime: {e}")))?;
+    let rt = runtime()?;
     let result = rt.block_on(executor::run(inv, pb, dag, opts, reporter.clone()));
     reporter.finish();
     Ok(if result.any_failed() { 1 } else { 0 })
@@ -235,7 +235,7 @@ fn unlock(input: &Input, connect: &Connect) -> Result<i32> {
     let (inv, _) = load(input)?;
     let selected = selected_hosts(&inv, input, connect)?;
     let policy = if connect.accept_new_host_keys { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::Other(format!("starting the runtime: {e}")))?;
+    let rt = runtime()?;
     let mut code = 0;
     rt.block_on(async {
         for &h in &selected {
@@ -260,4 +260,8 @@ fn unlock(input: &Input, connect: &Connect) -> Result<i32> {
         }
     });
     Ok(code)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::Other(format!("starting the runtime: {e}")))
 }
