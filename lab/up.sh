@@ -85,12 +85,28 @@ done
   echo "  kernel_modules: [$(IFS=,; echo "${mods[*]}" | sed 's/,/, /g')]"
   echo "  # swapoff in a lab host would reach the machine's own swap."
   echo "  swap_off_live: false"
+  echo "  # Lab hosts are containers on a small machine: gantry check's hardware"
+  echo "  # minima (8 cores, 16 GB, 100 GB) cannot hold here."
+  echo "  check_minimums: { cpus: 1, memory_gb: 1, disk_gb: 1 }"
 } >>"$inv"
 
 # A swap line in fstab, as a fresh server has, for swap-off to comment out.
 for spec in "${specs[@]}"; do
   h=${spec%%:*}
   docker exec "gantry-lab-$name-$h" sh -c 'echo "/swap.img none swap sw 0 0" >>/etc/fstab'
+done
+
+# GPU hosts get the STAND-IN nvidia-smi (lab/standin/nvidia-smi), printing
+# the seeds' real 575.64.03 output.
+for spec in "${specs[@]}"; do
+  h=${spec%%:*}
+  case "${spec#*:}" in *gpu*)
+    c="gantry-lab-$name-$h"
+    docker exec "$c" mkdir -p /usr/local/share/standin
+    docker cp "$here/standin/nvidia-smi" "$c:/usr/local/bin/nvidia-smi" >/dev/null
+    docker cp "$here/../tests/fixtures/outputs/nvidia-smi-575.64.03.txt" "$c:/usr/local/share/standin/nvidia-smi.txt" >/dev/null
+    ;;
+  esac
 done
 
 # Wait for sshd on every host.

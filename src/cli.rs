@@ -57,8 +57,18 @@ pub struct Connect {
     pub forks: usize,
 }
 
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct RunControl {
+    /// Do not run the fail-level checks of `gantry check` before changing
+    /// anything.
+    #[arg(long)]
+    pub skip_preflight: bool,
     /// Run only what failed, was skipped or was unreachable last time (and
     /// what a changed inventory or role touches), on those hosts alone.
     #[arg(long)]
@@ -98,6 +108,24 @@ pub enum Command {
         connect: Connect,
         #[command(flatten)]
         run: RunControl,
+    },
+    /// Preflight: every requirement of the delivery guides, per host, read-only
+    /// (hardware per role, OS, unique hostnames, no existing Kubernetes, swap,
+    /// cgroup, SELinux/AppArmor, time sync and clock offset, DNS, ports free
+    /// and reachable host to host, GPU driver >= 575, etcd disk fsync, sysctl
+    /// and modules). Exit 0 when nothing fails; warnings do not fail.
+    Check {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        connect: Connect,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+        /// Skip the etcd disk fsync probe (it writes and removes a small
+        /// file under /var/lib on control planes for up to 3 seconds).
+        #[arg(long)]
+        no_fsync_probe: bool,
     },
     /// Show the last outcome of every task on every host, from the journal,
     /// and what `apply --retry-failed` would run. Offline.

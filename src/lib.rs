@@ -2,6 +2,7 @@
 //! `main.rs` parses the command line and calls [`run`]; each subcommand is a
 //! thin workflow over the modules below.
 
+pub mod check;
 pub mod cli;
 pub mod error;
 pub mod executor;

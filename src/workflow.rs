@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use std::collections::HashSet;
 
-use crate::cli::{Cli, Command, Connect, Input, RunControl};
+use crate::cli::{Cli, Command, Connect, Format, Input, RunControl};
 use crate::error::{Error, Result};
 use crate::executor::{self, Options, RunMode};
 use crate::graph::Dag;
@@ -35,6 +35,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Plan { input, connect } => execute(&input, &connect, None),
         Command::Apply { input, connect, run } => execute(&input, &connect, Some(&run)),
         Command::Status { input } => status(&input),
+        Command::Check { input, connect, output, no_fsync_probe } => check(&input, &connect, output, !no_fsync_probe),
         Command::Unlock { input, connect } => unlock(&input, &connect),
     }
 }
@@ -165,6 +166,11 @@ fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result
                 return Err(Error::Usage(format!("--from: no task {from:?} on the selected hosts (write it as role/task name)")));
             }
         }
+        if !rc.skip_preflight {
+            if let Some(code) = preflight(&inv, &pb, &selected, connect, &input.inventory)? {
+                return Ok(code);
+            }
+        }
         opts.max_fail_percent = rc.max_fail_percent;
         opts.fail_fast = rc.fail_fast;
         opts.lock_stale_after = Some(std::time::Duration::from_secs(rc.lock_stale_after));
@@ -264,4 +270,64 @@ fn unlock(input: &Input, connect: &Connect) -> Result<i32> {
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::Other(format!("starting the runtime: {e}")))
+}
+
+fn policy(connect: &Connect) -> HostKeyPolicy {
+    if connect.accept_new_host_keys { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict }
+}
+
+/// `gantry check`.
+fn check(input: &Input, connect: &Connect, format: Format, fsync_probe: bool) -> Result<i32> {
+    let (inv, pb) = load(input)?;
+    let selected = selected_hosts(&inv, input, connect)?;
+    let w = Arc::new(crate::check::wanted(&inv, &pb, fsync_probe));
+    let inv = Arc::new(inv);
+    let o = crate::check::RunOptions { fsync_probe, reachability: true, policy: policy(connect), forks: connect.forks };
+    let results = runtime()?.block_on(crate::check::run(inv, w.clone(), &selected, &o));
+    let (mut reports, mut down) = (Vec::new(), Vec::new());
+    for r in results {
+        match r {
+            Ok(rep) => reports.push(rep),
+            Err(e) => down.push(e),
+        }
+    }
+    crate::check::fleet(&mut reports, &w);
+    match format {
+        Format::Table => crate::check::print_table(&reports, &down),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&crate::check::json(&reports, &down)).unwrap()),
+    }
+    let failed = !down.is_empty() || reports.iter().any(|r| r.findings.iter().any(|f| f.level == crate::check::Level::Fail));
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// Before apply changes anything: the fail-level checks. Hosts gantry has
+/// already worked on (per the journal) are past the install-time checks (no
+/// existing Kubernetes, ports free): their cluster is gantry's own. Returns
+/// an exit code when apply must not go on.
+fn preflight(inv: &Inventory, pb: &crate::playbook::Playbook, selected: &[usize], connect: &Connect, inventory: &Path) -> Result<Option<i32>> {
+    let managed: HashSet<String> = journal::state(inventory)?.map(|st| st.records.iter().filter(|r| r.succeeded()).map(|r| r.host.clone()).collect()).unwrap_or_default();
+    let w = Arc::new(crate::check::wanted(inv, pb, false));
+    let o = crate::check::RunOptions { fsync_probe: false, reachability: false, policy: policy(connect), forks: connect.forks };
+    let results = runtime()?.block_on(crate::check::run(Arc::new(inv.clone()), w.clone(), selected, &o));
+    // An unreachable host is the executor's to report, per host; here only
+    // what a reachable host fails stops the run.
+    let mut reports: Vec<_> = results.into_iter().filter_map(|r| r.ok()).collect();
+    crate::check::fleet(&mut reports, &w);
+    let mut failing = Vec::new();
+    for r in &reports {
+        for f in &r.findings {
+            let install_time = matches!(f.check, "no-kubernetes" | "ports-free");
+            if f.level == crate::check::Level::Fail && !(install_time && managed.contains(&r.host)) {
+                failing.push(format!("FAILED preflight {} {}: {} (required: {}); fix: {}", r.host, f.check, f.measured, f.required, f.fix));
+            }
+        }
+    }
+    if failing.is_empty() {
+        return Ok(None);
+    }
+    for l in &failing {
+        println!("{l}");
+    }
+    println!("preflight: {} check(s) failed; nothing was changed. Fix them, or rerun with --skip-preflight", failing.len());
+    Ok(Some(1))
 }

@@ -13,12 +13,17 @@ use common::{root, summary, text, Lab};
 const HOSTS: &str = "master1:control-plane,master2:control-plane,master3:control-plane,client:worker";
 
 fn vip_lab(name: &str, net: u8) -> Lab {
-    let lab = Lab::up_with(name, net, HOSTS);
+    Lab::up_with(name, net, HOSTS)
+}
+
+/// The API servers come after the load balancer, as kubeadm would start them
+/// (and before gantry's first apply, the preflight would refuse hosts where
+/// something already listens on 6443).
+fn start_api_servers(lab: &Lab) {
     for m in ["master1", "master2", "master3"] {
-        let out = std::process::Command::new(root().join("lab/standin-apiserver.sh")).args([name, m]).output().unwrap();
+        let out = std::process::Command::new(root().join("lab/standin-apiserver.sh")).args([lab.name.as_str(), m]).output().unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
-    lab
 }
 
 fn vip(lab: &Lab) -> String {
@@ -61,6 +66,7 @@ fn keepalived_and_haproxy_serve_the_vip_and_fail_over() {
     let lab = vip_lab("t-vip", 41);
     let out = lab.gantry(&["apply", "--accept-new-host-keys", "-p", "cluster"]);
     assert_eq!(out.status.code(), Some(0));
+    start_api_servers(&lab);
     // The configs went through the real daemons' checks and are live.
     for m in ["master1", "master2", "master3"] {
         assert_eq!(lab.exec(m, "systemctl is-active keepalived haproxy"), "active\nactive\n");
@@ -130,6 +136,7 @@ fn nopreempt_keeps_the_vip_where_it_is() {
     let inv = std::fs::read_to_string(&lab.inventory).unwrap() + "  keepalived_preempt: false\n";
     std::fs::write(&lab.inventory, inv).unwrap();
     assert_eq!(lab.gantry(&["apply", "--accept-new-host-keys", "-p", "cluster"]).status.code(), Some(0));
+    start_api_servers(&lab);
     assert!(lab.exec("master1", "cat /etc/keepalived/keepalived.conf").contains("    nopreempt\n"));
     wait_for_service(&lab, None, Duration::from_secs(15)).expect("VIP:6553 never answered");
     let first = holder(&lab).unwrap();
