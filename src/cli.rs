@@ -29,9 +29,10 @@ pub struct Input {
     /// The cluster inventory.
     #[arg(short, long, default_value = "inventory.yaml", env = "GANTRY_INVENTORY")]
     pub inventory: PathBuf,
-    /// The playbook: a path, or the name of one in ./playbooks (node-prep).
-    #[arg(short, long, default_value = "node-prep", env = "GANTRY_PLAYBOOK")]
-    pub playbook: String,
+    /// The playbook: a path, or the name of one in ./playbooks
+    /// [default: node-prep; for `status`, the last run's].
+    #[arg(short, long, env = "GANTRY_PLAYBOOK")]
+    pub playbook: Option<String>,
     /// Where roles live; repeat for a search path, first match wins
     /// [default: roles/ beside the playbook's folder, then ./roles].
     #[arg(long = "roles-dir")]

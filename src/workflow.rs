@@ -49,8 +49,15 @@ fn playbook_path(p: &str) -> PathBuf {
     PathBuf::from("playbooks").join(format!("{p}.yaml"))
 }
 
+/// The playbook used when none is named.
+pub const DEFAULT_PLAYBOOK: &str = "node-prep";
+
+fn playbook_name(input: &Input) -> &str {
+    input.playbook.as_deref().unwrap_or(DEFAULT_PLAYBOOK)
+}
+
 pub fn load(input: &Input) -> Result<(Inventory, Playbook)> {
-    let pb_path = playbook_path(&input.playbook);
+    let pb_path = playbook_path(playbook_name(input));
     // playbooks/ and roles/ are siblings; say `roles/x`, not `playbooks/../roles/x`.
     let mut roles_path = input.roles_dir.clone();
     if roles_path.is_empty() {
@@ -175,7 +182,7 @@ fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result
         opts.fail_fast = rc.fail_fast;
         opts.lock_stale_after = Some(std::time::Duration::from_secs(rc.lock_stale_after));
         let command: Vec<String> = std::env::args().skip(1).collect();
-        opts.journal = Some(Arc::new(journal::Journal::open(&input.inventory, &command.join(" "), &input.playbook)?));
+        opts.journal = Some(Arc::new(journal::Journal::open(&input.inventory, &command.join(" "), playbook_name(input))?));
     }
     opts.inputs = inputs;
     let names: Vec<String> = selected.iter().map(|&i| inv.hosts[i].name.clone()).collect();
@@ -193,10 +200,8 @@ fn status(input: &Input) -> Result<i32> {
         return Ok(0);
     };
     let mut input = input.clone();
-    if let Some(pb) = &st.playbook {
-        if std::env::args().all(|a| a != "-p" && a != "--playbook" && !a.starts_with("--playbook=")) {
-            input.playbook = pb.clone();
-        }
+    if input.playbook.is_none() {
+        input.playbook = st.playbook.clone();
     }
     let (inv, pb) = load(&input)?;
     let all: Vec<usize> = (0..inv.hosts.len()).collect();
