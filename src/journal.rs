@@ -134,14 +134,19 @@ mod tests {
         Record { run: run.into(), at: 1, host: host.into(), task: "r/t".into(), seq: 0, input: "h".into(), outcome: outcome.into(), reason: String::new() }
     }
 
-    #[test]
-    fn last_run_survives_a_torn_line() {
+    /// A journal whose one run failed on host a and finished host b.
+    fn first_run() -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let inv = dir.path().join("inventory.yaml");
         let j = Journal::open(&inv, "apply", "node-prep").unwrap();
         j.record(&rec(&j.run, "a", "failed"));
         j.record(&rec(&j.run, "b", "ok"));
-        drop(j);
+        (dir, inv)
+    }
+
+    #[test]
+    fn last_run_survives_a_torn_line() {
+        let (_dir, inv) = first_run();
         // A crash mid-write leaves half a line.
         let mut f = OpenOptions::new().append(true).open(path(&inv)).unwrap();
         f.write_all(b"{\"run\": \"x\", \"host\": \"c\", \"outc").unwrap();
@@ -153,13 +158,7 @@ mod tests {
 
     #[test]
     fn the_latest_record_of_each_node_wins_across_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        let inv = dir.path().join("inventory.yaml");
-        let j = Journal::open(&inv, "apply", "node-prep").unwrap();
-        j.record(&rec(&j.run, "a", "failed"));
-        j.record(&rec(&j.run, "b", "ok"));
-        drop(j);
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        let (_dir, inv) = first_run();
         let j2 = Journal { file: Mutex::new(OpenOptions::new().append(true).open(path(&inv)).unwrap()), run: "second".into() };
         j2.file.lock().unwrap().write_all(b"{\"run\":\"second\",\"at\":2,\"start\":\"apply --retry-failed\"}\n").unwrap();
         j2.record(&rec("second", "a", "changed"));
