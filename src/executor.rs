@@ -111,7 +111,8 @@ struct Shared {
     dag: Dag,
     templates: Templates,
     opts: Options,
-    done: Vec<watch::Sender<Option<Outcome>>>,
+    /// Each node's outcome once it is known; dependents wait on these.
+    results: Vec<watch::Sender<Option<Outcome>>>,
     /// Registered results and facts per host: `hostvars` in templates.
     hostvars: Mutex<HashMap<String, serde_json::Map<String, Json>>>,
     reporter: Arc<Reporter>,
@@ -166,7 +167,7 @@ pub async fn run(inv: Inventory, pb: Playbook, dag: Dag, opts: Options, reporter
     }
     let templates = Templates::new(&pb);
     let n = dag.graph.node_count();
-    let done = (0..n).map(|_| watch::channel(None).0).collect();
+    let results = (0..n).map(|_| watch::channel(None).0).collect();
     let forks = Semaphore::new(opts.forks.max(1));
     let view = inv.template_map();
     let hosts_in_run = dag.chains.iter().filter(|c| !c.is_empty()).count();
@@ -177,7 +178,7 @@ pub async fn run(inv: Inventory, pb: Playbook, dag: Dag, opts: Options, reporter
         dag,
         templates,
         opts,
-        done,
+        results,
         hostvars: Mutex::new(HashMap::new()),
         reporter,
         forks,
@@ -209,7 +210,7 @@ pub async fn run(inv: Inventory, pb: Playbook, dag: Dag, opts: Options, reporter
     for w in workers {
         let _ = w.await;
     }
-    let outcomes = shared.dag.graph.node_indices().map(|n| (n, shared.done[n.index()].borrow().clone().unwrap_or(Outcome::Blocked("not run".into())))).collect();
+    let outcomes = shared.dag.graph.node_indices().map(|n| (n, shared.results[n.index()].borrow().clone().unwrap_or(Outcome::Blocked("not run".into())))).collect();
     RunResult { outcomes }
 }
 
@@ -235,13 +236,13 @@ fn finish(s: &Shared, n: NodeIndex, o: Outcome) {
     let node = &s.dag.graph[n];
     s.reporter.task_done(&s.inv.hosts[node.host].name, &node.task.id, &o);
     journal(s, n, &o);
-    s.done[n.index()].send_replace(Some(o));
+    s.results[n.index()].send_replace(Some(o));
 }
 
 /// A node finished in an earlier run: counted, not run, not journaled again.
 fn finish_done(s: &Shared, n: NodeIndex) {
     s.reporter.done_earlier(&s.inv.hosts[s.dag.graph[n].host].name);
-    s.done[n.index()].send_replace(Some(Outcome::Ok("done in an earlier run".into())));
+    s.results[n.index()].send_replace(Some(Outcome::Ok("done in an earlier run".into())));
 }
 
 /// The host cannot be used: say so once, and record each remaining task.
@@ -257,7 +258,7 @@ fn host_ends(s: &Shared, h: usize, nodes: &[NodeIndex], o: Outcome) {
             finish_done(s, n);
         } else {
             journal(s, n, &o);
-            s.done[n.index()].send_replace(Some(o.clone()));
+            s.results[n.index()].send_replace(Some(o.clone()));
         }
     }
     if !todo.is_empty() {
@@ -329,7 +330,7 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
         // other hosts, so a barrier cannot deadlock the pool.
         let mut blocked = None;
         for (p, edge) in s.dag.preds(n).collect::<Vec<_>>() {
-            let mut rx = s.done[p.index()].subscribe();
+            let mut rx = s.results[p.index()].subscribe();
             if rx.borrow().is_none() {
                 permit = None;
             }
