@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
-# Benchmark (issue 6, first part): gantry against the floor, side by side on
-# the same N lab hosts, cold and no-op.
-#   floor: one OpenSSH session per host running one precomputed shell script
-#          that writes the same node-prep files, all hosts at once.
-#   gantry: `gantry apply` with playbooks/node-prep.yaml (release build).
-# Hosts are light containers from the lab image with sshd as PID 1 (no
-# systemd), each with its own address, hostname and /etc.
-# Ansible and pyinfra, the heavy-login-shell variant and the 1,000-host run
-# are not here yet (see the issue).
-#   N=50 bench/run.sh
+# Benchmark: one 12-step node-prep workload run four ways, side by side on the
+# same kind of lab hosts, each cold (fresh hosts) and then as a no-op rerun:
+#   floor    one OpenSSH session per host running one precomputed shell
+#            script that writes the same files, all hosts at once
+#   gantry   `gantry apply` (release build), bench/workload/gantry
+#   ansible  ansible-core 2.19.14 (PyPI): pipelining, ControlPersist,
+#            forks = N, no fact gathering; bench/workload/ansible
+#   pyinfra  pyinfra 3.10.0 (PyPI), all hosts in parallel; bench/workload/pyinfra
+# Each host is a light container of the lab image (sshd as PID 1, no systemd)
+# with its own address, hostname, /etc and network namespace. Prints wall
+# time, the controller's CPU time (user + sys) and peak RSS of each run, and
+# the ratios.
+#
+#   N=50 bench/run.sh                    # all four tools
+#   N=50 TOOLS="floor gantry" bench/run.sh
+#   N=50 HEAVY=1 bench/run.sh            # root's .bashrc does ~100 ms of work
+#   N=50 bench/run.sh up                 # only bring the hosts up (for profiling)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${N:-20}
+N=${N:-50}
+TOOLS=${TOOLS:-floor gantry pyinfra ansible}
+HEAVY=${HEAVY:-0}
 net=${BENCH_NET:-200}
 name=bench
-state=bench/.state
-results=$(mktemp)
+state=$PWD/bench/.state
+results=$state/results
 lab/ensure-docker.sh
 image=$(lab/build-image.sh)
-cargo build --release --locked --quiet
-g=$PWD/target/release/gantry
 
 cleanup() {
   ids=$(docker ps -aq --filter "label=gantry-bench=$name")
@@ -27,79 +34,156 @@ cleanup() {
   docker network rm "gantry-$name" >/dev/null 2>&1 || true
 }
 
+addr() { echo "172.29.$net.$((10 + $1))"; }
+
+# The heavy login shell: a .bashrc that spends ~100 ms of CPU before it
+# returns, as pyenv/conda/nvm setups on GPU servers do. sshd runs every
+# command through root's login shell, so a tool pays it on every exec.
+heavy_bashrc() {
+  echo 'i=0; while [ $i -lt 25000 ]; do i=$((i+1)); done   # bench: heavy login shell'
+}
+
+# Fresh hosts: containers, keys, known_hosts, and every tool's inventory.
 up() {
   cleanup
-  rm -rf "$state" && mkdir -p "$state"
-  ssh-keygen -q -t ed25519 -N '' -f "$state/id_ed25519"
-  cp "$state/id_ed25519.pub" "$state/authorized_keys"
+  rm -rf "$state/hosts" && mkdir -p "$state/hosts"
+  [ -f "$state/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$state/id_ed25519"
+  cp "$state/id_ed25519.pub" "$state/hosts/authorized_keys"
   docker network create --subnet "172.29.$net.0/24" "gantry-$name" >/dev/null
-  {
-    echo "cluster: { name: bench, networking: { pod_cidr: 10.244.0.0/16, service_cidr: 10.96.0.0/12 } }"
-    echo "ssh: { user: root, identity_file: $PWD/$state/id_ed25519, known_hosts: $PWD/$state/known_hosts }"
-    echo "hosts:"
-    for i in $(seq 1 "$N"); do
-      echo "  - { name: node$i, address: 172.29.$net.$((10 + i)), roles: [$([ "$i" = 1 ] && echo control-plane || echo worker)] }"
-    done
-    echo "vars:"
-    echo "  sysctl_table: { net.ipv4.ip_forward: 1, net.ipv4.tcp_tw_reuse: 1, net.ipv4.tcp_fin_timeout: 30, net.ipv4.tcp_max_syn_backlog: 65536, net.core.somaxconn: 65536 }"
-    echo "  kernel_modules: [$(for m in overlay nf_conntrack; do [ -d /sys/module/$m ] && printf '%s, ' $m; done | sed 's/, $//')]"
-    echo "  swap_off_live: false"
-    echo "  check_minimums: { cpus: 1, memory_gb: 1, disk_gb: 1 }"
-  } >"$state/inventory.yaml"
   for i in $(seq 1 "$N"); do
-    docker run -d --name "gantry-$name-node$i" --hostname debian --network "gantry-$name" --ip "172.29.$net.$((10 + i))" \
+    docker run -d --name "gantry-$name-node$i" --hostname debian --network "gantry-$name" --ip "$(addr "$i")" \
       --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined -e LAB_INIT=sshd \
-      -v "$PWD/$state:/lab:ro" --label gantry-bench=$name "$image" >/dev/null
+      -v "$state/hosts:/lab:ro" --label gantry-bench=$name "$image" >/dev/null
   done
-  for i in $(seq 1 "$N"); do
-    for _ in $(seq 1 100); do nc -z -w 1 "172.29.$net.$((10 + i))" 22 2>/dev/null && break; sleep 0.1; done
+  local pending
+  for _ in $(seq 1 300); do
+    pending=0
+    for i in $(seq 1 "$N"); do timeout 1 bash -c "</dev/tcp/$(addr "$i")/22" 2>/dev/null || pending=$((pending + 1)); done
+    [ "$pending" = 0 ] && break
+    sleep 0.2
   done
-  ssh-keyscan -t ed25519 $(seq -f "172.29.$net.%g" 11 $((10 + N))) >"$state/known_hosts" 2>/dev/null
+  [ "$pending" = 0 ] || { echo "bench: $pending hosts never opened port 22" >&2; exit 1; }
+  if [ "$HEAVY" = 1 ]; then
+    for i in $(seq 1 "$N"); do docker exec "gantry-$name-node$i" sh -c "$(printf '%s\n' "echo '$(heavy_bashrc)' >> /root/.bashrc")"; done
+  fi
+  ssh-keyscan -t ed25519 $(for i in $(seq 1 "$N"); do addr "$i"; done) >"$state/known_hosts" 2>/dev/null
+  [ "$(wc -l <"$state/known_hosts")" = "$N" ] || { echo "bench: ssh-keyscan got $(wc -l <"$state/known_hosts") of $N host keys" >&2; exit 1; }
+  gantry_inventory >"$state/inventory.yaml"
+  bench/workload/make-inventories.sh "$state" "$N" "$net"
 }
 
-# The floor's script: the same files node-prep writes, written blindly.
+gantry_inventory() {
+  echo "cluster: { name: bench, networking: { pod_cidr: 10.244.0.0/16, service_cidr: 10.96.0.0/12 } }"
+  echo "ssh: { user: root, identity_file: $state/id_ed25519, known_hosts: $state/known_hosts }"
+  echo "hosts:"
+  for i in $(seq 1 "$N"); do
+    if [ "$i" -le 3 ]; then
+      echo "  - { name: node$i, address: $(addr "$i"), roles: [control-plane], vars: { vrrp_priority: $((151 - i)) } }"
+    else
+      echo "  - { name: node$i, address: $(addr "$i"), roles: [worker] }"
+    fi
+  done
+  echo "vars: { vip: 172.29.$net.250, sandbox_image: registry.local/pause:3.9, lab_cidr: 172.29.0.0/16 }"
+}
+
+# The floor's script for host $1: the workload's end state, precomputed, with
+# the two "apply when changed" steps guarded by a compare as the tools do.
 floor_script() {
-  local i=$1
+  local i=$1 t=bench/workload/gantry/roles/bench/templates
   cat <<EOS
 set -e
-echo node$i > /etc/hostname; hostname node$i
-grep -q 'BEGIN GANTRY' /etc/hosts || { echo '# BEGIN GANTRY MANAGED BLOCK'; for j in \$(seq 1 $N); do echo "172.29.$net.\$((10 + j)) node\$j"; done; echo '# END GANTRY MANAGED BLOCK'; } >> /etc/hosts
-printf 'net.ipv4.ip_forward = 1\nnet.core.somaxconn = 65536\n' > /etc/sysctl.d/99-gantry.conf
-sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.tcp_tw_reuse=1 net.ipv4.tcp_fin_timeout=30 net.ipv4.tcp_max_syn_backlog=65536 net.core.somaxconn=65536
-echo overlay > /etc/modules-load.d/overlay.conf
-sed -i 's|^\([^#].* swap .*\)$|# \1|' /etc/fstab
-mkdir -p /etc/security/limits.d /etc/systemd/system.conf.d /etc/gantry
-echo '* soft nofile 65536' > /etc/security/limits.d/90-gantry.conf
-printf '[Manager]\nDefaultLimitNOFILE=65536\n' > /etc/systemd/system.conf.d/90-gantry-limits.conf
-printf 'table inet gantry {}\ndelete table inet gantry\ntable inet gantry { chain input { type filter hook input priority filter - 1; policy accept; } }\n' > /etc/gantry/firewall.nft
-nft -f /etc/gantry/firewall.nft
+put() { if ! cmp -s /tmp/.bench "\$1"; then mv /tmp/.bench "\$1"; chmod "\$2" "\$1"; return 0; fi; rm -f /tmp/.bench; return 1; }
+[ "\$(cat /etc/hostname)" = node$i ] || { echo node$i > /etc/hostname; hostname node$i; }
+grep -q '^# BEGIN BENCH' /etc/hosts || { echo '# BEGIN BENCH'; for j in \$(seq 1 $N); do echo "172.29.$net.\$((10 + j)) node\$j"; done; echo '# END BENCH'; } >> /etc/hosts
+cat > /tmp/.bench <<'X'
+$(cat $t/sysctl.conf.j2)
+X
+put /etc/sysctl.d/90-bench.conf 644 && sysctl -q -p /etc/sysctl.d/90-bench.conf
+printf 'overlay\nbr_netfilter\n' > /tmp/.bench; put /etc/modules-load.d/bench.conf 644 || true
+printf '* soft nofile 1048576\n* hard nofile 1048576\n' > /tmp/.bench; put /etc/security/limits.d/90-bench.conf 644 || true
+mkdir -p /etc/containerd
+cat > /tmp/.bench <<'X'
+$(sed 's|{{ sandbox_image }}|registry.local/pause:3.9|' $t/containerd.toml.j2)
+X
+put /etc/containerd/config.toml 644 || true
+printf 'runtime-endpoint: unix:///run/containerd/containerd.sock\nimage-endpoint: unix:///run/containerd/containerd.sock\ntimeout: 10\n' > /tmp/.bench; put /etc/crictl.yaml 644 || true
+cat > /tmp/.bench <<'X'
+$(sed 's|{{ lab_cidr }}|172.29.0.0/16|' $t/firewall.nft.j2)
+X
+put /etc/nftables-bench.nft 644 && nft -f /etc/nftables-bench.nft
 EOS
-}
-
-measure() { # label, command...
-  local label=$1; shift
-  /usr/bin/time -f "%e %U %S %M" -o "$state/time" "$@" >"$state/$label.log" 2>&1 || echo "($label exited $?)" >&2
-  read -r wall user sys rss <"$state/time"
-  printf '%-16s wall %6.2f s   cpu %6.2f s   peak RSS %7d KiB\n' "$label" "$wall" "$(echo "$user + $sys" | bc)" "$rss"
-  echo "$label $wall" >>"$results"
+  if [ "$i" -le 3 ]; then
+    cat <<EOS
+cat > /tmp/.bench <<'X'
+$(sed -e "s|{{ vrrp_priority }}|$((151 - i))|" -e "s|{{ vip }}|172.29.$net.250|" $t/keepalived.conf.j2)
+X
+put /etc/keepalived/keepalived.conf 600 || true
+EOS
+  fi
+  echo "exit 0"
 }
 
 floor() {
+  local pids=()
   for i in $(seq 1 "$N"); do
-    floor_script "$i" | ssh -q -i "$state/id_ed25519" -o UserKnownHostsFile="$state/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes "root@172.29.$net.$((10 + i))" sh &
+    floor_script "$i" | ssh -q -i "$state/id_ed25519" -o UserKnownHostsFile="$state/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes "root@$(addr "$i")" sh &
+    pids+=($!)
   done
-  wait
+  local failed=0
+  for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+  [ "$failed" = 0 ] || { echo "floor: $failed hosts failed" >&2; return 1; }
 }
-export -f floor floor_script
-export N net state
 
-echo "N = $N hosts, $(nproc) cores"
-up
-measure floor-cold bash -c floor
-measure floor-noop bash -c floor
-up
-measure gantry-cold "$g" apply -i "$state/inventory.yaml" --skip-preflight
-measure gantry-noop "$g" apply -i "$state/inventory.yaml" --skip-preflight
-measure gantry-noop+pre "$g" apply -i "$state/inventory.yaml"
-awk '{t[$1]=$2} END {printf "ratios: gantry/floor cold %.2f, no-op %.2f\n", t["gantry-cold"]/t["floor-cold"], t["gantry-noop"]/t["floor-noop"]}' "$results"
+gantry() {
+  "$PWD/target/release/gantry" apply -i "$state/inventory.yaml" -p bench/workload/gantry/playbooks/bench.yaml --forks "$N" --skip-preflight
+}
+
+ansible() {
+  ANSIBLE_CONFIG="$state/ansible.cfg" "$venv/ansible-playbook" -i "$state/ansible-hosts.ini" bench/workload/ansible/site.yml
+}
+
+pyinfra() {
+  "$venv/pyinfra" "$state/pyinfra_inventory.py" bench/workload/pyinfra/deploy.py -y --parallel "$N"
+}
+
+# label, command: one timed run, its output kept in $state/label.log.
+measure() {
+  local label=$1; shift
+  local rc=0
+  /usr/bin/time -f "%e %U %S %M" -o "$state/time" "$@" >"$state/$label.log" 2>&1 || rc=$?
+  read -r wall user sys rss < <(tail -n 1 "$state/time")
+  local cpu
+  cpu=$(echo "$user + $sys" | bc)
+  printf '%-16s wall %7.2f s   cpu %7.2f s   peak RSS %7d KiB%s\n' "$label" "$wall" "$cpu" "$rss" "$([ $rc = 0 ] || echo "   FAILED (exit $rc, see $state/$label.log)")"
+  echo "$label $wall $cpu $rss $rc" >>"$results"
+}
+
+export -f addr floor floor_script gantry ansible pyinfra
+export N net state
+mkdir -p "$state"
+if [ "${1:-}" = up ]; then
+  up
+  echo "hosts are up; inventories in $state; remove them with: docker rm -f \$(docker ps -aq --filter label=gantry-bench=$name)"
+  exit 0
+fi
+case " $TOOLS " in *" gantry "*) cargo build --release --locked --quiet ;; esac
+case " $TOOLS " in *" ansible "* | *" pyinfra "*) export venv=$(bench/tools.sh) ;; esac
+: >"$results"
+echo "N = $N hosts, $(nproc) cores, $([ "$HEAVY" = 1 ] && echo "heavy" || echo "stock") root .bashrc, $(date -u +%FT%TZ)"
+for tool in $TOOLS; do
+  up
+  if [ "$tool" = floor ] && [ "$HEAVY" = 1 ]; then
+    /usr/bin/time -f %e -o "$state/time" ssh -q -i "$state/id_ed25519" -o UserKnownHostsFile="$state/known_hosts" -o BatchMode=yes "root@$(addr 1)" true
+    echo "one login on a heavy host: $(cat "$state/time") s (ssh + .bashrc)"
+  fi
+  measure "$tool-cold" bash -c "$tool"
+  measure "$tool-noop" bash -c "$tool"
+done
 cleanup
+awk '{w[$1] = $2} END {
+  for (t in w) if (t ~ /-cold$/) { k = substr(t, 1, length(t) - 5); tools[k] = 1 }
+  if (!("floor-cold" in w) || !("gantry-cold" in w)) exit
+  printf "gantry/floor: cold %.2f, no-op %.2f\n", w["gantry-cold"] / w["floor-cold"], w["gantry-noop"] / w["floor-noop"]
+  for (k in tools) if (k != "gantry" && k != "floor")
+    printf "%s/gantry: cold %.1fx, no-op %.1fx\n", k, w[k "-cold"] / w["gantry-cold"], w[k "-noop"] / w["gantry-noop"]
+}' "$results"

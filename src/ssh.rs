@@ -109,6 +109,43 @@ pub struct Conn {
     handle: Handle<Verifier>,
     become_: bool,
     pub command_timeout: Duration,
+    /// The long-lived remote shell that runs commands one after another, so
+    /// the login shell (.bashrc), sudo and sshd's session spawn are paid once
+    /// per host, not once per command. `None` until first used, or after a
+    /// command timed out or the shell died (the next command opens a new one).
+    shell: tokio::sync::Mutex<Option<Shell>>,
+}
+
+/// The remote loop of the long-lived shell. Each request is a line
+/// `NONCE SCRIPT_LEN STDIN_LEN` (STDIN_LEN `-` for none) followed by exactly
+/// that many bytes of script and stdin, then the nonce again on a line of its
+/// own; `head -c` reads no more than it is asked for, so the framing holds
+/// whatever the bytes are, and the closing nonce proves that every byte came:
+/// a request cut short by a lost connection is never run. The script runs in
+/// a subshell (its `exit`, `cd`, traps and `set -e` stay there) with its own
+/// stdin, then the shell writes `\nNONCE RC\n` to stdout and `\nNONCE\n` to
+/// stderr. The nonce is random per connection plus a counter, so no output
+/// can end a frame early by accident. Stdin (secrets among it) stays in the
+/// shell's memory: never in a file or a process argument.
+const SHELL_LOOP: &str = r#"while IFS=' ' read -r __g_n __g_sl __g_il; do
+__g_s=$(head -c "$__g_sl"; echo .); __g_s=${__g_s%.}
+[ "$__g_il" = - ] || { __g_i=$(head -c "$__g_il"; echo .); __g_i=${__g_i%.}; }
+IFS= read -r __g_e && [ "$__g_e" = "$__g_n" ] || exit 97
+if [ "$__g_il" = - ]; then
+( eval "$__g_s" ) </dev/null
+else
+printf %s "$__g_i" | ( eval "$__g_s" )
+fi
+__g_r=$?
+__g_i=
+printf '\n%s %d\n' "$__g_n" "$__g_r"
+printf '\n%s\n' "$__g_n" >&2
+done"#;
+
+struct Shell {
+    ch: russh::Channel<client::Msg>,
+    prefix: String,
+    count: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -141,7 +178,7 @@ pub async fn connect(address: &str, cfg: &SshConfig, policy: HostKeyPolicy) -> R
         Ok(Ok(h)) => h,
     };
     authenticate(&mut handle, &cfg.user, cfg.identity_file.as_deref()).await?;
-    Ok(Conn { handle, become_: cfg.become_, command_timeout: Duration::from_secs(cfg.command_timeout) })
+    Ok(Conn { handle, become_: cfg.become_, command_timeout: Duration::from_secs(cfg.command_timeout), shell: tokio::sync::Mutex::new(None) })
 }
 
 async fn authenticate(handle: &mut Handle<Verifier>, user: &str, identity: Option<&Path>) -> Result<(), ConnError> {
@@ -185,27 +222,111 @@ async fn authenticate(handle: &mut Handle<Verifier>, user: &str, identity: Optio
 
 impl Conn {
     /// Run a POSIX sh script on the host (as root through `sudo -n` when the
-    /// host uses become), with optional stdin, within `timeout`.
+    /// host uses become), with optional stdin, within `timeout`. Commands go
+    /// through the host's long-lived shell; while that shell is busy with
+    /// another command (the lock heartbeat beside a task), this one gets a
+    /// channel of its own.
     pub async fn run(&self, script: &str, stdin: Option<&[u8]>, timeout: Option<Duration>) -> Result<Output, ConnError> {
         let timeout = timeout.unwrap_or(self.command_timeout);
-        let quoted = quote(script).map_err(fatal)?;
-        let line = if self.become_ { format!("sudo -n -- sh -c {quoted}") } else { format!("sh -c {quoted}") };
-        match tokio::time::timeout(timeout, self.exec(&line, stdin)).await {
+        let result = match self.shell.try_lock() {
+            Ok(mut slot) => match tokio::time::timeout(timeout, self.in_shell(&mut slot, script, stdin)).await {
+                Ok(r) => {
+                    if r.is_err() {
+                        *slot = None;
+                    }
+                    Some(r)
+                }
+                Err(_) => {
+                    // The shell is still busy with the command: give it up.
+                    if let Some(old) = slot.take() {
+                        let _ = old.ch.close().await;
+                    }
+                    None
+                }
+            },
+            Err(_) => {
+                let line = self.wrap(script)?;
+                tokio::time::timeout(timeout, self.exec(&line, stdin)).await.ok().map(|r| match r {
+                    Ok(out) if out.rc == 1 => self.sudo_refused(&out.stderr).map_or(Ok(out), Err),
+                    r => r,
+                })
+            }
+        };
+        match result {
             // A command past its time, or a host that stopped answering?
             // Ask the host something trivial: no answer means the host is
             // gone (unreachable), an answer means the command is just slow.
-            Err(_) => match tokio::time::timeout(LIVENESS, self.exec("true", None)).await {
+            None => match tokio::time::timeout(LIVENESS, self.exec("true", None)).await {
                 Ok(Ok(_)) => Err(transient(format!("command timed out after {}s", timeout.as_secs()))),
                 _ => Err(transient(format!("connection lost: the host stopped answering (command timed out after {}s, and a liveness check got no answer in {}s)", timeout.as_secs(), LIVENESS.as_secs()))),
             },
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(out)) => {
-                if self.become_ && out.rc == 1 && out.stderr.contains("sudo: a password is required") {
-                    return Err(fatal("become: sudo wants a password for this user; gantry uses `sudo -n`, so allow the user NOPASSWD in sudoers, or connect as root".into()));
+            Some(r) => r,
+        }
+    }
+
+    /// `sh -c SCRIPT`, through `sudo -n` when the host uses become.
+    fn wrap(&self, script: &str) -> Result<String, ConnError> {
+        let quoted = quote(script).map_err(fatal)?;
+        Ok(if self.become_ { format!("sudo -n -- sh -c {quoted}") } else { format!("sh -c {quoted}") })
+    }
+
+    fn sudo_refused(&self, stderr: &str) -> Option<ConnError> {
+        (self.become_ && stderr.contains("sudo: a password is required"))
+            .then(|| fatal("become: sudo wants a password for this user; gantry uses `sudo -n`, so allow the user NOPASSWD in sudoers, or connect as root".into()))
+    }
+
+    async fn in_shell(&self, slot: &mut Option<Shell>, script: &str, stdin: Option<&[u8]>) -> Result<Output, ConnError> {
+        let lost = |e: russh::Error| transient(format!("connection lost: {e}"));
+        if slot.is_none() {
+            let ch = self.handle.channel_open_session().await.map_err(lost)?;
+            ch.exec(true, self.wrap(SHELL_LOOP)?).await.map_err(lost)?;
+            let mut seed = [0u8; 12];
+            getrandom::fill(&mut seed).map_err(|e| fatal(format!("no randomness for the shell's frame marker: {e}")))?;
+            *slot = Some(Shell { ch, prefix: format!("gantry-{}", hex::encode(seed)), count: 0 });
+        }
+        let sh = slot.as_mut().expect("opened above");
+        sh.count += 1;
+        let nonce = format!("{}-{}", sh.prefix, sh.count);
+        let mut request = match stdin {
+            Some(d) => format!("{nonce} {} {}\n", script.len(), d.len()).into_bytes(),
+            None => format!("{nonce} {} -\n", script.len()).into_bytes(),
+        };
+        request.extend_from_slice(script.as_bytes());
+        request.extend_from_slice(stdin.unwrap_or_default());
+        request.extend_from_slice(format!("{nonce}\n").as_bytes());
+        sh.ch.data_bytes(request).await.map_err(lost)?;
+        let out_end = format!("\n{nonce} ");
+        let err_end = format!("\n{nonce}\n");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let (mut rc, mut err_done) = (None, false);
+        while rc.is_none() || !err_done {
+            match sh.ch.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    let from = out.len().saturating_sub(out_end.len() + 12);
+                    out.extend_from_slice(&data);
+                    if rc.is_none() {
+                        rc = frame_end(&mut out, from, out_end.as_bytes());
+                    }
                 }
-                Ok(out)
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    let from = err.len().saturating_sub(err_end.len());
+                    err.extend_from_slice(&data);
+                    if let Some(at) = find(&err, err_end.as_bytes(), from) {
+                        err.truncate(at);
+                        err_done = true;
+                    }
+                }
+                Some(ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. } | ChannelMsg::Eof | ChannelMsg::Close) | None => {
+                    let stderr = String::from_utf8_lossy(&err).into_owned();
+                    if let Some(e) = self.sudo_refused(&stderr) {
+                        return Err(e);
+                    }
+                    return Err(transient(format!("connection lost: the remote shell ended{}", if stderr.trim().is_empty() { String::new() } else { format!(": {}", stderr.trim()) })));
+                }
+                Some(_) => {}
             }
         }
+        Ok(Output { rc: rc.unwrap_or_default(), stdout: String::from_utf8_lossy(&out).into_owned(), stderr: String::from_utf8_lossy(&err).into_owned() })
     }
 
     async fn exec(&self, line: &str, stdin: Option<&[u8]>) -> Result<Output, ConnError> {
@@ -236,6 +357,42 @@ impl Conn {
     }
 
     pub async fn close(&self) {
+        if let Some(sh) = self.shell.lock().await.take() {
+            let _ = sh.ch.eof().await;
+        }
         let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+}
+
+/// Where stdout holds `\nNONCE RC\n` (searching from `from`): cut it off and
+/// return RC. `None` while the frame's end has not fully arrived.
+fn frame_end(out: &mut Vec<u8>, from: usize, marker: &[u8]) -> Option<i32> {
+    let at = find(out, marker, from)?;
+    let rest = &out[at + marker.len()..];
+    let nl = rest.iter().position(|&b| b == b'\n')?;
+    let rc = std::str::from_utf8(&rest[..nl]).ok()?.parse().ok()?;
+    out.truncate(at);
+    Some(rc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_end_needs_the_whole_marker_and_keeps_the_output() {
+        let mut out = b"line\n\ngantry-ab-1 ".to_vec();
+        assert_eq!(frame_end(&mut out, 0, b"\ngantry-ab-1 "), None);
+        out.extend_from_slice(b"3\n");
+        assert_eq!(frame_end(&mut out, 0, b"\ngantry-ab-1 "), Some(3));
+        assert_eq!(out, b"line\n");
+        // Another nonce's marker inside the output is just output.
+        let mut out = b"\ngantry-ab-2 0\nx\ngantry-ab-1 0\n".to_vec();
+        assert_eq!(frame_end(&mut out, 0, b"\ngantry-ab-1 "), Some(0));
+        assert_eq!(out, b"\ngantry-ab-2 0\nx");
     }
 }
