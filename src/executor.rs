@@ -3,12 +3,12 @@
 //! node blocks only its dependents; every other host goes on. This is the one
 //! place that runs module actions, and it runs none in plan mode.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
 use minijinja::Value;
 use petgraph::graph::NodeIndex;
 use serde_json::{json, Value as Json};
@@ -18,7 +18,7 @@ use crate::graph::{Dag, Edge};
 use crate::inventory::Inventory;
 use crate::journal::{self, Journal, Record};
 use crate::lock;
-use crate::modules::{self, Action, Decision, Module, Probe, ProbeOut};
+use crate::modules::{self, Action, Decision, Module, Probe, ProbeOut, Touches};
 use crate::playbook::{Playbook, Task};
 use crate::report::Reporter;
 use crate::ssh::{self, Conn, ConnError, HostKeyPolicy};
@@ -104,8 +104,8 @@ impl Options {
 
 /// State shared by all host workers.
 struct Shared {
-    /// The inventory as templates see it, built once (it resolves names).
-    view: serde_json::Map<String, Json>,
+    /// The template variables fixed for the run, built once.
+    vars: Vars,
     inv: Inventory,
     pb: Playbook,
     dag: Dag,
@@ -114,7 +114,7 @@ struct Shared {
     /// Each node's outcome once it is known; dependents wait on these.
     results: Vec<watch::Sender<Option<Outcome>>>,
     /// Registered results and facts per host: `hostvars` in templates.
-    hostvars: Mutex<HashMap<String, serde_json::Map<String, Json>>>,
+    hostvars: Arc<Mutex<HashMap<String, serde_json::Map<String, Json>>>>,
     reporter: Arc<Reporter>,
     forks: Semaphore,
     /// Set when the run stops scheduling: Ctrl-C, --fail-fast, --max-fail-percent.
@@ -169,17 +169,17 @@ pub async fn run(inv: Inventory, pb: Playbook, dag: Dag, opts: Options, reporter
     let n = dag.graph.node_count();
     let results = (0..n).map(|_| watch::channel(None).0).collect();
     let forks = Semaphore::new(opts.forks.max(1));
-    let view = inv.template_map();
+    let vars = Vars::new(&inv, &pb);
     let hosts_in_run = dag.chains.iter().filter(|c| !c.is_empty()).count();
     let shared = Arc::new(Shared {
-        view,
+        vars,
         inv,
         pb,
         dag,
         templates,
         opts,
         results,
-        hostvars: Mutex::new(HashMap::new()),
+        hostvars: Arc::new(Mutex::new(HashMap::new())),
         reporter,
         forks,
         stop: AtomicBool::new(false),
@@ -320,6 +320,7 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
     // Plan's view of files that earlier planned tasks would write, so a later
     // task on the same file is judged against the content it would find.
     let mut overlay: HashMap<String, String> = HashMap::new();
+    let mut cache = ProbeCache::default();
     let mut host_failed = false;
     for (i, &n) in chain.iter().enumerate() {
         if s.opts.done.contains(&n) {
@@ -358,7 +359,7 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
         let task = &s.dag.graph[n].task;
         let mut attempt = 0;
         let outcome = loop {
-            let o = run_task(&s, h, task, &conn, &facts, &mut overlay).await;
+            let o = run_task(&s, h, task, &chain[i + 1..], &conn, &facts, &mut overlay, &mut cache).await;
             // `retries` is for steps that fail transiently; a lost host is not retried.
             if matches!(o, Outcome::Failed { .. }) && attempt < task.retries && s.opts.mode == RunMode::Apply && s.stopped().is_none() {
                 attempt += 1;
@@ -393,16 +394,18 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
     conn.close().await;
 }
 
+/// Mostly shell builtins reading /proc: each process spawned here is paid on
+/// every host of every run.
 const FACTS_SCRIPT: &str = r#". /etc/os-release 2>/dev/null
 echo "os_id=${ID:-unknown}"
 echo "os_version=${VERSION_ID:-}"
 echo "os_like=${ID_LIKE:-${ID:-}}"
-echo "kernel=$(uname -r)"
+read -r v < /proc/sys/kernel/osrelease; echo "kernel=$v"
 echo "arch=$(uname -m)"
-echo "hostname=$(hostname)"
-echo "swap_devices=$(tail -n +2 /proc/swaps 2>/dev/null | wc -l)"
-echo "firewalld=$(systemctl is-active firewalld 2>/dev/null)"
-echo "init=$(cat /proc/1/comm 2>/dev/null)"
+read -r v < /proc/sys/kernel/hostname; echo "hostname=$v"
+n=0; { read -r _; while read -r _; do n=$((n + 1)); done; } < /proc/swaps 2>/dev/null; echo "swap_devices=$n"
+if [ -d /run/systemd/system ]; then echo "firewalld=$(systemctl is-active firewalld 2>/dev/null)"; else echo "firewalld="; fi
+read -r v < /proc/1/comm; echo "init=$v"
 command -v nft >/dev/null && echo "has_nft=true" || echo "has_nft=false"
 nft list table inet gantry >/dev/null 2>&1 && echo "nft_gantry_table=true" || echo "nft_gantry_table=false"
 ip -o -4 addr show 2>/dev/null | while read -r _ iface _ cidr _; do echo "ipv4=$iface $cidr"; done
@@ -436,42 +439,93 @@ async fn gather_facts(conn: &Conn) -> Result<Json, ConnError> {
     Ok(Json::Object(m))
 }
 
-fn merge(into: &mut serde_json::Map<String, Json>, from: &serde_json::Map<String, Json>) {
-    for (k, v) in from {
-        into.insert(k.clone(), v.clone());
+/// What a host is to its own templates: `host`.
+fn identity(host: &crate::inventory::HostSpec) -> Json {
+    json!({"name": host.name, "address": host.address, "ip": host.ipv4(), "roles": host.roles})
+}
+
+fn val(j: impl serde::Serialize) -> Value {
+    Value::from(minijinja::value::Serde(j))
+}
+
+fn values(m: &serde_json::Map<String, Json>) -> Vec<(String, Value)> {
+    m.iter().map(|(k, v)| (k.clone(), val(v))).collect()
+}
+
+/// The template variables that do not change during a run, as minijinja
+/// values built once, so that a task's context costs the same with ten hosts
+/// or a thousand: cloning a `Value` is a reference count.
+struct Vars {
+    view: Vec<(String, Value)>,
+    defaults: HashMap<String, Vec<(String, Value)>>,
+    vars: Vec<(String, Value)>,
+    /// Per host: its vars, then `inventory_hostname` and `host`.
+    hosts: Vec<Vec<(String, Value)>>,
+}
+
+impl Vars {
+    fn new(inv: &Inventory, pb: &Playbook) -> Vars {
+        let hosts = inv
+            .hosts
+            .iter()
+            .map(|host| {
+                let mut v = values(&host.vars);
+                v.push(("inventory_hostname".into(), Value::from(host.name.clone())));
+                v.push(("host".into(), val(identity(host))));
+                v
+            })
+            .collect();
+        Vars { view: values(&inv.template_map()), defaults: pb.roles.iter().map(|(n, r)| (n.clone(), values(&r.defaults))).collect(), vars: values(&inv.vars), hosts }
+    }
+
+    /// What templates see for one task on one host, lowest precedence
+    /// first: inventory view, role defaults, inventory vars, host vars, host
+    /// identity, facts, this host's registered results, then `hostvars`.
+    fn context(&self, h: usize, role: &str, facts: &Json, mine: Option<&serde_json::Map<String, Json>>, hostvars: Value) -> BTreeMap<String, Value> {
+        let mut m = BTreeMap::new();
+        for (k, v) in self.view.iter().chain(self.defaults.get(role).into_iter().flatten()).chain(&self.vars).chain(&self.hosts[h]) {
+            m.insert(k.clone(), v.clone());
+        }
+        m.insert("facts".into(), val(facts));
+        for (k, v) in mine.into_iter().flatten() {
+            m.insert(k.clone(), val(v));
+        }
+        m.insert("hostvars".into(), hostvars);
+        m
     }
 }
 
-/// What templates see for one task on one host, lowest precedence first:
-/// inventory view, role defaults, inventory vars, host vars, host identity,
-/// facts, then this host's registered results.
-fn context(s: &Shared, h: usize, task: &Task, facts: &Json) -> serde_json::Map<String, Json> {
-    let hv = s.hostvars.lock().unwrap();
-    scope(&s.view, &s.inv, &s.pb, h, &task.role, facts, &hv)
+/// `hostvars` in templates: every host's facts and registered results, read
+/// when a template asks for one host, not copied into every task's context.
+#[derive(Debug)]
+struct HostVars(Arc<Mutex<HashMap<String, serde_json::Map<String, Json>>>>);
+
+impl minijinja::value::Object for HostVars {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.lock().unwrap().get(key.as_str()?).map(val)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Values(self.0.lock().unwrap().keys().map(|k| Value::from(k.clone())).collect())
+    }
 }
 
-fn scope(
-    view: &serde_json::Map<String, Json>,
-    inv: &Inventory,
-    pb: &Playbook,
-    h: usize,
-    role: &str,
-    facts: &Json,
-    hostvars: &HashMap<String, serde_json::Map<String, Json>>,
-) -> serde_json::Map<String, Json> {
+fn context(s: &Shared, h: usize, task: &Task, facts: &Json) -> BTreeMap<String, Value> {
+    let mine = s.hostvars.lock().unwrap().get(&s.inv.hosts[h].name).cloned();
+    s.vars.context(h, &task.role, facts, mine.as_ref(), Value::from_object(HostVars(s.hostvars.clone())))
+}
+
+/// One variable as a node's input hash sees it: the same precedence as
+/// `Vars::context`, with facts and registered results left out (runtime).
+fn input_value(view: &serde_json::Map<String, Json>, inv: &Inventory, pb: &Playbook, h: usize, role: &str, name: &str) -> Option<Json> {
     let host = &inv.hosts[h];
-    let mut m = view.clone();
-    merge(&mut m, &pb.roles[role].defaults);
-    merge(&mut m, &inv.vars);
-    merge(&mut m, &host.vars);
-    m.insert("inventory_hostname".into(), json!(host.name));
-    m.insert("host".into(), json!({"name": host.name, "address": host.address, "ip": host.ipv4(), "roles": host.roles}));
-    m.insert("facts".into(), facts.clone());
-    if let Some(mine) = hostvars.get(&host.name) {
-        merge(&mut m, mine);
+    match name {
+        "hostvars" => Some(json!({})),
+        "facts" => Some(Json::Null),
+        "inventory_hostname" => Some(json!(host.name)),
+        "host" => Some(identity(host)),
+        _ => host.vars.get(name).or_else(|| inv.vars.get(name)).or_else(|| pb.roles[role].defaults.get(name)).or_else(|| view.get(name)).cloned(),
     }
-    m.insert("hostvars".into(), json!(hostvars));
-    m
 }
 
 /// Each node's input hash: the task's definition, the role files it uses, and
@@ -482,25 +536,29 @@ pub fn input_hashes(inv: &Inventory, pb: &Playbook, dag: &Dag) -> Vec<String> {
     use sha2::Digest;
     let templates = Templates::new(pb);
     let view = inv.template_map();
+    // What a task refers to is the same on every host: work it out once per task.
+    let mut refs: HashMap<String, (std::collections::BTreeSet<String>, Vec<String>)> = HashMap::new();
     dag.graph
         .node_indices()
         .map(|n| {
             let node = &dag.graph[n];
             let t = &node.task;
-            let role = &pb.roles[&t.role];
-            let scope = scope(&view, inv, pb, node.host, &t.role, &Json::Null, &HashMap::new());
-            let mut names = std::collections::BTreeSet::new();
-            let mut files = Vec::new();
-            let strings = crate::template::strings_in(&t.params, "").into_iter().map(|(_, s)| s);
-            let exprs = t.when.iter().map(|w| format!("{{{{ {w} }}}}")).chain(t.loop_.iter().map(|l| l.to_string()));
-            for src in strings.chain(exprs) {
-                names.extend(templates.referenced_in(&src));
-            }
-            if let Some(src) = t.params.get("src").and_then(Json::as_str) {
-                names.extend(templates.referenced_in_file(&t.role, src));
-                files.push(role.templates.get(src).or_else(|| role.files.get(src)).cloned().unwrap_or_default());
-            }
-            let values: serde_json::Map<String, Json> = names.into_iter().filter_map(|k| scope.get(&k).map(|v| (k, v.clone()))).collect();
+            let (names, files) = refs.entry(format!("{}@{}", t.id, t.source)).or_insert_with(|| {
+                let role = &pb.roles[&t.role];
+                let mut names = std::collections::BTreeSet::new();
+                let mut files = Vec::new();
+                let strings = crate::template::strings_in(&t.params, "").into_iter().map(|(_, s)| s);
+                let exprs = t.when.iter().map(|w| format!("{{{{ {w} }}}}")).chain(t.loop_.iter().map(|l| l.to_string()));
+                for src in strings.chain(exprs) {
+                    names.extend(templates.referenced_in(&src));
+                }
+                if let Some(src) = t.params.get("src").and_then(Json::as_str) {
+                    names.extend(templates.referenced_in_file(&t.role, src));
+                    files.push(role.templates.get(src).or_else(|| role.files.get(src)).cloned().unwrap_or_default());
+                }
+                (names, files)
+            });
+            let values: serde_json::Map<String, Json> = names.iter().filter_map(|k| input_value(&view, inv, pb, node.host, &t.role, k).map(|v| (k.clone(), v))).collect();
             let def = json!({"module": t.module, "params": t.params, "when": t.when, "loop": t.loop_, "register": t.register, "values": values, "files": files});
             hex::encode(&sha2::Sha256::digest(def.to_string().as_bytes())[..8])
         })
@@ -511,13 +569,8 @@ pub fn input_hashes(inv: &Inventory, pb: &Playbook, dag: &Dag) -> Vec<String> {
 /// given facts. For tests and previews.
 pub fn render_template(inv: &Inventory, pb: &Playbook, host: &str, role: &str, template: &str, facts: Json) -> Result<String, String> {
     let h = inv.hosts.iter().position(|x| x.name == host).ok_or_else(|| format!("no host {host}"))?;
-    let view = inv.template_map();
-    let ctx = scope(&view, inv, pb, h, role, &facts, &HashMap::new());
-    Templates::new(pb).render_file(role, template, &to_value(ctx))
-}
-
-fn to_value(m: serde_json::Map<String, Json>) -> Value {
-    Value::from(minijinja::value::Serde(Json::Object(m)))
+    let ctx = Vars::new(inv, pb).context(h, role, &facts, None, val(json!({})));
+    Templates::new(pb).render_file(role, template, &Value::from(ctx))
 }
 
 /// What plan shows where a value exists only after apply has run a command.
@@ -564,34 +617,42 @@ fn prepare(s: &Shared, task: &Task, ctx: &Value) -> Result<Module, String> {
     Module::parse(module, params)
 }
 
-/// Run all probes of a task in one round trip. Each answer comes back as
-/// one base64 line, so no file content can be mistaken for a separator.
+/// Run probes in one round trip. Each answer is followed by a line holding a
+/// random marker, the probe's index and its exit code, so no file content can
+/// be mistaken for a separator, and no process is spent on framing.
 async fn run_probes(conn: &Conn, probes: &[Probe], timeout: Option<Duration>) -> Result<Result<Vec<ProbeOut>, String>, ConnError> {
     if probes.is_empty() {
         return Ok(Ok(Vec::new()));
     }
+    let mut seed = [0u8; 8];
+    if let Err(e) = getrandom::fill(&mut seed) {
+        return Ok(Err(format!("no randomness for the probe marker: {e}")));
+    }
+    let marker = format!("gantry-probe-{}", hex::encode(seed));
     let mut script = String::new();
-    for p in probes {
+    for (i, p) in probes.iter().enumerate() {
         let body = match p.script() {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
-        script.push_str(&format!("o=$( ( {body}\n) 2>/dev/null; printf '\\n%d' $? )\nprintf '%s' \"$o\" | base64 -w0; echo\n"));
+        script.push_str(&format!("( {body}\n) 2>/dev/null </dev/null; printf '\\n%s %d %d\\n' {marker} {i} $?\n"));
     }
     let out = conn.run(&script, None, timeout).await?;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    if lines.len() != probes.len() {
-        return Ok(Err(format!("reading state: expected {} answers, got {} (stderr: {})", probes.len(), lines.len(), tail(&out.stderr))));
+    Ok(split_answers(&out.stdout, &marker, probes.len()).ok_or_else(|| format!("reading state: the answers came back malformed (stderr: {})", tail(&out.stderr))))
+}
+
+/// Cut probe output at each `\nMARKER INDEX RC\n`, in order.
+fn split_answers(stdout: &str, marker: &str, count: usize) -> Option<Vec<ProbeOut>> {
+    let mut res = Vec::with_capacity(count);
+    let mut rest = stdout;
+    for i in 0..count {
+        let sep = format!("\n{marker} {i} ");
+        let at = rest.find(&sep)?;
+        let (rc, after) = rest[at + sep.len()..].split_once('\n')?;
+        res.push(ProbeOut { rc: rc.parse().ok()?, out: rest[..at].to_string() });
+        rest = after;
     }
-    let mut res = Vec::new();
-    for l in lines {
-        let raw = b64.decode(l.trim()).map_err(|e| ConnError { message: format!("bad probe answer: {e}"), retryable: true })?;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (body, rc) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
-        res.push(ProbeOut { rc: rc.trim().parse().unwrap_or(255), out: body.to_string() });
-    }
-    Ok(Ok(res))
+    rest.is_empty().then_some(res)
 }
 
 fn tail(s: &str) -> String {
@@ -599,18 +660,21 @@ fn tail(s: &str) -> String {
     lines[lines.len().saturating_sub(10)..].join("\n")
 }
 
-async fn run_task(s: &Shared, h: usize, task: &Task, conn: &Conn, facts: &Json, overlay: &mut HashMap<String, String>) -> Outcome {
+/// What a task does on a host before the host's state is read: nothing
+/// (`when` is false, or the loop has no items), or module calls, each with the
+/// probes that read the state it decides on.
+enum Calls {
+    Skip(String),
+    NoItems,
+    Run(Vec<(Module, Vec<Probe>)>),
+}
+
+fn task_calls(s: &Shared, h: usize, task: &Task, facts: &Json) -> Result<Calls, String> {
     let base = context(s, h, task, facts);
-    let ctx = to_value(base.clone());
-    let plan = s.opts.mode == RunMode::Plan;
+    let ctx = Value::from(base.clone());
     if let Some(w) = &task.when {
-        match s.templates.truthy(w, &ctx) {
-            Ok(true) => {}
-            Ok(false) => {
-                register(s, h, task, json!({"changed": false, "skipped": true, "rc": 0, "stdout": "", "stderr": ""}));
-                return Outcome::Skipped(format!("when: {w} is false"));
-            }
-            Err(e) => return failed(format!("when: {e}")),
+        if !s.templates.truthy(w, &ctx).map_err(|e| format!("when: {e}"))? {
+            return Ok(Calls::Skip(format!("when: {w} is false")));
         }
     }
     // One module call, or one per loop item.
@@ -621,31 +685,122 @@ async fn run_task(s: &Shared, h: usize, task: &Task, conn: &Conn, facts: &Json, 
                 .into_iter()
                 .map(|item| {
                     let mut m = base.clone();
-                    m.insert("item".into(), item);
-                    to_value(m)
+                    m.insert("item".into(), val(item));
+                    Value::from(m)
                 })
                 .collect(),
-            Ok(other) => return failed(format!("loop: expected a list, got {other}")),
-            Err(e) => return failed(format!("loop: {e}")),
+            Ok(other) => return Err(format!("loop: expected a list, got {other}")),
+            Err(e) => return Err(format!("loop: {e}")),
         },
     };
     if contexts.is_empty() {
-        register(s, h, task, json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}));
-        return Outcome::Ok("loop has no items".into());
+        return Ok(Calls::NoItems);
     }
     let mut calls = Vec::new();
     for c in &contexts {
-        match prepare(s, task, c).and_then(|m| modules::probes(&m).map(|p| (m, p))) {
-            Ok(x) => calls.push(x),
-            Err(e) => return failed(format!("{} ({})", e, task.source)),
+        let call = prepare(s, task, c).and_then(|m| modules::probes(&m).map(|p| (m, p)));
+        calls.push(call.map_err(|e| format!("{} ({})", e, task.source))?);
+    }
+    Ok(Calls::Run(calls))
+}
+
+/// Probe answers read ahead, so a host's unchanged tasks cost one round trip
+/// between them, not one each. An answer stays good until an action could
+/// have changed what it read: a write drops the answers about its own path
+/// and the answers of script probes; a command drops them all.
+#[derive(Default)]
+struct ProbeCache {
+    answers: HashMap<String, (Probe, ProbeOut)>,
+}
+
+impl ProbeCache {
+    fn get(&self, probes: &[Probe]) -> Option<Vec<ProbeOut>> {
+        probes.iter().map(|p| p.script().ok().and_then(|k| self.answers.get(&k)).map(|(_, a)| a.clone())).collect()
+    }
+
+    fn after(&mut self, action: &Action) {
+        match action.touches() {
+            Touches::Path(path) => {
+                let p = Path::new(&path);
+                self.answers.retain(|_, (probe, _)| match probe {
+                    Probe::File(f) => !(Path::new(f).starts_with(p) || p.starts_with(f)),
+                    Probe::Script(_) => false,
+                });
+            }
+            Touches::Live => self.answers.retain(|_, (probe, _)| matches!(probe, Probe::File(_))),
+            Touches::All => self.answers.clear(),
         }
     }
+}
+
+/// The probes of `task` and of the tasks after it on this host whose calls
+/// can be known now, read in one round trip into the cache.
+async fn read_ahead(s: &Shared, h: usize, rest: &[NodeIndex], first: &[Probe], conn: &Conn, facts: &Json, cache: &mut ProbeCache, timeout: Option<Duration>) -> Result<Result<(), String>, ConnError> {
+    let mut batch: Vec<Probe> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut add = |p: &Probe, batch: &mut Vec<Probe>| {
+        if let Ok(k) = p.script() {
+            if !cache.answers.contains_key(&k) && seen.insert(k) {
+                batch.push(p.clone());
+            }
+        }
+    };
+    for p in first {
+        add(p, &mut batch);
+    }
+    for &n in rest {
+        if s.opts.done.contains(&n) {
+            continue;
+        }
+        // A task whose calls depend on what has not happened yet (a result
+        // registered later in this run) fails to render here: it is read
+        // when its turn comes.
+        if let Ok(Calls::Run(calls)) = task_calls(s, h, &s.dag.graph[n].task, facts) {
+            for (_, probes) in &calls {
+                for p in probes {
+                    add(p, &mut batch);
+                }
+            }
+        }
+    }
+    let answers = match run_probes(conn, &batch, timeout).await? {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    for (p, a) in batch.iter().zip(answers) {
+        if let Ok(k) = p.script() {
+            cache.answers.insert(k, (p.clone(), a));
+        }
+    }
+    Ok(Ok(()))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_task(s: &Shared, h: usize, task: &Task, rest: &[NodeIndex], conn: &Conn, facts: &Json, overlay: &mut HashMap<String, String>, cache: &mut ProbeCache) -> Outcome {
+    let plan = s.opts.mode == RunMode::Plan;
+    let calls = match task_calls(s, h, task, facts) {
+        Err(e) => return failed(e),
+        Ok(Calls::Skip(why)) => {
+            register(s, h, task, json!({"changed": false, "skipped": true, "rc": 0, "stdout": "", "stderr": ""}));
+            return Outcome::Skipped(why);
+        }
+        Ok(Calls::NoItems) => {
+            register(s, h, task, json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}));
+            return Outcome::Ok("loop has no items".into());
+        }
+        Ok(Calls::Run(calls)) => calls,
+    };
     let probes: Vec<Probe> = calls.iter().flat_map(|(_, p)| p.iter().cloned()).collect();
     let timeout = task.timeout.map(Duration::from_secs);
-    let mut answers = match run_probes(conn, &probes, timeout).await {
-        Ok(Ok(a)) => a,
-        Ok(Err(e)) => return failed(e),
-        Err(e) => return Outcome::Unreachable(e.message),
+    if cache.get(&probes).is_none() {
+        match read_ahead(s, h, rest, &probes, conn, facts, cache, timeout).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return failed(e),
+            Err(e) => return Outcome::Unreachable(e.message),
+        }
+    }
+    let Some(mut answers) = cache.get(&probes) else {
+        return failed("reading state: a probe's answer is missing");
     };
     if plan {
         for (p, a) in probes.iter().zip(answers.iter_mut()) {
@@ -713,6 +868,7 @@ async fn run_task(s: &Shared, h: usize, task: &Task, conn: &Conn, facts: &Json, 
             Ok(x) => x,
             Err(e) => return failed(e),
         };
+        cache.after(a);
         match conn.run(&script, stdin.as_deref().map(str::as_bytes), timeout).await {
             Err(e) if e.message.starts_with("command timed out") => {
                 return Outcome::Failed { reason: e.message, command: Some(a.describe()), rc: None, stderr: String::new() };
@@ -731,4 +887,55 @@ async fn run_task(s: &Shared, h: usize, task: &Task, conn: &Conn, facts: &Json, 
         return Outcome::Ok(reason);
     }
     Outcome::Changed { reason, diff, actions: shown }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_answers_are_cut_at_their_markers_only() {
+        let m = "gantry-probe-00";
+        // A file whose content looks like another marker, one without a
+        // final newline, and an empty answer with its own exit code.
+        let out = format!("644 root root regular file\nx\n{m} 9 0\n\n{m} 0 0\nno newline\n{m} 1 0\n\n{m} 2 1\n");
+        let a = split_answers(&out, m, 3).unwrap();
+        assert_eq!(a[0], ProbeOut { rc: 0, out: format!("644 root root regular file\nx\n{m} 9 0\n") });
+        assert_eq!(a[1], ProbeOut { rc: 0, out: "no newline".into() });
+        assert_eq!(a[2], ProbeOut { rc: 1, out: String::new() });
+        // Missing or trailing answers are malformed, not guessed at.
+        assert!(split_answers(&out, m, 4).is_none());
+        assert!(split_answers(&format!("{out}junk"), m, 3).is_none());
+    }
+
+    #[test]
+    fn an_action_drops_only_the_answers_it_could_change() {
+        let file = |p: &str| Probe::File(p.into());
+        let sysctl = Probe::Script("sysctl -n x".into());
+        let cache = || {
+            let mut c = ProbeCache::default();
+            for p in [file("/etc/a"), file("/etc/b"), file("/etc/c"), file("/etc/c/d/x"), sysctl.clone()] {
+                c.answers.insert(p.script().unwrap(), (p, ProbeOut::default()));
+            }
+            c
+        };
+        let has = |c: &ProbeCache, p: &Probe| c.get(std::slice::from_ref(p)).is_some();
+        let mut c = cache();
+        c.after(&Action::Write { path: "/etc/a".into(), content: String::new(), mode: 0o644, owner: None, group: None, validate: None });
+        assert!(!has(&c, &file("/etc/a")) && !has(&c, &sysctl));
+        assert!(has(&c, &file("/etc/b")) && has(&c, &file("/etc/c")));
+        // mkdir -p reaches the paths above and below the one it names.
+        let mut c = cache();
+        c.after(&Action::run(&["mkdir", "-p", "-m", "755", "--", "/etc/c/d"]).unwrap());
+        assert!(!has(&c, &file("/etc/c")) && !has(&c, &file("/etc/c/d/x")));
+        assert!(has(&c, &file("/etc/b")));
+        // Live state is what scripts read; files stay good.
+        let mut c = cache();
+        c.after(&Action::run(&["hostname", "--", "n1"]).unwrap());
+        assert!(!has(&c, &sysctl) && has(&c, &file("/etc/a")));
+        // A user's command could change anything.
+        let mut c = cache();
+        c.after(&Action::run(&["sh", "-c", "true"]).unwrap());
+        assert!(c.answers.is_empty());
+    }
 }

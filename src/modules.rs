@@ -395,13 +395,41 @@ pub enum Action {
     /// owner set while it is still empty, content over stdin, fsync, rename.
     Write { path: String, content: String, mode: u32, owner: Option<String>, group: Option<String>, validate: Option<Vec<String>> },
     /// A command; `show` is how it is displayed.
-    Run { script: String, show: String, stdin: Option<String> },
+    Run { script: String, show: String, stdin: Option<String>, touches: Touches },
+}
+
+/// What an action may change on the host, so that state read before it and
+/// not touched by it can still be trusted afterwards.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Touches {
+    /// One path (a write, chmod, chown, mkdir -p, rm -rf): what file probes
+    /// read at that path, above it or below it, and what scripts read.
+    Path(String),
+    /// Live kernel or service state (hostname, sysctl -w, modprobe,
+    /// systemctl): what scripts read, not files.
+    Live,
+    /// Anything: a user's command, a package install.
+    All,
 }
 
 impl Action {
+    /// A command from argv; what it touches follows from the program, for
+    /// the few programs gantry's own modules run, and is anything otherwise.
     pub fn run(argv: &[&str]) -> Result<Action, String> {
         let line = command(argv)?;
-        Ok(Action::Run { script: line.clone(), show: line, stdin: None })
+        let touches = match argv.first().copied() {
+            Some("chmod" | "chown" | "mkdir" | "rm") => argv.last().map_or(Touches::All, |p| Touches::Path(p.to_string())),
+            Some("hostname" | "sysctl" | "modprobe" | "systemctl") => Touches::Live,
+            _ => Touches::All,
+        };
+        Ok(Action::Run { script: line.clone(), show: line, stdin: None, touches })
+    }
+
+    pub fn touches(&self) -> Touches {
+        match self {
+            Action::Write { path, .. } => Touches::Path(path.clone()),
+            Action::Run { touches, .. } => touches.clone(),
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -416,18 +444,34 @@ impl Action {
         match self {
             Action::Write { path, content, mode, owner, group, validate } => {
                 let q = quote(path)?;
-                let tmpl = quote(&format!("{path}.gantry.XXXXXX"))?;
+                let mut seed = [0u8; 6];
+                getrandom::fill(&mut seed).map_err(|e| format!("no randomness for a temp file name: {e}"))?;
+                let tmp = quote(&format!("{path}.gantry.{}", hex::encode(seed)))?;
+                // Created exclusively (noclobber) with its final mode and
+                // owner while still empty; a mode the umask can give needs no
+                // chmod, which saves a process on every write of every host.
                 // If the connection drops mid-transfer, `cat` sees an early
-                // end of input: the size and checksum checks below then fail,
-                // so a partial file is never renamed into place.
-                let mut s = format!("set -e\nt=$(mktemp -- {tmpl})\ntrap 'rm -f -- \"$t\"' EXIT\ntrap 'rm -f -- \"$t\"; exit 1' HUP INT TERM PIPE\nchmod {mode:o} \"$t\"\n");
-                if owner.is_some() || group.is_some() {
-                    let spec = format!("{}:{}", owner.as_deref().unwrap_or(""), group.as_deref().unwrap_or(""));
-                    s.push_str(&format!("chown -- {} \"$t\"\n", quote(&spec)?));
+                // end of input and the checksum below fails, so a partial
+                // file is never renamed into place.
+                let mut s = format!("set -e\nt={tmp}\ntrap 'rm -f -- \"$t\"' EXIT\ntrap 'rm -f -- \"$t\"; exit 1' HUP INT TERM PIPE\n");
+                let by_umask = mode & !0o666 == 0;
+                let umask = if by_umask { 0o666 & !mode } else { 0o077 };
+                if by_umask && owner.is_none() && group.is_none() {
+                    s.push_str(&format!("(umask {umask:03o}; set -C; cat > \"$t\")\n"));
+                } else {
+                    s.push_str(&format!("(umask {umask:03o}; set -C; : > \"$t\")\n"));
+                    if !by_umask {
+                        s.push_str(&format!("chmod {mode:o} \"$t\"\n"));
+                    }
+                    if owner.is_some() || group.is_some() {
+                        let spec = format!("{}:{}", owner.as_deref().unwrap_or(""), group.as_deref().unwrap_or(""));
+                        s.push_str(&format!("chown -- {} \"$t\"\n", quote(&spec)?));
+                    }
+                    s.push_str("cat > \"$t\"\n");
                 }
                 use sha2::Digest;
                 let sum = hex::encode(sha2::Sha256::digest(content.as_bytes()));
-                s.push_str(&format!("cat > \"$t\"\n[ \"$(wc -c < \"$t\")\" -eq {} ]\nprintf '%s  %s\\n' {sum} \"$t\" | sha256sum -c --status -\n", content.len()));
+                s.push_str(&format!("printf '%s  %s\\n' {sum} \"$t\" | sha256sum -c --status -\n"));
                 if let Some(argv) = validate {
                     // The candidate is checked in place; on failure `set -e`
                     // ends the script and the trap removes it: the live file
@@ -810,7 +854,7 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                 Some(d) => format!("cd -- {} && {body}", quote(d)?),
                 None => body.clone(),
             };
-            let mut d = Decision::change(if p.creates.is_some() { "not yet done".to_string() } else { "commands always run".to_string() }, vec![Action::Run { script, show: body, stdin: p.stdin.clone() }]);
+            let mut d = Decision::change(if p.creates.is_some() { "not yet done".to_string() } else { "commands always run".to_string() }, vec![Action::Run { script, show: body, stdin: p.stdin.clone(), touches: Touches::All }]);
             if p.changed_when == Some(false) {
                 d.reason = "read-only command".into();
             }
@@ -875,7 +919,7 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                 ("rpm", Some(d)) => format!("cd -- {} && if command -v dnf >/dev/null; then dnf install -y -q --disablerepo='*' -- ./*.rpm; else yum install -y -q --disablerepo='*' -- ./*.rpm; fi", quote(d)?),
                 _ => return Err("package: neither dpkg nor rpm found on this host".into()),
             };
-            Decision::change(format!("not installed: {}", missing.join(", ")), vec![Action::Run { show: script.clone(), script, stdin: None }])
+            Decision::change(format!("not installed: {}", missing.join(", ")), vec![Action::Run { show: script.clone(), script, stdin: None, touches: Touches::All }])
         }
         Module::VipCheck(p) => {
             let held_here = facts.first().is_some_and(|f| f.rc == 0);
@@ -1074,8 +1118,19 @@ mod tests {
         assert!(!c.wait_with_output().unwrap().status.success());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temp file left behind");
-        // Mode is set on the empty temp file, before any content is written.
+        // The mode is the file's from its creation, before any content is
+        // written: by the umask where it can be, else by chmod on the empty
+        // file. Owner and group are set on the empty file too.
         let (script, _) = good.script().unwrap();
-        assert!(script.find("chmod 600").unwrap() < script.find("cat >").unwrap());
+        assert!(script.contains("(umask 066; set -C; cat > \"$t\")"), "{script}");
+        let exec = Action::Write { path: p.clone(), content: "#!/bin/sh\n".into(), mode: 0o755, owner: Some("root".into()), group: None, validate: None };
+        let (script, _) = exec.script().unwrap();
+        let at = |needle: &str| script.find(needle).unwrap_or_else(|| panic!("{needle} not in {script}"));
+        assert!(at(": > \"$t\"") < at("chmod 755") && at("chmod 755") < at("chown") && at("chown") < at("cat >"));
+        let euid = std::process::Command::new("id").arg("-u").output().unwrap();
+        if String::from_utf8_lossy(&euid.stdout).trim() == "0" {
+            assert!(run(&exec).status.success());
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o755);
+        }
     }
 }
