@@ -194,6 +194,9 @@ pub async fn run(inv: Inventory, pb: Playbook, dag: Dag, opts: Options, reporter
         if tokio::signal::ctrl_c().await.is_ok() {
             on_signal.stop("interrupted (Ctrl-C); press it again to abort now".into());
             if tokio::signal::ctrl_c().await.is_ok() {
+                if let Some(j) = &on_signal.opts.journal {
+                    j.close();
+                }
                 eprintln!("aborted; finished tasks are in the journal");
                 std::process::exit(130);
             }
@@ -209,6 +212,10 @@ pub async fn run(inv: Inventory, pb: Playbook, dag: Dag, opts: Options, reporter
     }
     for w in workers {
         let _ = w.await;
+    }
+    // Every record on disk before the run reports.
+    if let Some(j) = &shared.opts.journal {
+        j.close();
     }
     let outcomes = shared.dag.graph.node_indices().map(|n| (n, shared.results[n.index()].borrow().clone().unwrap_or(Outcome::Blocked("not run".into())))).collect();
     RunResult { outcomes }

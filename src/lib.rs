@@ -24,6 +24,10 @@ pub use error::{Error, Result};
 
 /// Run one command line; returns the process exit code.
 pub fn run(cli: cli::Cli) -> i32 {
+    // One socket per host: a 1,000-host run needs more than the usual soft
+    // limit of 1,024 open files. Raise it to the hard limit, as ssh-heavy
+    // tools do; where that fails, a run that needs it says so per host.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     match workflow::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
