@@ -66,7 +66,13 @@ up() {
   if [ "$HEAVY" = 1 ]; then
     for i in $(seq 1 "$N"); do docker exec "gantry-$name-node$i" sh -c "$(printf '%s\n' "echo '$(heavy_bashrc)' >> /root/.bashrc")"; done
   fi
-  ssh-keyscan -t ed25519 $(for i in $(seq 1 "$N"); do addr "$i"; done) >"$state/known_hosts" 2>/dev/null
+  # Under the load of N sshds starting, a scan can time out: rescan the missing.
+  : >"$state/known_hosts"
+  for _ in 1 2 3 4 5; do
+    missing=$(for i in $(seq 1 "$N"); do a=$(addr "$i"); grep -q "^$a " "$state/known_hosts" || echo "$a"; done)
+    [ -z "$missing" ] && break
+    ssh-keyscan -T 10 -t ed25519 $missing >>"$state/known_hosts" 2>/dev/null || true
+  done
   [ "$(wc -l <"$state/known_hosts")" = "$N" ] || { echo "bench: ssh-keyscan got $(wc -l <"$state/known_hosts") of $N host keys" >&2; exit 1; }
   gantry_inventory >"$state/inventory.yaml"
   bench/workload/make-inventories.sh "$state" "$N" "$net"

@@ -116,31 +116,32 @@ pub struct Conn {
     shell: tokio::sync::Mutex<Option<Shell>>,
 }
 
-/// The remote loop of the long-lived shell. Each request is a line
-/// `NONCE SCRIPT_LEN STDIN_LEN` (STDIN_LEN `-` for none) followed by exactly
-/// that many bytes of script and stdin, then the nonce again on a line of its
-/// own; `head -c` reads no more than it is asked for, so the framing holds
-/// whatever the bytes are, and the closing nonce proves that every byte came:
-/// a request cut short by a lost connection is never run. The script runs in
-/// a subshell (its `exit`, `cd`, traps and `set -e` stay there) with its own
-/// stdin, then the shell writes `\nNONCE RC\n` to stdout and `\nNONCE\n` to
-/// stderr. The nonce is random per connection plus a counter, so no output
-/// can end a frame early by accident. Stdin (secrets among it) stays in the
-/// shell's memory: never in a file or a process argument.
-const SHELL_LOOP: &str = r#"while IFS=' ' read -r __g_n __g_sl __g_il; do
-__g_s=$(head -c "$__g_sl"; echo .); __g_s=${__g_s%.}
-[ "$__g_il" = - ] || { __g_i=$(head -c "$__g_il"; echo .); __g_i=${__g_i%.}; }
-IFS= read -r __g_e && [ "$__g_e" = "$__g_n" ] || exit 97
-if [ "$__g_il" = - ]; then
-( eval "$__g_s" ) </dev/null
-else
-printf %s "$__g_i" | ( eval "$__g_s" )
-fi
-__g_r=$?
-__g_i=
-printf '\n%s %d\n' "$__g_n" "$__g_r"
-printf '\n%s\n' "$__g_n" >&2
-done"#;
+/// The long-lived shell is a plain `sh` reading commands from its stdin.
+/// Each request is one brace group, parsed whole before any of it runs:
+///
+/// ```sh
+/// { printf %s 'STDIN' | ( eval 'SCRIPT' ); printf '\n%s %d\n' NONCE $?; printf '\n%s\n' NONCE >&2; }
+/// ```
+///
+/// Script and stdin are shell-quoted, so whatever their bytes, the group
+/// stays balanced; a request cut short by a lost connection is a syntax error
+/// at end of input, and the shell exits without running any of it. The script
+/// runs in a subshell, so its `exit`, `cd`, traps and `set -e` stay there, and
+/// its stdin is the quoted text (or /dev/null). `printf` is a builtin: stdin,
+/// secrets among it, is never in a file or a process argument, and no process
+/// is spent on framing. The nonce is random per connection plus a counter, so
+/// no output can end a frame early by accident.
+fn request(nonce: &str, script: &str, stdin: Option<&[u8]>) -> Result<String, ConnError> {
+    let script = quote(script).map_err(fatal)?;
+    let (feed, redirect) = match stdin {
+        Some(d) => {
+            let text = std::str::from_utf8(d).map_err(|_| fatal("stdin for a remote command must be text".into()))?;
+            (format!("printf %s {} | ", quote(text).map_err(fatal)?), "")
+        }
+        None => (String::new(), " </dev/null"),
+    };
+    Ok(format!("{{ {feed}( eval {script} ){redirect}; printf '\\n%s %d\\n' {nonce} $?; printf '\\n%s\\n' {nonce} >&2; }}\n"))
+}
 
 struct Shell {
     ch: russh::Channel<client::Msg>,
@@ -279,7 +280,7 @@ impl Conn {
         let lost = |e: russh::Error| transient(format!("connection lost: {e}"));
         if slot.is_none() {
             let ch = self.handle.channel_open_session().await.map_err(lost)?;
-            ch.exec(true, self.wrap(SHELL_LOOP)?).await.map_err(lost)?;
+            ch.exec(true, if self.become_ { "sudo -n -- sh" } else { "sh" }).await.map_err(lost)?;
             let mut seed = [0u8; 12];
             getrandom::fill(&mut seed).map_err(|e| fatal(format!("no randomness for the shell's frame marker: {e}")))?;
             *slot = Some(Shell { ch, prefix: format!("gantry-{}", hex::encode(seed)), count: 0 });
@@ -287,14 +288,7 @@ impl Conn {
         let sh = slot.as_mut().expect("opened above");
         sh.count += 1;
         let nonce = format!("{}-{}", sh.prefix, sh.count);
-        let mut request = match stdin {
-            Some(d) => format!("{nonce} {} {}\n", script.len(), d.len()).into_bytes(),
-            None => format!("{nonce} {} -\n", script.len()).into_bytes(),
-        };
-        request.extend_from_slice(script.as_bytes());
-        request.extend_from_slice(stdin.unwrap_or_default());
-        request.extend_from_slice(format!("{nonce}\n").as_bytes());
-        sh.ch.data_bytes(request).await.map_err(lost)?;
+        sh.ch.data_bytes(request(&nonce, script, stdin)?.into_bytes()).await.map_err(lost)?;
         let out_end = format!("\n{nonce} ");
         let err_end = format!("\n{nonce}\n");
         let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -382,6 +376,28 @@ fn frame_end(out: &mut Vec<u8>, from: usize, marker: &[u8]) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sh(input: &[u8]) -> String {
+        use std::io::Write;
+        let mut c = std::process::Command::new("sh").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        c.stdin.take().unwrap().write_all(input).unwrap();
+        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+    }
+
+    #[test]
+    fn a_request_runs_whole_with_its_stdin_or_not_at_all() {
+        let data = "it's $(reboot)\n`id`\n'; echo injected; '\nno newline";
+        let req = request("N-1", "cat; exit 3", Some(data.as_bytes())).unwrap();
+        assert_eq!(sh(req.as_bytes()), format!("{data}\nN-1 3\n"));
+        // Two requests back to back, the second without stdin.
+        let two = format!("{req}{}", request("N-2", "echo two; read x || echo eof", None).unwrap());
+        assert_eq!(sh(two.as_bytes()), format!("{data}\nN-1 3\ntwo\neof\n\nN-2 0\n"));
+        // Cut anywhere short of its end, a request runs nothing.
+        let req = request("N-3", "echo RAN", Some(b"x'y")).unwrap();
+        for cut in 0..req.len() - 1 {
+            assert_eq!(sh(&req.as_bytes()[..cut]), "", "cut at {cut}: {:?}", &req[..cut]);
+        }
+    }
 
     #[test]
     fn frame_end_needs_the_whole_marker_and_keeps_the_output() {
