@@ -101,6 +101,10 @@ impl client::Handler for Verifier {
     }
 }
 
+/// How long a command without stdin waits for the busy shell before it takes
+/// a channel of its own.
+const SHELL_WAIT: Duration = Duration::from_secs(1);
+
 /// How long a host that let a command time out has to answer a trivial one.
 const LIVENESS: Duration = Duration::from_secs(5);
 
@@ -224,12 +228,19 @@ async fn authenticate(handle: &mut Handle<Verifier>, user: &str, identity: Optio
 impl Conn {
     /// Run a POSIX sh script on the host (as root through `sudo -n` when the
     /// host uses become), with optional stdin, within `timeout`. Commands go
-    /// through the host's long-lived shell; while that shell is busy with
-    /// another command (the lock heartbeat beside a task), this one gets a
-    /// channel of its own.
+    /// through the host's long-lived shell.
     pub async fn run(&self, script: &str, stdin: Option<&[u8]>, timeout: Option<Duration>) -> Result<Output, ConnError> {
         let timeout = timeout.unwrap_or(self.command_timeout);
-        let result = match self.shell.try_lock() {
+        // Stdin always goes through the shell, which runs a request only
+        // once all of it has arrived (see `request`), so a write's content
+        // can never land cut short. A command without stdin (the lock
+        // heartbeat beside a task) waits a moment for the shell, then takes
+        // a channel of its own.
+        let shell = match stdin {
+            Some(_) => Ok(self.shell.lock().await),
+            None => tokio::time::timeout(SHELL_WAIT, self.shell.lock()).await,
+        };
+        let result = match shell {
             Ok(mut slot) => match tokio::time::timeout(timeout, self.in_shell(&mut slot, script, stdin)).await {
                 Ok(r) => {
                     if r.is_err() {
@@ -245,7 +256,7 @@ impl Conn {
                     None
                 }
             },
-            Err(_) => {
+            Err(_elapsed) => {
                 let line = self.wrap(script)?;
                 tokio::time::timeout(timeout, self.exec(&line, stdin)).await.ok().map(|r| match r {
                     Ok(out) if out.rc == 1 => self.sudo_refused(&out.stderr).map_or(Ok(out), Err),
