@@ -40,7 +40,7 @@ addr() { echo "172.29.$net.$((10 + $1))"; }
 # returns, as pyenv/conda/nvm setups on GPU servers do. sshd runs every
 # command through root's login shell, so a tool pays it on every exec.
 heavy_bashrc() {
-  echo 'i=0; while [ $i -lt 25000 ]; do i=$((i+1)); done   # bench: heavy login shell'
+  echo 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done   # bench: heavy login shell'
 }
 
 # Fresh hosts: containers, keys, known_hosts, and every tool's inventory.
@@ -76,6 +76,8 @@ up() {
   [ "$(wc -l <"$state/known_hosts")" = "$N" ] || { echo "bench: ssh-keyscan got $(wc -l <"$state/known_hosts") of $N host keys" >&2; exit 1; }
   gantry_inventory >"$state/inventory.yaml"
   bench/workload/make-inventories.sh "$state" "$N" "$net"
+  # Let the start-up of N containers die down before anything is timed.
+  sleep "${SETTLE:-15}"
 }
 
 gantry_inventory() {

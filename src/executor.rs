@@ -21,6 +21,7 @@ use crate::lock;
 use crate::modules::{self, Action, Decision, Module, Probe, ProbeOut, Touches};
 use crate::playbook::{Playbook, Task};
 use crate::report::Reporter;
+use crate::shell::quote;
 use crate::ssh::{self, Conn, ConnError, HostKeyPolicy};
 use crate::template::Templates;
 
@@ -636,16 +637,66 @@ async fn run_probes(conn: &Conn, probes: &[Probe], timeout: Option<Duration>) ->
         return Ok(Err(format!("no randomness for the probe marker: {e}")));
     }
     let marker = format!("gantry-probe-{}", hex::encode(seed));
-    let mut script = String::new();
-    for (i, p) in probes.iter().enumerate() {
-        let body = match p.script() {
-            Ok(b) => b,
-            Err(e) => return Ok(Err(e)),
-        };
-        script.push_str(&format!("( {body}\n) 2>/dev/null </dev/null; printf '\\n%s %d %d\\n' {marker} {i} $?\n"));
-    }
+    let script = match probe_script(probes, &marker) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
     let out = conn.run(&script, None, timeout).await?;
-    Ok(split_answers(&out.stdout, &marker, probes.len()).ok_or_else(|| format!("reading state: the answers came back malformed (stderr: {})", tail(&out.stderr))))
+    Ok(read_answers(probes, &out.stdout, &marker).ok_or_else(|| format!("reading state: the answers came back malformed (stderr: {})", tail(&out.stderr))))
+}
+
+fn file_paths(probes: &[Probe]) -> Vec<&str> {
+    probes.iter().filter_map(|p| if let Probe::File(f) = p { Some(f.as_str()) } else { None }).collect()
+}
+
+/// File probes: one `stat` for all their paths first, then each content
+/// read on its own (`cat` of what is not a directory). Script probes as
+/// written. Every part ends with `\nMARKER INDEX RC\n`.
+fn probe_script(probes: &[Probe], marker: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    let paths = file_paths(probes);
+    if !paths.is_empty() {
+        let quoted = paths.iter().map(|p| quote(p)).collect::<Result<Vec<_>, _>>()?;
+        parts.push(format!("stat --printf '%n\\0%a %U %G %F\\0' -- {}", quoted.join(" ")));
+    }
+    for p in probes {
+        parts.push(match p {
+            Probe::File(path) => {
+                let q = quote(path)?;
+                format!("{{ [ -d {q} ] || cat -- {q}; }}")
+            }
+            Probe::Script(_) => format!("( {}\n)", p.script()?),
+        });
+    }
+    let mut script = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        script.push_str(&format!("{part} 2>/dev/null </dev/null; printf '\\n%s %d %d\\n' {marker} {i} $?\n"));
+    }
+    Ok(script)
+}
+
+/// The probes' answers from the output of `probe_script`. A file probe's
+/// answer is what `Probe::File` reads: the stat line, then the content; a
+/// missing (or unreadable) path is rc 1 and no output.
+fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Option<Vec<ProbeOut>> {
+    let stat = !file_paths(probes).is_empty();
+    let mut answers = split_answers(stdout, marker, probes.len() + usize::from(stat))?;
+    if !stat {
+        return Some(answers);
+    }
+    // `%n\0HEAD\0` for each path that exists; a missing one prints nothing.
+    let heads = answers.remove(0).out;
+    let fields: Vec<&str> = heads.split('\0').collect();
+    let found: HashMap<&str, &str> = fields.chunks_exact(2).map(|c| (c[0], c[1])).collect();
+    for (p, a) in probes.iter().zip(answers.iter_mut()) {
+        if let Probe::File(path) = p {
+            *a = match found.get(path.as_str()) {
+                Some(head) if a.rc == 0 => ProbeOut { rc: 0, out: format!("{head}\n{}", a.out) },
+                _ => ProbeOut { rc: 1, out: String::new() },
+            };
+        }
+    }
+    Some(answers)
 }
 
 /// Cut probe output at each `\nMARKER INDEX RC\n`, in order.
@@ -913,6 +964,30 @@ mod tests {
         // Missing or trailing answers are malformed, not guessed at.
         assert!(split_answers(&out, m, 4).is_none());
         assert!(split_answers(&format!("{out}junk"), m, 3).is_none());
+    }
+
+    /// The batched file probes read exactly what one `Probe::File` script
+    /// per path reads, run through a real sh.
+    #[test]
+    fn batched_file_probes_read_what_single_probes_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("plain"), "a\nb\n").unwrap();
+        std::fs::write(d.join("no newline"), "x").unwrap();
+        std::fs::write(d.join("it's"), "").unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        let names = ["plain", "no newline", "it's", "sub", "missing", "plain"];
+        let mut probes: Vec<Probe> = names.iter().map(|n| Probe::File(d.join(n).display().to_string())).collect();
+        probes.insert(2, Probe::Script("echo between; exit 4".into()));
+        let sh = |script: &str| String::from_utf8(std::process::Command::new("sh").arg("-c").arg(script).output().unwrap().stdout).unwrap();
+        let batched = read_answers(&probes, &sh(&probe_script(&probes, "M").unwrap()), "M").unwrap();
+        for (p, got) in probes.iter().zip(&batched) {
+            let one = std::process::Command::new("sh").arg("-c").arg(p.script().unwrap()).output().unwrap();
+            let want = ProbeOut { rc: one.status.code().unwrap().min(1), out: String::from_utf8(one.stdout).unwrap() };
+            let want = if matches!(p, Probe::Script(_)) { ProbeOut { rc: 4, out: "between\n".into() } } else { want };
+            assert_eq!(got, &want, "{p:?}");
+        }
+        assert!(batched[4].out.contains("directory") && batched[5].rc == 1);
     }
 
     #[test]
