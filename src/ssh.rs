@@ -160,7 +160,14 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// SSH handshakes in flight at once, process-wide. A key exchange costs the
+/// host and this machine real CPU; a thousand at once (`--forks 1000`)
+/// starve each other past the connect timeout. The timeout starts once a
+/// handshake may begin.
+static HANDSHAKES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
+
 pub async fn connect(address: &str, cfg: &SshConfig, policy: HostKeyPolicy) -> Result<Conn, ConnError> {
+    let _turn = HANDSHAKES.acquire().await.map_err(|e| transient(format!("connect: {e}")))?;
     let config = Arc::new(client::Config {
         // A dead or cut-off host is noticed within ~15 s even mid-command.
         keepalive_interval: Some(Duration::from_secs(5)),
