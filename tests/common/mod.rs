@@ -61,7 +61,9 @@ impl Lab {
     /// A fingerprint of everything under /etc: paths, modes, owners, sizes,
     /// modification times and contents.
     pub fn etc_state(&self, host: &str) -> String {
-        self.exec(host, "find /etc -xdev \\( -type f -o -type d -o -type l \\) -printf '%p %m %U %G %s %T@\\n' | sort | sha256sum; find /etc -xdev -type f -print0 | sort -z | xargs -0 cat | sha256sum")
+        // The listing itself, not its hash, so that a failed comparison
+        // names the paths that changed.
+        self.exec(host, "find /etc -xdev \\( -type f -o -type d -o -type l \\) -printf '%p %m %U %G %s %T@\\n' | sort; find /etc -xdev -type f -print0 | sort -z | xargs -0 cat | sha256sum")
     }
 
     pub fn ip(&self, i: usize) -> String {
@@ -83,3 +85,14 @@ pub fn summary(out: &Output) -> String {
     text(&out.stdout).lines().rev().find(|l| l.contains(" hosts: ok=")).unwrap_or_default().to_string()
 }
 
+
+/// Fail naming the /etc entries (path, mode, owner, size, mtime) that differ
+/// between two `etc_state` snapshots of the same hosts.
+pub fn assert_same_etc(before: &[String], after: &[String], what: &str) {
+    let mut changed = Vec::new();
+    for (b, a) in before.iter().zip(after) {
+        let (bl, al): (std::collections::BTreeSet<&str>, std::collections::BTreeSet<&str>) = (b.lines().collect(), a.lines().collect());
+        changed.extend(bl.symmetric_difference(&al).map(|l| l.to_string()));
+    }
+    assert!(changed.is_empty(), "{what}: {changed:#?}");
+}
