@@ -632,11 +632,10 @@ async fn run_probes(conn: &Conn, probes: &[Probe], timeout: Option<Duration>) ->
     if probes.is_empty() {
         return Ok(Ok(Vec::new()));
     }
-    let mut seed = [0u8; 8];
-    if let Err(e) = getrandom::fill(&mut seed) {
-        return Ok(Err(format!("no randomness for the probe marker: {e}")));
-    }
-    let marker = format!("gantry-probe-{}", hex::encode(seed));
+    let marker = match crate::secrets::random_hex(8) {
+        Ok(r) => format!("gantry-probe-{r}"),
+        Err(e) => return Ok(Err(e)),
+    };
     let script = match probe_script(probes, &marker) {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
@@ -764,8 +763,7 @@ fn task_calls(s: &Shared, h: usize, task: &Task, facts: &Json) -> Result<Calls, 
 
 /// Probe answers read ahead, so a host's unchanged tasks cost one round trip
 /// between them, not one each. An answer stays good until an action could
-/// have changed what it read: a write drops the answers about its own path
-/// and the answers of script probes; a command drops them all.
+/// have changed what it read, as the action's `Touches` says.
 #[derive(Default)]
 struct ProbeCache {
     answers: HashMap<String, (Probe, ProbeOut)>,
@@ -850,15 +848,16 @@ async fn run_task(s: &Shared, h: usize, task: &Task, rest: &[NodeIndex], conn: &
     };
     let probes: Vec<Probe> = calls.iter().flat_map(|(_, p)| p.iter().cloned()).collect();
     let timeout = task.timeout.map(Duration::from_secs);
-    if cache.get(&probes).is_none() {
-        match read_ahead(s, h, rest, &probes, conn, facts, cache, timeout).await {
-            Ok(Ok(())) => {}
+    let mut answers = match cache.get(&probes) {
+        Some(a) => a,
+        None => match read_ahead(s, h, rest, &probes, conn, facts, cache, timeout).await {
+            Ok(Ok(())) => match cache.get(&probes) {
+                Some(a) => a,
+                None => return failed("reading state: a probe's answer is missing"),
+            },
             Ok(Err(e)) => return failed(e),
             Err(e) => return Outcome::Unreachable(e.message),
-        }
-    }
-    let Some(mut answers) = cache.get(&probes) else {
-        return failed("reading state: a probe's answer is missing");
+        },
     };
     if plan {
         for (p, a) in probes.iter().zip(answers.iter_mut()) {

@@ -66,9 +66,8 @@ impl Journal {
         let mut file = OpenOptions::new().create(true).append(true).mode(0o600).open(&p).map_err(|e| Error::io(&p, e))?;
         // Time and pid name the run for people; the random part keeps two
         // runs of one process in the same second apart.
-        let mut salt = [0u8; 3];
-        let _ = getrandom::fill(&mut salt);
-        let run = format!("{}-{}-{}", now(), std::process::id(), hex::encode(salt));
+        let salt = crate::secrets::random_hex(3).unwrap_or_default();
+        let run = format!("{}-{}-{salt}", now(), std::process::id());
         // A run header, so `status` can say when and how the last run started.
         let header = serde_json::json!({"run": run, "at": now(), "start": command, "playbook": playbook});
         writeln!(file, "{header}").and_then(|_| file.sync_data()).map_err(|e| Error::io(&p, e))?;

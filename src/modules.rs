@@ -444,9 +444,7 @@ impl Action {
         match self {
             Action::Write { path, content, mode, owner, group, validate } => {
                 let q = quote(path)?;
-                let mut seed = [0u8; 6];
-                getrandom::fill(&mut seed).map_err(|e| format!("no randomness for a temp file name: {e}"))?;
-                let tmp = quote(&format!("{path}.gantry.{}", hex::encode(seed)))?;
+                let tmp = quote(&format!("{path}.gantry.{}", crate::secrets::random_hex(6)?))?;
                 // Created exclusively (noclobber) with its final mode and
                 // owner while still empty; a mode the umask can give needs no
                 // chmod, which saves a process on every write of every host.

@@ -4,7 +4,7 @@
 //! are redacted from every output by the reporter.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -16,15 +16,22 @@ pub fn store_path(inventory: &Path) -> PathBuf {
     inventory.parent().unwrap_or(Path::new(".")).join(".gantry").join("secrets.json")
 }
 
+/// `bytes` random bytes from the kernel's CSPRNG, as hex: names and markers
+/// that nothing can guess or collide with (temp files, frame nonces, run ids).
+pub fn random_hex(bytes: usize) -> std::result::Result<String, String> {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).map_err(|e| format!("no randomness from the kernel: {e}"))?;
+    Ok(hex::encode(b))
+}
+
 /// `len` characters from [A-Za-z0-9], from the kernel's CSPRNG. VRRP's PASS
 /// authentication keeps 8 characters, so roles ask for what fits.
 fn generate(len: usize) -> Result<String> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut f = std::fs::File::open("/dev/urandom").map_err(|e| Error::io("/dev/urandom", e))?;
     let mut out = String::new();
     let mut b = [0u8; 1];
     while out.len() < len {
-        f.read_exact(&mut b).map_err(|e| Error::io("/dev/urandom", e))?;
+        getrandom::fill(&mut b).map_err(|e| Error::Other(format!("no randomness from the kernel: {e}")))?;
         // Reject the top of the byte range so every character is equally likely.
         if (b[0] as usize) < 256 - 256 % ALPHABET.len() {
             out.push(ALPHABET[b[0] as usize % ALPHABET.len()] as char);

@@ -299,9 +299,8 @@ impl Conn {
         if slot.is_none() {
             let ch = self.handle.channel_open_session().await.map_err(lost)?;
             ch.exec(true, if self.become_ { "sudo -n -- sh" } else { "sh" }).await.map_err(lost)?;
-            let mut seed = [0u8; 12];
-            getrandom::fill(&mut seed).map_err(|e| fatal(format!("no randomness for the shell's frame marker: {e}")))?;
-            *slot = Some(Shell { ch, prefix: format!("gantry-{}", hex::encode(seed)), count: 0 });
+            let prefix = crate::secrets::random_hex(12).map_err(fatal)?;
+            *slot = Some(Shell { ch, prefix: format!("gantry-{prefix}"), count: 0 });
         }
         let sh = slot.as_mut().expect("opened above");
         sh.count += 1;
