@@ -32,14 +32,45 @@ pub struct Finding {
     pub fix: String,
 }
 
-fn finding(check: &'static str, level: Level, measured: impl Into<String>, required: impl Into<String>, fix: impl Into<String>) -> Finding {
-    Finding { check, level, measured: measured.into(), required: required.into(), fix: fix.into() }
+fn finding(
+    check: &'static str,
+    level: Level,
+    measured: impl Into<String>,
+    required: impl Into<String>,
+    fix: impl Into<String>,
+) -> Finding {
+    Finding {
+        check,
+        level,
+        measured: measured.into(),
+        required: required.into(),
+        fix: fix.into(),
+    }
 }
 
 /// The order checks are shown in.
 pub const CHECKS: &[&str] = &[
-    "cpu", "memory", "disk", "os", "arch", "hostname", "no-kubernetes", "ports-free", "swap", "cgroup", "selinux/apparmor", "time-sync", "clock-offset",
-    "dns", "ports-reachable", "gpu", "gpu-driver", "gpu-toolkit", "etcd-fsync", "sysctl", "modules",
+    "cpu",
+    "memory",
+    "disk",
+    "os",
+    "arch",
+    "hostname",
+    "no-kubernetes",
+    "ports-free",
+    "swap",
+    "cgroup",
+    "selinux/apparmor",
+    "time-sync",
+    "clock-offset",
+    "dns",
+    "ports-reachable",
+    "gpu",
+    "gpu-driver",
+    "gpu-toolkit",
+    "etcd-fsync",
+    "sysctl",
+    "modules",
 ];
 
 // ---------- parsers: real command output in, values out ----------
@@ -53,7 +84,9 @@ pub fn parse_meminfo(text: &str) -> Option<u64> {
 
 /// The logical CPU count from `lscpu`.
 pub fn parse_lscpu(text: &str) -> Option<u32> {
-    text.lines().find_map(|l| l.strip_prefix("CPU(s):")).and_then(|v| v.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix("CPU(s):"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +103,11 @@ pub fn parse_os_release(text: &str) -> OsRelease {
             .map(|v| v.trim().trim_matches('"').to_string())
             .unwrap_or_default()
     };
-    OsRelease { id: get("ID"), version_id: get("VERSION_ID"), pretty: get("PRETTY_NAME") }
+    OsRelease {
+        id: get("ID"),
+        version_id: get("VERSION_ID"),
+        pretty: get("PRETTY_NAME"),
+    }
 }
 
 /// The supported table (llmos-requirements.zh.md): the minimum version per
@@ -87,10 +124,17 @@ pub fn os_minimum(id: &str) -> Option<&'static str> {
 }
 
 fn version_at_least(have: &str, want: &str) -> bool {
-    let parse = |s: &str| s.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>();
+    let parse = |s: &str| {
+        s.split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    };
     let (h, w) = (parse(have), parse(want));
     for i in 0..h.len().max(w.len()) {
-        let (a, b) = (h.get(i).copied().unwrap_or(0), w.get(i).copied().unwrap_or(0));
+        let (a, b) = (
+            h.get(i).copied().unwrap_or(0),
+            w.get(i).copied().unwrap_or(0),
+        );
         if a != b {
             return a > b;
         }
@@ -101,7 +145,12 @@ fn version_at_least(have: &str, want: &str) -> bool {
 /// Driver version and GPU count from plain `nvidia-smi` output.
 pub fn parse_nvidia_smi(text: &str) -> Option<(String, usize)> {
     let header = text.lines().find(|l| l.contains("Driver Version:"))?;
-    let version = header.split("Driver Version:").nth(1)?.split_whitespace().next()?.to_string();
+    let version = header
+        .split("Driver Version:")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .to_string();
     // In the GPU table (before "Processes:"), each GPU's first row starts
     // with its index and name: "|   0  NVIDIA GeForce RTX 4090        Off |".
     // Its second row starts with fan or "N/A" ("|  0%   48C ..."), not a number.
@@ -185,7 +234,19 @@ impl Wanted {
             return m;
         }
         let rec = self.profile == "recommended";
-        let mut m = if rec { Minimums { cpus: 16, memory_gb: 32, disk_gb: 200 } } else { Minimums { cpus: 8, memory_gb: 16, disk_gb: 100 } };
+        let mut m = if rec {
+            Minimums {
+                cpus: 16,
+                memory_gb: 32,
+                disk_gb: 200,
+            }
+        } else {
+            Minimums {
+                cpus: 8,
+                memory_gb: 16,
+                disk_gb: 100,
+            }
+        };
         if roles.iter().any(|r| r == "gpu") {
             m.cpus = m.cpus.max(if rec { 32 } else { 16 });
             if rec {
@@ -230,11 +291,18 @@ echo @@sysctl
     );
     for k in w.sysctl.keys() {
         let path = quote(&format!("/proc/sys/{}", k.replace('.', "/")))?;
-        s.push_str(&format!("printf '%s=%s\\n' {} \"$(cat {path} 2>/dev/null || echo '<absent>')\"\n", quote(k)?));
+        s.push_str(&format!(
+            "printf '%s=%s\\n' {} \"$(cat {path} 2>/dev/null || echo '<absent>')\"\n",
+            quote(k)?
+        ));
     }
     s.push_str("echo @@modules\n");
     for m in &w.modules {
-        s.push_str(&format!("test -d {} && echo {}\n", quote(&format!("/sys/module/{}", m.replace('-', "_")))?, quote(m)?));
+        s.push_str(&format!(
+            "test -d {} && echo {}\n",
+            quote(&format!("/sys/module/{}", m.replace('-', "_")))?,
+            quote(m)?
+        ));
     }
     if control_plane && w.fsync_probe {
         // Like fio's etcd test: small writes, each followed by fdatasync,
@@ -277,73 +345,239 @@ pub fn judge(host: &HostSpec, sec: &HashMap<String, String>, w: &Wanted) -> Vec<
     let is = |r: &str| host.roles.iter().any(|x| x == r);
     let m = &w.minimums_for(&host.roles);
 
-    let cpus = parse_lscpu(&get("lscpu")).or_else(|| get("nproc").parse().ok()).unwrap_or(0);
-    out.push(finding("cpu", if cpus >= m.cpus { Pass } else { Fail }, format!("{cpus} CPUs"), format!(">= {}", m.cpus), "a host with more cores, or lower vars.check_minimums.cpus if you accept the risk"));
+    let cpus = parse_lscpu(&get("lscpu"))
+        .or_else(|| get("nproc").parse().ok())
+        .unwrap_or(0);
+    out.push(finding(
+        "cpu",
+        if cpus >= m.cpus { Pass } else { Fail },
+        format!("{cpus} CPUs"),
+        format!(">= {}", m.cpus),
+        "a host with more cores, or lower vars.check_minimums.cpus if you accept the risk",
+    ));
     let mem = parse_meminfo(&get("meminfo")).unwrap_or(0);
     // MemTotal excludes kernel-reserved memory: allow 5 % under the nominal size.
     let mem_ok = gib(mem) >= m.memory_gb as f64 * 0.95;
-    out.push(finding("memory", if mem_ok { Pass } else { Fail }, format!("{:.1} GiB", gib(mem)), format!(">= {} GiB", m.memory_gb), "more memory"));
+    out.push(finding(
+        "memory",
+        if mem_ok { Pass } else { Fail },
+        format!("{:.1} GiB", gib(mem)),
+        format!(">= {} GiB", m.memory_gb),
+        "more memory",
+    ));
     let disk: u64 = get("rootdisk").parse().unwrap_or(0);
-    out.push(finding("disk", if gib(disk) >= m.disk_gb as f64 * 0.95 { Pass } else { Fail }, format!("{:.0} GiB system disk", gib(disk)), format!(">= {} GiB", m.disk_gb), "a larger system disk"));
+    out.push(finding(
+        "disk",
+        if gib(disk) >= m.disk_gb as f64 * 0.95 {
+            Pass
+        } else {
+            Fail
+        },
+        format!("{:.0} GiB system disk", gib(disk)),
+        format!(">= {} GiB", m.disk_gb),
+        "a larger system disk",
+    ));
 
     let os = parse_os_release(&get("osrelease"));
     let os_level = match os_minimum(&os.id) {
-        Some(min) if version_at_least(&os.version_id, min) => (Pass, format!("{} {} or newer", os.id, min)),
+        Some(min) if version_at_least(&os.version_id, min) => {
+            (Pass, format!("{} {} or newer", os.id, min))
+        }
         Some(min) => (Fail, format!("{} {} or newer", os.id, min)),
-        None => (Fail, "Ubuntu >= 20.04, RHEL/Rocky >= 8.5, SLES/openSUSE >= 15.3, Debian >= 11, Fedora >= 37".to_string()),
+        None => (
+            Fail,
+            "Ubuntu >= 20.04, RHEL/Rocky >= 8.5, SLES/openSUSE >= 15.3, Debian >= 11, Fedora >= 37"
+                .to_string(),
+        ),
     };
-    out.push(finding("os", os_level.0, if os.pretty.is_empty() { format!("{} {}", os.id, os.version_id) } else { os.pretty.clone() }, os_level.1, "a supported release"));
+    out.push(finding(
+        "os",
+        os_level.0,
+        if os.pretty.is_empty() {
+            format!("{} {}", os.id, os.version_id)
+        } else {
+            os.pretty.clone()
+        },
+        os_level.1,
+        "a supported release",
+    ));
     let arch = get("arch");
-    out.push(finding("arch", if arch == "x86_64" || arch == "aarch64" { Pass } else { Fail }, arch.clone(), "x86_64 or aarch64", "a supported architecture"));
+    out.push(finding(
+        "arch",
+        if arch == "x86_64" || arch == "aarch64" {
+            Pass
+        } else {
+            Fail
+        },
+        arch.clone(),
+        "x86_64 or aarch64",
+        "a supported architecture",
+    ));
 
     let kubelet = get("kubelet") == "active";
     let admin = get("adminconf") == "present";
     let listening = parse_listening(&get("listen"));
-    let k8s_ports: Vec<u16> = [6443u16, 10250, 2379].into_iter().filter(|p| listening.contains(p)).collect();
-    let existing: Vec<String> = [(kubelet, "kubelet is running".to_string()), (admin, "/etc/kubernetes/admin.conf exists".to_string())]
+    let k8s_ports: Vec<u16> = [6443u16, 10250, 2379]
         .into_iter()
-        .filter(|(b, _)| *b)
-        .map(|(_, s)| s)
-        .chain(k8s_ports.iter().map(|p| format!("something listens on {p}")))
+        .filter(|p| listening.contains(p))
         .collect();
-    out.push(finding("no-kubernetes", if existing.is_empty() { Pass } else { Fail }, if existing.is_empty() { "none found".into() } else { existing.join("; ") }, "no kubelet, nothing on 6443/10250/2379, no admin.conf", "run `kubeadm reset` and stop what holds the ports, or use a clean host"));
+    let existing: Vec<String> = [
+        (kubelet, "kubelet is running".to_string()),
+        (admin, "/etc/kubernetes/admin.conf exists".to_string()),
+    ]
+    .into_iter()
+    .filter(|(b, _)| *b)
+    .map(|(_, s)| s)
+    .chain(
+        k8s_ports
+            .iter()
+            .map(|p| format!("something listens on {p}")),
+    )
+    .collect();
+    out.push(finding(
+        "no-kubernetes",
+        if existing.is_empty() { Pass } else { Fail },
+        if existing.is_empty() {
+            "none found".into()
+        } else {
+            existing.join("; ")
+        },
+        "no kubelet, nothing on 6443/10250/2379, no admin.conf",
+        "run `kubeadm reset` and stop what holds the ports, or use a clean host",
+    ));
     let needed: Vec<(String, u16, String)> = w
         .ports_by_role
         .iter()
         .filter(|(on, ..)| on.iter().any(|r| r == "all" || is(r)))
         .map(|(_, proto, port, what)| (proto.clone(), *port, what.clone()))
         .collect();
-    let taken: Vec<String> = needed.iter().filter(|(_, p, _)| listening.contains(p)).map(|(pr, p, what)| format!("{p}/{pr} ({what})")).collect();
-    out.push(finding("ports-free", if taken.is_empty() { Pass } else { Fail }, if taken.is_empty() { "all free".into() } else { format!("in use: {}", taken.join(", ")) }, "the port table's ports free", "stop the service that holds them"));
+    let taken: Vec<String> = needed
+        .iter()
+        .filter(|(_, p, _)| listening.contains(p))
+        .map(|(pr, p, what)| format!("{p}/{pr} ({what})"))
+        .collect();
+    out.push(finding(
+        "ports-free",
+        if taken.is_empty() { Pass } else { Fail },
+        if taken.is_empty() {
+            "all free".into()
+        } else {
+            format!("in use: {}", taken.join(", "))
+        },
+        "the port table's ports free",
+        "stop the service that holds them",
+    ));
 
     let swaps = get("swaps");
-    out.push(finding("swap", if swaps.is_empty() { Pass } else { Warn }, if swaps.is_empty() { "off".into() } else { format!("on: {}", swaps.lines().filter_map(|l| l.split_whitespace().next()).collect::<Vec<_>>().join(", ")) }, "off", "apply's swap-off role turns it off"));
+    out.push(finding(
+        "swap",
+        if swaps.is_empty() { Pass } else { Warn },
+        if swaps.is_empty() {
+            "off".into()
+        } else {
+            format!(
+                "on: {}",
+                swaps
+                    .lines()
+                    .filter_map(|l| l.split_whitespace().next())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        "off",
+        "apply's swap-off role turns it off",
+    ));
     let cg = get("cgroup");
-    out.push(finding("cgroup", if cg == "cgroup2fs" { Pass } else { Warn }, if cg == "cgroup2fs" { "v2".to_string() } else { format!("v1 ({cg})") }, "v2 (Kubernetes 1.25+ recommends it)", "boot with systemd.unified_cgroup_hierarchy=1"));
+    out.push(finding(
+        "cgroup",
+        if cg == "cgroup2fs" { Pass } else { Warn },
+        if cg == "cgroup2fs" {
+            "v2".to_string()
+        } else {
+            format!("v1 ({cg})")
+        },
+        "v2 (Kubernetes 1.25+ recommends it)",
+        "boot with systemd.unified_cgroup_hierarchy=1",
+    ));
     let se = get("selinux");
     let aa = get("apparmor");
     let se_level = if se == "Enforcing" { Warn } else { Pass };
-    out.push(finding("selinux/apparmor", se_level, format!("SELinux {}, AppArmor {}", if se.is_empty() { "absent" } else { &se }, if aa == "Y" { "enabled" } else { "disabled" }), "reported; SELinux enforcing needs policies for the runtime", "setenforce 0 or install container-selinux"));
+    out.push(finding(
+        "selinux/apparmor",
+        se_level,
+        format!(
+            "SELinux {}, AppArmor {}",
+            if se.is_empty() { "absent" } else { &se },
+            if aa == "Y" { "enabled" } else { "disabled" }
+        ),
+        "reported; SELinux enforcing needs policies for the runtime",
+        "setenforce 0 or install container-selinux",
+    ));
     let synced = get("ntp") == "yes" || get("timeservices").parse::<u32>().unwrap_or(0) > 0;
-    out.push(finding("time-sync", if synced { Pass } else { Warn }, if synced { "active" } else { "no NTP client active" }, "an NTP client (chrony, ntpd, timesyncd) active", "enable chronyd with the site's NTP server"));
+    out.push(finding(
+        "time-sync",
+        if synced { Pass } else { Warn },
+        if synced {
+            "active"
+        } else {
+            "no NTP client active"
+        },
+        "an NTP client (chrony, ntpd, timesyncd) active",
+        "enable chronyd with the site's NTP server",
+    ));
     let ns: u32 = get("resolv").parse().unwrap_or(0);
-    out.push(finding("dns", if ns > 0 { Pass } else { Warn }, format!("{ns} nameserver(s)"), ">= 1 nameserver in /etc/resolv.conf", "add the site's DNS server to /etc/resolv.conf"));
+    out.push(finding(
+        "dns",
+        if ns > 0 { Pass } else { Warn },
+        format!("{ns} nameserver(s)"),
+        ">= 1 nameserver in /etc/resolv.conf",
+        "add the site's DNS server to /etc/resolv.conf",
+    ));
 
     if is("gpu") {
         let smi = get("nvidiasmi");
         let parsed = parse_nvidia_smi(&smi);
         let pci: u32 = get("lspci").parse().unwrap_or(0);
         let present = pci > 0 || parsed.as_ref().is_some_and(|(_, n)| *n > 0);
-        out.push(finding("gpu", if present { Pass } else { Fail }, match &parsed { Some((_, n)) => format!("{n} NVIDIA GPU(s)"), None if pci > 0 => format!("{pci} NVIDIA PCI device(s)"), None => "no NVIDIA GPU found".into() }, "an NVIDIA GPU", "check the node's role, or the card's seating and BIOS"));
+        out.push(finding(
+            "gpu",
+            if present { Pass } else { Fail },
+            match &parsed {
+                Some((_, n)) => format!("{n} NVIDIA GPU(s)"),
+                None if pci > 0 => format!("{pci} NVIDIA PCI device(s)"),
+                None => "no NVIDIA GPU found".into(),
+            },
+            "an NVIDIA GPU",
+            "check the node's role, or the card's seating and BIOS",
+        ));
         let (level, measured) = match &parsed {
             Some((v, _)) if version_at_least(v, &w.driver_min) => (Pass, format!("driver {v}")),
             Some((v, _)) => (Fail, format!("driver {v}")),
             None if smi.is_empty() => (Fail, "nvidia-smi not found: no driver".to_string()),
-            None => (Fail, format!("nvidia-smi failed: {}", smi.lines().next().unwrap_or(""))),
+            None => (
+                Fail,
+                format!("nvidia-smi failed: {}", smi.lines().next().unwrap_or("")),
+            ),
         };
-        out.push(finding("gpu-driver", level, measured, format!(">= {}", w.driver_min), format!("install NVIDIA driver {} or newer", w.driver_min)));
+        out.push(finding(
+            "gpu-driver",
+            level,
+            measured,
+            format!(">= {}", w.driver_min),
+            format!("install NVIDIA driver {} or newer", w.driver_min),
+        ));
         let ctk = get("nvidiactk");
-        out.push(finding("gpu-toolkit", if ctk.is_empty() { Warn } else { Pass }, if ctk.is_empty() { "nvidia-ctk not found".to_string() } else { ctk }, "NVIDIA container toolkit", "installed by the NVIDIA runtime role (or preinstall nvidia-container-toolkit)"));
+        out.push(finding(
+            "gpu-toolkit",
+            if ctk.is_empty() { Warn } else { Pass },
+            if ctk.is_empty() {
+                "nvidia-ctk not found".to_string()
+            } else {
+                ctk
+            },
+            "NVIDIA container toolkit",
+            "installed by the NVIDIA runtime role (or preinstall nvidia-container-toolkit)",
+        ));
     }
 
     if let Some(fs) = sec.get("fsync") {
@@ -352,45 +586,131 @@ pub fn judge(host: &HostSpec, sec: &HashMap<String, String>, w: &Wanted) -> Vec<
         match p99(samples) {
             Some(p) => {
                 let ms = p as f64 / 1e6;
-                out.push(finding("etcd-fsync", if ms < 10.0 { Pass } else { Warn }, format!("p99 {ms:.1} ms over {n} writes (includes process start-up per write)"), "p99 < 10 ms", "a dedicated NVMe/SSD for /var/lib/etcd"));
+                out.push(finding(
+                    "etcd-fsync",
+                    if ms < 10.0 { Pass } else { Warn },
+                    format!("p99 {ms:.1} ms over {n} writes (includes process start-up per write)"),
+                    "p99 < 10 ms",
+                    "a dedicated NVMe/SSD for /var/lib/etcd",
+                ));
             }
-            None => out.push(finding("etcd-fsync", Warn, "probe could not write under /var/lib", "p99 < 10 ms", "check /var/lib is writable")),
+            None => out.push(finding(
+                "etcd-fsync",
+                Warn,
+                "probe could not write under /var/lib",
+                "p99 < 10 ms",
+                "check /var/lib is writable",
+            )),
         }
     }
 
-    let live: BTreeMap<String, String> = get("sysctl").lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.split_whitespace().collect::<Vec<_>>().join(" "))).collect();
-    let differ: Vec<String> = w.sysctl.iter().filter(|(k, v)| live.get(*k).map(String::as_str) != Some(v.as_str())).map(|(k, v)| format!("{k}: {} -> {v}", live.get(k).map(String::as_str).unwrap_or("<absent>"))).collect();
-    out.push(finding("sysctl", if differ.is_empty() { Pass } else { Warn }, if differ.is_empty() { format!("{} keys as wanted", w.sysctl.len()) } else { format!("apply would set {}: {}", differ.len(), differ.join(", ")) }, "the tuning table", "gantry apply (role sysctl)"));
+    let live: BTreeMap<String, String> = get("sysctl")
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        })
+        .collect();
+    let differ: Vec<String> = w
+        .sysctl
+        .iter()
+        .filter(|(k, v)| live.get(*k).map(String::as_str) != Some(v.as_str()))
+        .map(|(k, v)| {
+            format!(
+                "{k}: {} -> {v}",
+                live.get(k).map(String::as_str).unwrap_or("<absent>")
+            )
+        })
+        .collect();
+    out.push(finding(
+        "sysctl",
+        if differ.is_empty() { Pass } else { Warn },
+        if differ.is_empty() {
+            format!("{} keys as wanted", w.sysctl.len())
+        } else {
+            format!("apply would set {}: {}", differ.len(), differ.join(", "))
+        },
+        "the tuning table",
+        "gantry apply (role sysctl)",
+    ));
     let loaded: Vec<String> = get("modules").lines().map(str::to_string).collect();
     let missing: Vec<&String> = w.modules.iter().filter(|m| !loaded.contains(m)).collect();
-    out.push(finding("modules", if missing.is_empty() { Pass } else { Warn }, if missing.is_empty() { "all loaded".to_string() } else { format!("apply would load: {}", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")) }, w.modules.join(", "), "gantry apply (role kernel-modules)"));
+    out.push(finding(
+        "modules",
+        if missing.is_empty() { Pass } else { Warn },
+        if missing.is_empty() {
+            "all loaded".to_string()
+        } else {
+            format!(
+                "apply would load: {}",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        w.modules.join(", "),
+        "gantry apply (role kernel-modules)",
+    ));
     out
 }
 
 fn now_secs() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Gather and judge one host.
 pub async fn host_report(conn: &Conn, host: &HostSpec, w: &Wanted) -> Result<HostReport, String> {
-    let cp = host.roles.iter().any(|r| r == crate::inventory::ROLE_CONTROL_PLANE);
+    let cp = host
+        .roles
+        .iter()
+        .any(|r| r == crate::inventory::ROLE_CONTROL_PLANE);
     let script = gather_script(w, cp)?;
-    let out = conn.run(&script, None, Some(Duration::from_secs(60))).await.map_err(|e| e.message)?;
+    let out = conn
+        .run(&script, None, Some(Duration::from_secs(60)))
+        .await
+        .map_err(|e| e.message)?;
     let sec = sections(&out.stdout);
     // The clock alone, in its own short exec: the host read it between t0 and
     // t1, so the midpoint is the best guess, off by at most half the round trip.
     let t0 = now_secs();
-    let clock = conn.run("date +%s.%N", None, Some(Duration::from_secs(10))).await.map_err(|e| e.message)?;
+    let clock = conn
+        .run("date +%s.%N", None, Some(Duration::from_secs(10)))
+        .await
+        .map_err(|e| e.message)?;
     let t1 = now_secs();
-    let clock_offset = clock.stdout.trim().parse::<f64>().ok().map(|h| h - (t0 + t1) / 2.0);
-    Ok(HostReport { host: host.name.clone(), findings: judge(host, &sec, w), live_hostname: sec.get("hostname").map(|s| s.trim().to_string()).unwrap_or_default(), clock_offset })
+    let clock_offset = clock
+        .stdout
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|h| h - (t0 + t1) / 2.0);
+    Ok(HostReport {
+        host: host.name.clone(),
+        findings: judge(host, &sec, w),
+        live_hostname: sec
+            .get("hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        clock_offset,
+    })
 }
 
 /// TCP reachability from one host to the others' table ports: a refused
 /// connection still proves the path is open; a timeout means a firewall
 /// drops it. UDP (8472) cannot be told apart this way without a listener,
 /// so it is not tested here.
-pub async fn reachability(conn: &Conn, targets: &[(String, String, u16, String)]) -> Result<Vec<String>, String> {
+pub async fn reachability(
+    conn: &Conn,
+    targets: &[(String, String, u16, String)],
+) -> Result<Vec<String>, String> {
     if targets.is_empty() {
         return Ok(Vec::new());
     }
@@ -402,11 +722,16 @@ pub async fn reachability(conn: &Conn, targets: &[(String, String, u16, String)]
         ));
     }
     s.push_str("wait\n");
-    let out = conn.run(&s, None, Some(Duration::from_secs(30))).await.map_err(|e| e.message)?;
+    let out = conn
+        .run(&s, None, Some(Duration::from_secs(30)))
+        .await
+        .map_err(|e| e.message)?;
     let mut blocked = Vec::new();
     for line in out.stdout.lines() {
         if let Some((i, "blocked")) = line.split_once(' ') {
-            if let Some((host, ip, port, what)) = i.parse::<usize>().ok().and_then(|i| targets.get(i)) {
+            if let Some((host, ip, port, what)) =
+                i.parse::<usize>().ok().and_then(|i| targets.get(i))
+            {
                 blocked.push(format!("{host} ({ip}) {port}/tcp {what}"));
             }
         }
@@ -420,7 +745,10 @@ pub fn fleet(reports: &mut [HostReport], w: &Wanted) {
     let bound = w.clock_bound;
     let mut by_name: HashMap<String, Vec<String>> = HashMap::new();
     for r in reports.iter() {
-        by_name.entry(r.live_hostname.clone()).or_default().push(r.host.clone());
+        by_name
+            .entry(r.live_hostname.clone())
+            .or_default()
+            .push(r.host.clone());
     }
     let offsets: Vec<f64> = reports.iter().filter_map(|r| r.clock_offset).collect();
     let median = {
@@ -444,7 +772,17 @@ pub fn fleet(reports: &mut [HostReport], w: &Wanted) {
         ));
         if let Some(o) = r.clock_offset {
             let d = o - median;
-            r.findings.push(finding("clock-offset", if d.abs() <= bound { Level::Pass } else { Level::Fail }, format!("{d:+.2} s from the fleet's median"), format!("within ±{bound} s"), "sync the clock (chronyc makestep) and enable NTP"));
+            r.findings.push(finding(
+                "clock-offset",
+                if d.abs() <= bound {
+                    Level::Pass
+                } else {
+                    Level::Fail
+                },
+                format!("{d:+.2} s from the fleet's median"),
+                format!("within ±{bound} s"),
+                "sync the clock (chronyc makestep) and enable NTP",
+            ));
         }
     }
 }
@@ -452,34 +790,74 @@ pub fn fleet(reports: &mut [HostReport], w: &Wanted) {
 /// What the inventory and roles want, for the sysctl/modules/ports checks.
 pub fn wanted(inv: &Inventory, pb: &crate::playbook::Playbook, fsync_probe: bool) -> Wanted {
     let var = |k: &str| -> Option<Json> {
-        inv.vars.get(k).cloned().or_else(|| pb.roles.values().find_map(|r| r.defaults.get(k).cloned()))
+        inv.vars
+            .get(k)
+            .cloned()
+            .or_else(|| pb.roles.values().find_map(|r| r.defaults.get(k).cloned()))
     };
     let mut sysctl: BTreeMap<String, String> = BTreeMap::new();
     for src in [var("sysctl_table"), var("sysctl")].into_iter().flatten() {
         if let Json::Object(m) = src {
             for (k, v) in m {
-                sysctl.insert(k, match v {
-                    Json::String(s) => s,
-                    o => o.to_string(),
-                });
+                sysctl.insert(
+                    k,
+                    match v {
+                        Json::String(s) => s,
+                        o => o.to_string(),
+                    },
+                );
             }
         }
     }
-    let modules = var("kernel_modules").and_then(|m| m.as_array().cloned()).unwrap_or_default().into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+    let modules = var("kernel_modules")
+        .and_then(|m| m.as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
     let ports_by_role = var("firewall_rules")
         .and_then(|r| r.as_array().cloned())
         .unwrap_or_default()
         .iter()
         .filter_map(|r| {
-            let on = r.get("on")?.as_array()?.iter().filter_map(|x| x.as_str().map(str::to_string)).collect();
-            let first: u16 = r.get("ports")?.as_str()?.split(['-', ',']).next()?.trim().parse().ok()?;
-            Some((on, r.get("proto")?.as_str()?.to_string(), first, r.get("what").and_then(Json::as_str).unwrap_or("").to_string()))
+            let on = r
+                .get("on")?
+                .as_array()?
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect();
+            let first: u16 = r
+                .get("ports")?
+                .as_str()?
+                .split(['-', ','])
+                .next()?
+                .trim()
+                .parse()
+                .ok()?;
+            Some((
+                on,
+                r.get("proto")?.as_str()?.to_string(),
+                first,
+                r.get("what")
+                    .and_then(Json::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            ))
         })
         .collect();
-    let profile = inv.vars.get("check_profile").and_then(Json::as_str).unwrap_or("minimum").to_string();
+    let profile = inv
+        .vars
+        .get("check_profile")
+        .and_then(Json::as_str)
+        .unwrap_or("minimum")
+        .to_string();
     let minimums_override = inv.vars.get("check_minimums").map(|o| {
         let n = |k: &str, d: u64| o.get(k).and_then(Json::as_u64).unwrap_or(d);
-        Minimums { cpus: n("cpus", 8) as u32, memory_gb: n("memory_gb", 16), disk_gb: n("disk_gb", 100) }
+        Minimums {
+            cpus: n("cpus", 8) as u32,
+            memory_gb: n("memory_gb", 16),
+            disk_gb: n("disk_gb", 100),
+        }
     });
     Wanted {
         profile,
@@ -487,8 +865,17 @@ pub fn wanted(inv: &Inventory, pb: &crate::playbook::Playbook, fsync_probe: bool
         sysctl,
         modules,
         ports_by_role,
-        driver_min: inv.vars.get("nvidia_driver_min").and_then(Json::as_str).unwrap_or("575").to_string(),
-        clock_bound: inv.vars.get("clock_offset_max_s").and_then(Json::as_f64).unwrap_or(2.0),
+        driver_min: inv
+            .vars
+            .get("nvidia_driver_min")
+            .and_then(Json::as_str)
+            .unwrap_or("575")
+            .to_string(),
+        clock_bound: inv
+            .vars
+            .get("clock_offset_max_s")
+            .and_then(Json::as_f64)
+            .unwrap_or(2.0),
         fsync_probe,
         sets_hostname: pb.roles.contains_key("hostname"),
     }
@@ -502,7 +889,12 @@ pub struct RunOptions {
 }
 
 /// Each selected host's report, or why it could not be checked.
-pub async fn run(inv: std::sync::Arc<Inventory>, w: std::sync::Arc<Wanted>, selected: &[usize], o: &RunOptions) -> Vec<Result<HostReport, (String, String)>> {
+pub async fn run(
+    inv: std::sync::Arc<Inventory>,
+    w: std::sync::Arc<Wanted>,
+    selected: &[usize],
+    o: &RunOptions,
+) -> Vec<Result<HostReport, (String, String)>> {
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(o.forks.max(1)));
     let mut tasks = Vec::new();
     for &h in selected {
@@ -557,14 +949,22 @@ fn mark(l: Level) -> console::StyledObject<&'static str> {
 
 /// Checks as rows, hosts as columns, then every non-pass finding in full.
 pub fn print_table(reports: &[HostReport], unreachable: &[(String, String)]) {
-    let width = reports.iter().map(|r| r.host.len()).chain([6]).max().unwrap_or(6);
+    let width = reports
+        .iter()
+        .map(|r| r.host.len())
+        .chain([6])
+        .max()
+        .unwrap_or(6);
     print!("{:<18}", "CHECK");
     for r in reports {
         print!(" {:>width$}", r.host);
     }
     println!();
     for c in CHECKS {
-        if !reports.iter().any(|r| r.findings.iter().any(|f| f.check == *c)) {
+        if !reports
+            .iter()
+            .any(|r| r.findings.iter().any(|f| f.check == *c))
+        {
             continue;
         }
         print!("{c:<18}");
@@ -578,7 +978,15 @@ pub fn print_table(reports: &[HostReport], unreachable: &[(String, String)]) {
     }
     for r in reports {
         for f in r.findings.iter().filter(|f| f.level != Level::Pass) {
-            println!("{} {} {}: {} (required: {}); fix: {}", mark(f.level), r.host, f.check, f.measured, f.required, f.fix);
+            println!(
+                "{} {} {}: {} (required: {}); fix: {}",
+                mark(f.level),
+                r.host,
+                f.check,
+                f.measured,
+                f.required,
+                f.fix
+            );
         }
     }
     for (h, why) in unreachable {
@@ -598,14 +1006,21 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!("{}/tests/fixtures/outputs/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/outputs/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     #[test]
     fn meminfo_and_lscpu_from_this_machine() {
         let mem = parse_meminfo(&fixture("meminfo.txt")).unwrap();
         assert!(mem > 1 << 30, "{mem}");
-        assert_eq!(parse_meminfo("MemTotal:       16318580 kB\n"), Some(16318580 * 1024));
+        assert_eq!(
+            parse_meminfo("MemTotal:       16318580 kB\n"),
+            Some(16318580 * 1024)
+        );
         assert_eq!(parse_lscpu(&fixture("lscpu.txt")), Some(2));
     }
 
@@ -626,10 +1041,21 @@ mod tests {
 
     #[test]
     fn nvidia_smi_real_outputs() {
-        assert_eq!(parse_nvidia_smi(&fixture("nvidia-smi-575.64.03.txt")), Some(("575.64.03".into(), 1)));
-        assert_eq!(parse_nvidia_smi(&fixture("nvidia-smi-550.144.03.txt")), Some(("550.144.03".into(), 1)));
+        assert_eq!(
+            parse_nvidia_smi(&fixture("nvidia-smi-575.64.03.txt")),
+            Some(("575.64.03".into(), 1))
+        );
+        assert_eq!(
+            parse_nvidia_smi(&fixture("nvidia-smi-550.144.03.txt")),
+            Some(("550.144.03".into(), 1))
+        );
         assert!(version_at_least("575.64.03", "575") && !version_at_least("550.144.03", "575"));
-        assert_eq!(parse_nvidia_smi("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."), None);
+        assert_eq!(
+            parse_nvidia_smi(
+                "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
+            ),
+            None
+        );
     }
 
     #[test]

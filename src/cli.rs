@@ -27,7 +27,12 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Input {
     /// The cluster inventory.
-    #[arg(short, long, default_value = "inventory.yaml", env = "GANTRY_INVENTORY")]
+    #[arg(
+        short,
+        long,
+        default_value = "inventory.yaml",
+        env = "GANTRY_INVENTORY"
+    )]
     pub inventory: PathBuf,
     /// The playbook: a path, or the name of one in ./playbooks
     /// [default: node-prep; for `status`, the last run's].

@@ -68,13 +68,18 @@ pub enum Error {
 fn render_diagnostics(d: &[Diagnostic]) -> String {
     let errors = d.iter().filter(|d| d.severity == Severity::Error).count();
     let mut s: String = d.iter().map(|d| format!("{d}\n")).collect();
-    s.push_str(&format!("{errors} error(s); nothing was changed on any host"));
+    s.push_str(&format!(
+        "{errors} error(s); nothing was changed on any host"
+    ));
     s
 }
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// The process exit code for this error: 2 for bad input, 1 otherwise.

@@ -4,15 +4,15 @@
 //! place that runs module actions, and it runs none in plan mode.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use minijinja::Value;
 use petgraph::graph::NodeIndex;
-use serde_json::{json, Value as Json};
-use tokio::sync::{watch, Semaphore};
+use serde_json::{Value as Json, json};
+use tokio::sync::{Semaphore, watch};
 
 use crate::graph::{Dag, Edge};
 use crate::inventory::Inventory;
@@ -28,8 +28,17 @@ use crate::template::Templates;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Ok(String),
-    Changed { reason: String, diff: Option<String>, actions: Vec<String> },
-    Failed { reason: String, command: Option<String>, rc: Option<i32>, stderr: String },
+    Changed {
+        reason: String,
+        diff: Option<String>,
+        actions: Vec<String>,
+    },
+    Failed {
+        reason: String,
+        command: Option<String>,
+        rc: Option<i32>,
+        stderr: String,
+    },
     /// `when:` was false: not an error, dependents still run.
     Skipped(String),
     /// Not run because something it depends on did not succeed.
@@ -39,7 +48,10 @@ pub enum Outcome {
 
 impl Outcome {
     fn lets_dependents_run(&self) -> bool {
-        matches!(self, Outcome::Ok(_) | Outcome::Changed { .. } | Outcome::Skipped(_))
+        matches!(
+            self,
+            Outcome::Ok(_) | Outcome::Changed { .. } | Outcome::Skipped(_)
+        )
     }
 
     /// The word the journal and `status` use.
@@ -56,9 +68,17 @@ impl Outcome {
 
     pub fn reason(&self) -> String {
         match self {
-            Outcome::Ok(r) | Outcome::Skipped(r) | Outcome::Blocked(r) | Outcome::Unreachable(r) => r.clone(),
+            Outcome::Ok(r)
+            | Outcome::Skipped(r)
+            | Outcome::Blocked(r)
+            | Outcome::Unreachable(r) => r.clone(),
             Outcome::Changed { reason, .. } => reason.clone(),
-            Outcome::Failed { reason, command, rc, stderr } => {
+            Outcome::Failed {
+                reason,
+                command,
+                rc,
+                stderr,
+            } => {
                 let mut s = reason.clone();
                 if let Some(c) = command {
                     s.push_str(&format!("; {c}"));
@@ -99,7 +119,17 @@ pub struct Options {
 
 impl Options {
     pub fn new(mode: RunMode, forks: usize, host_keys: HostKeyPolicy) -> Options {
-        Options { mode, forks, host_keys, done: HashSet::new(), inputs: Vec::new(), journal: None, max_fail_percent: None, fail_fast: false, lock_stale_after: None }
+        Options {
+            mode,
+            forks,
+            host_keys,
+            done: HashSet::new(),
+            inputs: Vec::new(),
+            journal: None,
+            max_fail_percent: None,
+            fail_fast: false,
+            lock_stale_after: None,
+        }
     }
 }
 
@@ -128,13 +158,17 @@ struct Shared {
 impl Shared {
     fn stop(&self, why: String) {
         if !self.stop.swap(true, Ordering::SeqCst) {
-            self.reporter.notice(&format!("stopping: {why}; running tasks finish, no new ones start"));
+            self.reporter.notice(&format!(
+                "stopping: {why}; running tasks finish, no new ones start"
+            ));
             *self.stop_reason.lock().unwrap() = why;
         }
     }
 
     fn stopped(&self) -> Option<String> {
-        self.stop.load(Ordering::SeqCst).then(|| self.stop_reason.lock().unwrap().clone())
+        self.stop
+            .load(Ordering::SeqCst)
+            .then(|| self.stop_reason.lock().unwrap().clone())
     }
 
     /// A host ended with a failure: apply --fail-fast and --max-fail-percent.
@@ -144,7 +178,10 @@ impl Shared {
             self.stop(format!("--fail-fast: a host failed ({n} so far)"));
         } else if let Some(p) = self.opts.max_fail_percent {
             if n * 100 > p as usize * self.hosts_in_run {
-                self.stop(format!("--max-fail-percent {p}: {n} of {} hosts failed", self.hosts_in_run));
+                self.stop(format!(
+                    "--max-fail-percent {p}: {n} of {} hosts failed",
+                    self.hosts_in_run
+                ));
             }
         }
     }
@@ -156,11 +193,22 @@ pub struct RunResult {
 
 impl RunResult {
     pub fn any_failed(&self) -> bool {
-        self.outcomes.iter().any(|(_, o)| matches!(o, Outcome::Failed { .. } | Outcome::Unreachable(_) | Outcome::Blocked(_)))
+        self.outcomes.iter().any(|(_, o)| {
+            matches!(
+                o,
+                Outcome::Failed { .. } | Outcome::Unreachable(_) | Outcome::Blocked(_)
+            )
+        })
     }
 }
 
-pub async fn run(inv: Inventory, pb: Playbook, dag: Dag, opts: Options, reporter: Arc<Reporter>) -> RunResult {
+pub async fn run(
+    inv: Inventory,
+    pb: Playbook,
+    dag: Dag,
+    opts: Options,
+    reporter: Arc<Reporter>,
+) -> RunResult {
     for v in inv.secrets.values() {
         if let Some(v) = v.as_str() {
             reporter.redactor.add(v);
@@ -218,7 +266,20 @@ pub async fn run(inv: Inventory, pb: Playbook, dag: Dag, opts: Options, reporter
     if let Some(j) = &shared.opts.journal {
         j.close();
     }
-    let outcomes = shared.dag.graph.node_indices().map(|n| (n, shared.results[n.index()].borrow().clone().unwrap_or(Outcome::Blocked("not run".into())))).collect();
+    let outcomes = shared
+        .dag
+        .graph
+        .node_indices()
+        .map(|n| {
+            (
+                n,
+                shared.results[n.index()]
+                    .borrow()
+                    .clone()
+                    .unwrap_or(Outcome::Blocked("not run".into())),
+            )
+        })
+        .collect();
     RunResult { outcomes }
 }
 
@@ -226,7 +287,10 @@ fn journal(s: &Shared, n: NodeIndex, o: &Outcome) {
     if let Some(j) = &s.opts.journal {
         let node = &s.dag.graph[n];
         let host = &s.inv.hosts[node.host].name;
-        let seq = s.dag.chains[node.host].iter().position(|x| *x == n).unwrap_or(0);
+        let seq = s.dag.chains[node.host]
+            .iter()
+            .position(|x| *x == n)
+            .unwrap_or(0);
         j.record(&Record {
             run: j.run.clone(),
             at: journal::now(),
@@ -242,14 +306,16 @@ fn journal(s: &Shared, n: NodeIndex, o: &Outcome) {
 
 fn finish(s: &Shared, n: NodeIndex, o: Outcome) {
     let node = &s.dag.graph[n];
-    s.reporter.task_done(&s.inv.hosts[node.host].name, &node.task.id, &o);
+    s.reporter
+        .task_done(&s.inv.hosts[node.host].name, &node.task.id, &o);
     journal(s, n, &o);
     s.results[n.index()].send_replace(Some(o));
 }
 
 /// A node finished in an earlier run: counted, not run, not journaled again.
 fn finish_done(s: &Shared, n: NodeIndex) {
-    s.reporter.done_earlier(&s.inv.hosts[s.dag.graph[n].host].name);
+    s.reporter
+        .done_earlier(&s.inv.hosts[s.dag.graph[n].host].name);
     s.results[n.index()].send_replace(Some(Outcome::Ok("done in an earlier run".into())));
 }
 
@@ -259,8 +325,13 @@ fn host_lost(s: &Shared, h: usize, nodes: &[NodeIndex], why: &str) {
 }
 
 fn host_ends(s: &Shared, h: usize, nodes: &[NodeIndex], o: Outcome) {
-    let todo: Vec<NodeIndex> = nodes.iter().copied().filter(|n| !s.opts.done.contains(n)).collect();
-    s.reporter.host_unusable(&s.inv.hosts[h].name, &o, todo.len());
+    let todo: Vec<NodeIndex> = nodes
+        .iter()
+        .copied()
+        .filter(|n| !s.opts.done.contains(n))
+        .collect();
+    s.reporter
+        .host_unusable(&s.inv.hosts[h].name, &o, todo.len());
     for &n in nodes {
         if s.opts.done.contains(&n) {
             finish_done(s, n);
@@ -286,7 +357,12 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
     }
     let mut permit = Some(s.forks.acquire().await.expect("semaphore open"));
     if let Some(why) = s.stopped() {
-        return host_ends(&s, h, &chain, Outcome::Blocked(format!("not started: {why}")));
+        return host_ends(
+            &s,
+            h,
+            &chain,
+            Outcome::Blocked(format!("not started: {why}")),
+        );
     }
     let cfg = s.inv.ssh_for(host);
     let conn = match ssh::connect(&host.address, &cfg, s.opts.host_keys).await {
@@ -297,7 +373,12 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
     // heartbeat on it while this run holds it.
     let mut heartbeat = None;
     if let (RunMode::Apply, Some(stale)) = (s.opts.mode, s.opts.lock_stale_after) {
-        let run = s.opts.journal.as_ref().map(|j| j.run.clone()).unwrap_or_default();
+        let run = s
+            .opts
+            .journal
+            .as_ref()
+            .map(|j| j.run.clone())
+            .unwrap_or_default();
         let mut got = lock::acquire(&conn, &run, stale).await;
         if let Err(lock::LockError::Held(by)) = &got {
             if lock::owner_is_gone(by) {
@@ -306,11 +387,26 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
         }
         match got {
             Ok(lock::Acquired::Fresh) => {}
-            Ok(lock::Acquired::TookOver(old)) => s.reporter.notice(&format!("{}: took over a stale lock ({old})", host.name)),
+            Ok(lock::Acquired::TookOver(old)) => s
+                .reporter
+                .notice(&format!("{}: took over a stale lock ({old})", host.name)),
             Err(lock::LockError::Held(by)) => {
                 conn.close().await;
-                let why = format!("host is locked by another run ({by}); if that run is gone, wait for the lock to go stale or run `gantry unlock --limit {}`", host.name);
-                return host_ends(&s, h, &chain, Outcome::Failed { reason: why, command: None, rc: None, stderr: String::new() });
+                let why = format!(
+                    "host is locked by another run ({by}); if that run is gone, wait for the lock to go stale or run `gantry unlock --limit {}`",
+                    host.name
+                );
+                return host_ends(
+                    &s,
+                    h,
+                    &chain,
+                    Outcome::Failed {
+                        reason: why,
+                        command: None,
+                        rc: None,
+                        stderr: String::new(),
+                    },
+                );
             }
             Err(lock::LockError::Conn(e)) => return host_lost(&s, h, &chain, &e.message),
         }
@@ -324,7 +420,12 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
             return;
         }
     };
-    s.hostvars.lock().unwrap().entry(host.name.clone()).or_default().insert("facts".into(), facts.clone());
+    s.hostvars
+        .lock()
+        .unwrap()
+        .entry(host.name.clone())
+        .or_default()
+        .insert("facts".into(), facts.clone());
     // Plan's view of files that earlier planned tasks would write, so a later
     // task on the same file is judged against the content it would find.
     let mut overlay: HashMap<String, String> = HashMap::new();
@@ -343,7 +444,12 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
             if rx.borrow().is_none() {
                 permit = None;
             }
-            let o = rx.wait_for(|o| o.is_some()).await.expect("sender lives").clone().unwrap();
+            let o = rx
+                .wait_for(|o| o.is_some())
+                .await
+                .expect("sender lives")
+                .clone()
+                .unwrap();
             // A barrier waits for the other hosts to finish, however they
             // finished; order on this host and data from another host need
             // the predecessor to have succeeded.
@@ -367,11 +473,32 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
         let task = &s.dag.graph[n].task;
         let mut attempt = 0;
         let outcome = loop {
-            let o = run_task(&s, h, task, &chain[i + 1..], &conn, &facts, &mut overlay, &mut cache).await;
+            let o = run_task(
+                &s,
+                h,
+                task,
+                &chain[i + 1..],
+                &conn,
+                &facts,
+                &mut overlay,
+                &mut cache,
+            )
+            .await;
             // `retries` is for steps that fail transiently; a lost host is not retried.
-            if matches!(o, Outcome::Failed { .. }) && attempt < task.retries && s.opts.mode == RunMode::Apply && s.stopped().is_none() {
+            if matches!(o, Outcome::Failed { .. })
+                && attempt < task.retries
+                && s.opts.mode == RunMode::Apply
+                && s.stopped().is_none()
+            {
                 attempt += 1;
-                s.reporter.notice(&format!("{} {}: {}; retry {attempt}/{} in {}s", host.name, task.id, o.reason(), task.retries, task.delay));
+                s.reporter.notice(&format!(
+                    "{} {}: {}; retry {attempt}/{} in {}s",
+                    host.name,
+                    task.id,
+                    o.reason(),
+                    task.retries,
+                    task.delay
+                ));
                 tokio::time::sleep(Duration::from_secs(task.delay)).await;
                 continue;
             }
@@ -396,7 +523,12 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
     }
     if let Some(hb) = heartbeat {
         hb.abort();
-        let run = s.opts.journal.as_ref().map(|j| j.run.clone()).unwrap_or_default();
+        let run = s
+            .opts
+            .journal
+            .as_ref()
+            .map(|j| j.run.clone())
+            .unwrap_or_default();
         lock::release(&conn, &run).await;
     }
     conn.close().await;
@@ -430,7 +562,10 @@ async fn gather_facts(conn: &Conn) -> Result<Json, ConnError> {
         if let Some(rest) = line.strip_prefix("ipv4=") {
             if let Some((iface, cidr)) = rest.split_once(' ') {
                 let (ip, prefix) = cidr.split_once('/').unwrap_or((cidr, "32"));
-                ipv4.insert(ip.to_string(), json!({"iface": iface, "prefix": prefix.parse::<u8>().unwrap_or(32)}));
+                ipv4.insert(
+                    ip.to_string(),
+                    json!({"iface": iface, "prefix": prefix.parse::<u8>().unwrap_or(32)}),
+                );
             }
             continue;
         }
@@ -438,7 +573,10 @@ async fn gather_facts(conn: &Conn) -> Result<Json, ConnError> {
             let v = match v {
                 "true" => Json::Bool(true),
                 "false" => Json::Bool(false),
-                _ => v.parse::<i64>().map(Json::from).unwrap_or_else(|_| Json::String(v.to_string())),
+                _ => v
+                    .parse::<i64>()
+                    .map(Json::from)
+                    .unwrap_or_else(|_| Json::String(v.to_string())),
             };
             m.insert(k.to_string(), v);
         }
@@ -483,15 +621,37 @@ impl Vars {
                 v
             })
             .collect();
-        Vars { view: values(&inv.template_map()), defaults: pb.roles.iter().map(|(n, r)| (n.clone(), values(&r.defaults))).collect(), vars: values(&inv.vars), hosts }
+        Vars {
+            view: values(&inv.template_map()),
+            defaults: pb
+                .roles
+                .iter()
+                .map(|(n, r)| (n.clone(), values(&r.defaults)))
+                .collect(),
+            vars: values(&inv.vars),
+            hosts,
+        }
     }
 
     /// What templates see for one task on one host, lowest precedence
     /// first: inventory view, role defaults, inventory vars, host vars, host
     /// identity, facts, this host's registered results, then `hostvars`.
-    fn context(&self, h: usize, role: &str, facts: &Json, mine: Option<&serde_json::Map<String, Json>>, hostvars: Value) -> BTreeMap<String, Value> {
+    fn context(
+        &self,
+        h: usize,
+        role: &str,
+        facts: &Json,
+        mine: Option<&serde_json::Map<String, Json>>,
+        hostvars: Value,
+    ) -> BTreeMap<String, Value> {
         let mut m = BTreeMap::new();
-        for (k, v) in self.view.iter().chain(self.defaults.get(role).into_iter().flatten()).chain(&self.vars).chain(&self.hosts[h]) {
+        for (k, v) in self
+            .view
+            .iter()
+            .chain(self.defaults.get(role).into_iter().flatten())
+            .chain(&self.vars)
+            .chain(&self.hosts[h])
+        {
             m.insert(k.clone(), v.clone());
         }
         m.insert("facts".into(), val(facts));
@@ -514,25 +674,56 @@ impl minijinja::value::Object for HostVars {
     }
 
     fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
-        minijinja::value::Enumerator::Values(self.0.lock().unwrap().keys().map(|k| Value::from(k.clone())).collect())
+        minijinja::value::Enumerator::Values(
+            self.0
+                .lock()
+                .unwrap()
+                .keys()
+                .map(|k| Value::from(k.clone()))
+                .collect(),
+        )
     }
 }
 
 fn context(s: &Shared, h: usize, task: &Task, facts: &Json) -> BTreeMap<String, Value> {
-    let mine = s.hostvars.lock().unwrap().get(&s.inv.hosts[h].name).cloned();
-    s.vars.context(h, &task.role, facts, mine.as_ref(), Value::from_object(HostVars(s.hostvars.clone())))
+    let mine = s
+        .hostvars
+        .lock()
+        .unwrap()
+        .get(&s.inv.hosts[h].name)
+        .cloned();
+    s.vars.context(
+        h,
+        &task.role,
+        facts,
+        mine.as_ref(),
+        Value::from_object(HostVars(s.hostvars.clone())),
+    )
 }
 
 /// One variable as a node's input hash sees it: the same precedence as
 /// `Vars::context`, with facts and registered results left out (runtime).
-fn input_value(view: &serde_json::Map<String, Json>, inv: &Inventory, pb: &Playbook, h: usize, role: &str, name: &str) -> Option<Json> {
+fn input_value(
+    view: &serde_json::Map<String, Json>,
+    inv: &Inventory,
+    pb: &Playbook,
+    h: usize,
+    role: &str,
+    name: &str,
+) -> Option<Json> {
     let host = &inv.hosts[h];
     match name {
         "hostvars" => Some(json!({})),
         "facts" => Some(Json::Null),
         "inventory_hostname" => Some(json!(host.name)),
         "host" => Some(identity(host)),
-        _ => host.vars.get(name).or_else(|| inv.vars.get(name)).or_else(|| pb.roles[role].defaults.get(name)).or_else(|| view.get(name)).cloned(),
+        _ => host
+            .vars
+            .get(name)
+            .or_else(|| inv.vars.get(name))
+            .or_else(|| pb.roles[role].defaults.get(name))
+            .or_else(|| view.get(name))
+            .cloned(),
     }
 }
 
@@ -545,7 +736,8 @@ pub fn input_hashes(inv: &Inventory, pb: &Playbook, dag: &Dag) -> Vec<String> {
     let templates = Templates::new(pb);
     let view = inv.template_map();
     // What a task refers to is the same on every host: work it out once per task.
-    let mut refs: HashMap<String, (std::collections::BTreeSet<String>, Vec<String>)> = HashMap::new();
+    let mut refs: HashMap<String, (std::collections::BTreeSet<String>, Vec<String>)> =
+        HashMap::new();
     dag.graph
         .node_indices()
         .map(|n| {
@@ -575,8 +767,19 @@ pub fn input_hashes(inv: &Inventory, pb: &Playbook, dag: &Dag) -> Vec<String> {
 
 /// Render one role template for one host as a task would, offline, with the
 /// given facts. For tests and previews.
-pub fn render_template(inv: &Inventory, pb: &Playbook, host: &str, role: &str, template: &str, facts: Json) -> Result<String, String> {
-    let h = inv.hosts.iter().position(|x| x.name == host).ok_or_else(|| format!("no host {host}"))?;
+pub fn render_template(
+    inv: &Inventory,
+    pb: &Playbook,
+    host: &str,
+    role: &str,
+    template: &str,
+    facts: Json,
+) -> Result<String, String> {
+    let h = inv
+        .hosts
+        .iter()
+        .position(|x| x.name == host)
+        .ok_or_else(|| format!("no host {host}"))?;
     let ctx = Vars::new(inv, pb).context(h, role, &facts, None, val(json!({})));
     Templates::new(pb).render_file(role, template, &Value::from(ctx))
 }
@@ -585,19 +788,33 @@ pub fn render_template(inv: &Inventory, pb: &Playbook, host: &str, role: &str, t
 pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
 
 fn failed(reason: impl Into<String>) -> Outcome {
-    Outcome::Failed { reason: reason.into(), command: None, rc: None, stderr: String::new() }
+    Outcome::Failed {
+        reason: reason.into(),
+        command: None,
+        rc: None,
+        stderr: String::new(),
+    }
 }
 
 fn register(s: &Shared, h: usize, task: &Task, result: Json) {
     if let Some(name) = &task.register {
         if task.no_log {
             for k in ["stdout", "stderr"] {
-                if let Some(v) = result.get(k).and_then(Json::as_str).filter(|v| *v != KNOWN_AFTER_APPLY) {
+                if let Some(v) = result
+                    .get(k)
+                    .and_then(Json::as_str)
+                    .filter(|v| *v != KNOWN_AFTER_APPLY)
+                {
                     s.reporter.redactor.add(v);
                 }
             }
         }
-        s.hostvars.lock().unwrap().entry(s.inv.hosts[h].name.clone()).or_default().insert(name.clone(), result);
+        s.hostvars
+            .lock()
+            .unwrap()
+            .entry(s.inv.hosts[h].name.clone())
+            .or_default()
+            .insert(name.clone(), result);
     }
 }
 
@@ -605,18 +822,31 @@ fn register(s: &Shared, h: usize, task: &Task, result: Json) {
 /// `copy: {src}` are resolved here into a `copy` with content.
 fn prepare(s: &Shared, task: &Task, ctx: &Value) -> Result<Module, String> {
     let mut params = s.templates.render_params(&task.params, ctx)?;
-    let obj = params.as_object_mut().ok_or("parameters must be a mapping")?;
+    let obj = params
+        .as_object_mut()
+        .ok_or("parameters must be a mapping")?;
     let role = &s.pb.roles[&task.role];
     let module = match task.module.as_str() {
         "template" => {
-            let src = obj.remove("src").and_then(|v| v.as_str().map(str::to_string)).ok_or("template: `src` is required")?;
+            let src = obj
+                .remove("src")
+                .and_then(|v| v.as_str().map(str::to_string))
+                .ok_or("template: `src` is required")?;
             let content = s.templates.render_file(&task.role, &src, ctx)?;
             obj.insert("content".into(), Json::String(content));
             "copy"
         }
         "copy" if obj.contains_key("src") => {
-            let src = obj.remove("src").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-            let content = role.files.get(&src).ok_or_else(|| format!("copy: no file {src:?} in {}", role.dir.join("files").display()))?;
+            let src = obj
+                .remove("src")
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let content = role.files.get(&src).ok_or_else(|| {
+                format!(
+                    "copy: no file {src:?} in {}",
+                    role.dir.join("files").display()
+                )
+            })?;
             obj.insert("content".into(), Json::String(content.clone()));
             "copy"
         }
@@ -628,7 +858,11 @@ fn prepare(s: &Shared, task: &Task, ctx: &Value) -> Result<Module, String> {
 /// Run probes in one round trip. Each answer is followed by a line holding a
 /// random marker, the probe's index and its exit code, so no file content can
 /// be mistaken for a separator, and no process is spent on framing.
-async fn run_probes(conn: &Conn, probes: &[Probe], timeout: Option<Duration>) -> Result<Result<Vec<ProbeOut>, String>, ConnError> {
+async fn run_probes(
+    conn: &Conn,
+    probes: &[Probe],
+    timeout: Option<Duration>,
+) -> Result<Result<Vec<ProbeOut>, String>, ConnError> {
     if probes.is_empty() {
         return Ok(Ok(Vec::new()));
     }
@@ -641,11 +875,25 @@ async fn run_probes(conn: &Conn, probes: &[Probe], timeout: Option<Duration>) ->
         Err(e) => return Ok(Err(e)),
     };
     let out = conn.run(&script, None, timeout).await?;
-    Ok(read_answers(probes, &out.stdout, &marker).ok_or_else(|| format!("reading state: the answers came back malformed (stderr: {})", tail(&out.stderr))))
+    Ok(read_answers(probes, &out.stdout, &marker).ok_or_else(|| {
+        format!(
+            "reading state: the answers came back malformed (stderr: {})",
+            tail(&out.stderr)
+        )
+    }))
 }
 
 fn file_paths(probes: &[Probe]) -> Vec<&str> {
-    probes.iter().filter_map(|p| if let Probe::File(f) = p { Some(f.as_str()) } else { None }).collect()
+    probes
+        .iter()
+        .filter_map(|p| {
+            if let Probe::File(f) = p {
+                Some(f.as_str())
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// File probes: one `stat` for all their paths first, then each content
@@ -655,8 +903,14 @@ fn probe_script(probes: &[Probe], marker: &str) -> Result<String, String> {
     let mut parts = Vec::new();
     let paths = file_paths(probes);
     if !paths.is_empty() {
-        let quoted = paths.iter().map(|p| quote(p)).collect::<Result<Vec<_>, _>>()?;
-        parts.push(format!("stat --printf '%n\\0%a %U %G %F\\0' -- {}", quoted.join(" ")));
+        let quoted = paths
+            .iter()
+            .map(|p| quote(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        parts.push(format!(
+            "stat --printf '%n\\0%a %U %G %F\\0' -- {}",
+            quoted.join(" ")
+        ));
     }
     for p in probes {
         parts.push(match p {
@@ -669,7 +923,9 @@ fn probe_script(probes: &[Probe], marker: &str) -> Result<String, String> {
     }
     let mut script = String::new();
     for (i, part) in parts.iter().enumerate() {
-        script.push_str(&format!("{part} 2>/dev/null </dev/null; printf '\\n%s %d %d\\n' {marker} {i} $?\n"));
+        script.push_str(&format!(
+            "{part} 2>/dev/null </dev/null; printf '\\n%s %d %d\\n' {marker} {i} $?\n"
+        ));
     }
     Ok(script)
 }
@@ -690,8 +946,14 @@ fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Option<Vec<Prob
     for (p, a) in probes.iter().zip(answers.iter_mut()) {
         if let Probe::File(path) = p {
             *a = match found.get(path.as_str()) {
-                Some(head) if a.rc == 0 => ProbeOut { rc: 0, out: format!("{head}\n{}", a.out) },
-                _ => ProbeOut { rc: 1, out: String::new() },
+                Some(head) if a.rc == 0 => ProbeOut {
+                    rc: 0,
+                    out: format!("{head}\n{}", a.out),
+                },
+                _ => ProbeOut {
+                    rc: 1,
+                    out: String::new(),
+                },
             };
         }
     }
@@ -706,7 +968,10 @@ fn split_answers(stdout: &str, marker: &str, count: usize) -> Option<Vec<ProbeOu
         let sep = format!("\n{marker} {i} ");
         let at = rest.find(&sep)?;
         let (rc, after) = rest[at + sep.len()..].split_once('\n')?;
-        res.push(ProbeOut { rc: rc.parse().ok()?, out: rest[..at].to_string() });
+        res.push(ProbeOut {
+            rc: rc.parse().ok()?,
+            out: rest[..at].to_string(),
+        });
         rest = after;
     }
     rest.is_empty().then_some(res)
@@ -730,7 +995,11 @@ fn task_calls(s: &Shared, h: usize, task: &Task, facts: &Json) -> Result<Calls, 
     let base = context(s, h, task, facts);
     let ctx = Value::from(base.clone());
     if let Some(w) = &task.when {
-        if !s.templates.truthy(w, &ctx).map_err(|e| format!("when: {e}"))? {
+        if !s
+            .templates
+            .truthy(w, &ctx)
+            .map_err(|e| format!("when: {e}"))?
+        {
             return Ok(Calls::Skip(format!("when: {w} is false")));
         }
     }
@@ -771,7 +1040,15 @@ struct ProbeCache {
 
 impl ProbeCache {
     fn get(&self, probes: &[Probe]) -> Option<Vec<ProbeOut>> {
-        probes.iter().map(|p| p.script().ok().and_then(|k| self.answers.get(&k)).map(|(_, a)| a.clone())).collect()
+        probes
+            .iter()
+            .map(|p| {
+                p.script()
+                    .ok()
+                    .and_then(|k| self.answers.get(&k))
+                    .map(|(_, a)| a.clone())
+            })
+            .collect()
     }
 
     fn after(&mut self, action: &Action) {
@@ -783,7 +1060,9 @@ impl ProbeCache {
                     Probe::Script(_) => false,
                 });
             }
-            Touches::Live => self.answers.retain(|_, (probe, _)| matches!(probe, Probe::File(_))),
+            Touches::Live => self
+                .answers
+                .retain(|_, (probe, _)| matches!(probe, Probe::File(_))),
             Touches::All => self.answers.clear(),
         }
     }
@@ -791,7 +1070,16 @@ impl ProbeCache {
 
 /// The probes of `task` and of the tasks after it on this host whose calls
 /// can be known now, read in one round trip into the cache.
-async fn read_ahead(s: &Shared, h: usize, rest: &[NodeIndex], first: &[Probe], conn: &Conn, facts: &Json, cache: &mut ProbeCache, timeout: Option<Duration>) -> Result<Result<(), String>, ConnError> {
+async fn read_ahead(
+    s: &Shared,
+    h: usize,
+    rest: &[NodeIndex],
+    first: &[Probe],
+    conn: &Conn,
+    facts: &Json,
+    cache: &mut ProbeCache,
+    timeout: Option<Duration>,
+) -> Result<Result<(), String>, ConnError> {
     let mut batch: Vec<Probe> = Vec::new();
     let mut seen = HashSet::new();
     let mut add = |p: &Probe, batch: &mut Vec<Probe>| {
@@ -832,16 +1120,35 @@ async fn read_ahead(s: &Shared, h: usize, rest: &[NodeIndex], first: &[Probe], c
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn run_task(s: &Shared, h: usize, task: &Task, rest: &[NodeIndex], conn: &Conn, facts: &Json, overlay: &mut HashMap<String, String>, cache: &mut ProbeCache) -> Outcome {
+async fn run_task(
+    s: &Shared,
+    h: usize,
+    task: &Task,
+    rest: &[NodeIndex],
+    conn: &Conn,
+    facts: &Json,
+    overlay: &mut HashMap<String, String>,
+    cache: &mut ProbeCache,
+) -> Outcome {
     let plan = s.opts.mode == RunMode::Plan;
     let calls = match task_calls(s, h, task, facts) {
         Err(e) => return failed(e),
         Ok(Calls::Skip(why)) => {
-            register(s, h, task, json!({"changed": false, "skipped": true, "rc": 0, "stdout": "", "stderr": ""}));
+            register(
+                s,
+                h,
+                task,
+                json!({"changed": false, "skipped": true, "rc": 0, "stdout": "", "stderr": ""}),
+            );
             return Outcome::Skipped(why);
         }
         Ok(Calls::NoItems) => {
-            register(s, h, task, json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}));
+            register(
+                s,
+                h,
+                task,
+                json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}),
+            );
             return Outcome::Ok("loop has no items".into());
         }
         Ok(Calls::Run(calls)) => calls,
@@ -864,8 +1171,15 @@ async fn run_task(s: &Shared, h: usize, task: &Task, rest: &[NodeIndex], conn: &
             if let Probe::File(path) = p {
                 if let Some(content) = overlay.get(path) {
                     let st = modules::FileState::parse(a);
-                    let head = if st.exists { format!("{:o} {} {} regular file", st.mode, st.owner, st.group) } else { "644 root root regular file".into() };
-                    *a = ProbeOut { rc: 0, out: format!("{head}\n{content}") };
+                    let head = if st.exists {
+                        format!("{:o} {} {} regular file", st.mode, st.owner, st.group)
+                    } else {
+                        "644 root root regular file".into()
+                    };
+                    *a = ProbeOut {
+                        rc: 0,
+                        out: format!("{head}\n{content}"),
+                    };
                 }
             }
         }
@@ -878,7 +1192,11 @@ async fn run_task(s: &Shared, h: usize, task: &Task, rest: &[NodeIndex], conn: &
         match modules::decide(m, &mine) {
             Ok(d) if d.changed => {
                 decision.changed = true;
-                decision.reason = if decision.reason.is_empty() { d.reason } else { format!("{}; {}", decision.reason, d.reason) };
+                decision.reason = if decision.reason.is_empty() {
+                    d.reason
+                } else {
+                    format!("{}; {}", decision.reason, d.reason)
+                };
                 decision.diff = match (decision.diff.take(), d.diff) {
                     (Some(a), Some(b)) => Some(a + &b),
                     (a, b) => a.or(b),
@@ -895,10 +1213,20 @@ async fn run_task(s: &Shared, h: usize, task: &Task, rest: &[NodeIndex], conn: &
         decision.reason = format!("runs because `{w}`");
     }
     let module = &calls[0].0;
-    let Decision { changed, reason, diff, actions } = decision;
+    let Decision {
+        changed,
+        reason,
+        diff,
+        actions,
+    } = decision;
     let read_only = matches!(module, Module::Command { p, .. } if p.changed_when == Some(false));
     if !changed {
-        register(s, h, task, json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}));
+        register(
+            s,
+            h,
+            task,
+            json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}),
+        );
         return Outcome::Ok(reason);
     }
     let shown: Vec<String> = actions.iter().map(Action::describe).collect();
@@ -913,11 +1241,20 @@ async fn run_task(s: &Shared, h: usize, task: &Task, rest: &[NodeIndex], conn: &
             }
         }
         // A command's output exists only once it runs; say so where it is used.
-        register(s, h, task, json!({"changed": true, "planned": true, "rc": 0, "stdout": KNOWN_AFTER_APPLY, "stderr": "", "stdout_lines": [KNOWN_AFTER_APPLY]}));
+        register(
+            s,
+            h,
+            task,
+            json!({"changed": true, "planned": true, "rc": 0, "stdout": KNOWN_AFTER_APPLY, "stderr": "", "stdout_lines": [KNOWN_AFTER_APPLY]}),
+        );
         if read_only {
             return Outcome::Ok(format!("{reason}: runs on apply"));
         }
-        return Outcome::Changed { reason, diff, actions: shown };
+        return Outcome::Changed {
+            reason,
+            diff,
+            actions: shown,
+        };
     }
     let mut last = ssh::Output::default();
     for a in &actions {
@@ -926,24 +1263,51 @@ async fn run_task(s: &Shared, h: usize, task: &Task, rest: &[NodeIndex], conn: &
             Err(e) => return failed(e),
         };
         cache.after(a);
-        match conn.run(&script, stdin.as_deref().map(str::as_bytes), timeout).await {
+        match conn
+            .run(&script, stdin.as_deref().map(str::as_bytes), timeout)
+            .await
+        {
             Err(e) if e.message.starts_with("command timed out") => {
-                return Outcome::Failed { reason: e.message, command: Some(a.describe()), rc: None, stderr: String::new() };
+                return Outcome::Failed {
+                    reason: e.message,
+                    command: Some(a.describe()),
+                    rc: None,
+                    stderr: String::new(),
+                };
             }
             Err(e) => return Outcome::Unreachable(e.message),
             Ok(out) if out.rc != 0 => {
-                register(s, h, task, json!({"changed": false, "failed": true, "rc": out.rc, "stdout": out.stdout, "stderr": out.stderr}));
-                return Outcome::Failed { reason: "command failed".into(), command: Some(a.describe()), rc: Some(out.rc), stderr: tail(&out.stderr) };
+                register(
+                    s,
+                    h,
+                    task,
+                    json!({"changed": false, "failed": true, "rc": out.rc, "stdout": out.stdout, "stderr": out.stderr}),
+                );
+                return Outcome::Failed {
+                    reason: "command failed".into(),
+                    command: Some(a.describe()),
+                    rc: Some(out.rc),
+                    stderr: tail(&out.stderr),
+                };
             }
             Ok(out) => last = out,
         }
     }
     let lines: Vec<&str> = last.stdout.lines().collect();
-    register(s, h, task, json!({"changed": !read_only, "rc": last.rc, "stdout": last.stdout.trim_end(), "stderr": last.stderr, "stdout_lines": lines}));
+    register(
+        s,
+        h,
+        task,
+        json!({"changed": !read_only, "rc": last.rc, "stdout": last.stdout.trim_end(), "stderr": last.stderr, "stdout_lines": lines}),
+    );
     if read_only {
         return Outcome::Ok(reason);
     }
-    Outcome::Changed { reason, diff, actions: shown }
+    Outcome::Changed {
+        reason,
+        diff,
+        actions: shown,
+    }
 }
 
 #[cfg(test)]
@@ -955,11 +1319,31 @@ mod tests {
         let m = "gantry-probe-00";
         // A file whose content looks like another marker, one without a
         // final newline, and an empty answer with its own exit code.
-        let out = format!("644 root root regular file\nx\n{m} 9 0\n\n{m} 0 0\nno newline\n{m} 1 0\n\n{m} 2 1\n");
+        let out = format!(
+            "644 root root regular file\nx\n{m} 9 0\n\n{m} 0 0\nno newline\n{m} 1 0\n\n{m} 2 1\n"
+        );
         let a = split_answers(&out, m, 3).unwrap();
-        assert_eq!(a[0], ProbeOut { rc: 0, out: format!("644 root root regular file\nx\n{m} 9 0\n") });
-        assert_eq!(a[1], ProbeOut { rc: 0, out: "no newline".into() });
-        assert_eq!(a[2], ProbeOut { rc: 1, out: String::new() });
+        assert_eq!(
+            a[0],
+            ProbeOut {
+                rc: 0,
+                out: format!("644 root root regular file\nx\n{m} 9 0\n")
+            }
+        );
+        assert_eq!(
+            a[1],
+            ProbeOut {
+                rc: 0,
+                out: "no newline".into()
+            }
+        );
+        assert_eq!(
+            a[2],
+            ProbeOut {
+                rc: 1,
+                out: String::new()
+            }
+        );
         // Missing or trailing answers are malformed, not guessed at.
         assert!(split_answers(&out, m, 4).is_none());
         assert!(split_answers(&format!("{out}junk"), m, 3).is_none());
@@ -976,14 +1360,42 @@ mod tests {
         std::fs::write(d.join("it's"), "").unwrap();
         std::fs::create_dir(d.join("sub")).unwrap();
         let names = ["plain", "no newline", "it's", "sub", "missing", "plain"];
-        let mut probes: Vec<Probe> = names.iter().map(|n| Probe::File(d.join(n).display().to_string())).collect();
+        let mut probes: Vec<Probe> = names
+            .iter()
+            .map(|n| Probe::File(d.join(n).display().to_string()))
+            .collect();
         probes.insert(2, Probe::Script("echo between; exit 4".into()));
-        let sh = |script: &str| String::from_utf8(std::process::Command::new("sh").arg("-c").arg(script).output().unwrap().stdout).unwrap();
-        let batched = read_answers(&probes, &sh(&probe_script(&probes, "M").unwrap()), "M").unwrap();
+        let sh = |script: &str| {
+            String::from_utf8(
+                std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(script)
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .unwrap()
+        };
+        let batched =
+            read_answers(&probes, &sh(&probe_script(&probes, "M").unwrap()), "M").unwrap();
         for (p, got) in probes.iter().zip(&batched) {
-            let one = std::process::Command::new("sh").arg("-c").arg(p.script().unwrap()).output().unwrap();
-            let want = ProbeOut { rc: one.status.code().unwrap().min(1), out: String::from_utf8(one.stdout).unwrap() };
-            let want = if matches!(p, Probe::Script(_)) { ProbeOut { rc: 4, out: "between\n".into() } } else { want };
+            let one = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(p.script().unwrap())
+                .output()
+                .unwrap();
+            let want = ProbeOut {
+                rc: one.status.code().unwrap().min(1),
+                out: String::from_utf8(one.stdout).unwrap(),
+            };
+            let want = if matches!(p, Probe::Script(_)) {
+                ProbeOut {
+                    rc: 4,
+                    out: "between\n".into(),
+                }
+            } else {
+                want
+            };
             assert_eq!(got, &want, "{p:?}");
         }
         assert!(batched[4].out.contains("directory") && batched[5].rc == 1);
@@ -995,14 +1407,28 @@ mod tests {
         let sysctl = Probe::Script("sysctl -n x".into());
         let cache = || {
             let mut c = ProbeCache::default();
-            for p in [file("/etc/a"), file("/etc/b"), file("/etc/c"), file("/etc/c/d/x"), sysctl.clone()] {
-                c.answers.insert(p.script().unwrap(), (p, ProbeOut::default()));
+            for p in [
+                file("/etc/a"),
+                file("/etc/b"),
+                file("/etc/c"),
+                file("/etc/c/d/x"),
+                sysctl.clone(),
+            ] {
+                c.answers
+                    .insert(p.script().unwrap(), (p, ProbeOut::default()));
             }
             c
         };
         let has = |c: &ProbeCache, p: &Probe| c.get(std::slice::from_ref(p)).is_some();
         let mut c = cache();
-        c.after(&Action::Write { path: "/etc/a".into(), content: String::new(), mode: 0o644, owner: None, group: None, validate: None });
+        c.after(&Action::Write {
+            path: "/etc/a".into(),
+            content: String::new(),
+            mode: 0o644,
+            owner: None,
+            group: None,
+            validate: None,
+        });
         assert!(!has(&c, &file("/etc/a")) && !has(&c, &sysctl));
         assert!(has(&c, &file("/etc/b")) && has(&c, &file("/etc/c")));
         // mkdir -p reaches the paths above and below the one it names.

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
+use petgraph::Direction;
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
-use petgraph::Direction;
 
 use crate::error::{Error, Result};
 use crate::inventory::Inventory;
@@ -50,7 +50,11 @@ impl Dag {
                 }
                 for r in &play.roles {
                     for t in &pb.roles[r].tasks {
-                        let n = graph.add_node(Node { host: h, play: pi, task: t.clone() });
+                        let n = graph.add_node(Node {
+                            host: h,
+                            play: pi,
+                            task: t.clone(),
+                        });
                         if let Some(&prev) = chains[h].last() {
                             graph.add_edge(prev, n, Edge::Order);
                         }
@@ -63,9 +67,15 @@ impl Dag {
         }
         for (pi, play) in pb.plays.iter().enumerate() {
             for a in &play.after {
-                let ai = pb.plays.iter().position(|p| &p.name == a).expect("checked at load");
+                let ai = pb
+                    .plays
+                    .iter()
+                    .position(|p| &p.name == a)
+                    .expect("checked at load");
                 for &h in selected {
-                    let Some(&(first, _)) = span.get(&(pi, h)) else { continue };
+                    let Some(&(first, _)) = span.get(&(pi, h)) else {
+                        continue;
+                    };
                     for &g in selected {
                         if let Some(&(_, last)) = span.get(&(ai, g)) {
                             if last != first && !graph.contains_edge(last, first) {
@@ -76,17 +86,28 @@ impl Dag {
                 }
             }
         }
-        let by_id: HashMap<&str, Vec<NodeIndex>> = graph.node_indices().fold(HashMap::new(), |mut m, n| {
-            m.entry(graph[n].task.id.as_str()).or_default().push(n);
-            m
-        });
+        let by_id: HashMap<&str, Vec<NodeIndex>> =
+            graph.node_indices().fold(HashMap::new(), |mut m, n| {
+                m.entry(graph[n].task.id.as_str()).or_default().push(n);
+                m
+            });
         let mut data_edges = Vec::new();
         for n in graph.node_indices() {
             for w in &graph[n].task.wait_for {
                 match by_id.get(w.as_str()) {
-                    Some(srcs) => data_edges.extend(srcs.iter().filter(|s| **s != n).map(|s| (*s, n))),
-                    None if pb.roles.values().any(|r| r.tasks.iter().any(|t| &t.id == w)) => {}
-                    None => return Err(Error::Other(format!("task {} waits for {w:?}, which is no task of this playbook (write it as role/task name)", graph[n].task.id))),
+                    Some(srcs) => {
+                        data_edges.extend(srcs.iter().filter(|s| **s != n).map(|s| (*s, n)))
+                    }
+                    None if pb
+                        .roles
+                        .values()
+                        .any(|r| r.tasks.iter().any(|t| &t.id == w)) => {}
+                    None => {
+                        return Err(Error::Other(format!(
+                            "task {} waits for {w:?}, which is no task of this playbook (write it as role/task name)",
+                            graph[n].task.id
+                        )));
+                    }
                 }
             }
         }
@@ -107,7 +128,10 @@ impl Dag {
         if toposort(&self.graph, None).is_ok() {
             return Ok(());
         }
-        let scc = tarjan_scc(&self.graph).into_iter().find(|c| c.len() > 1).unwrap_or_default();
+        let scc = tarjan_scc(&self.graph)
+            .into_iter()
+            .find(|c| c.len() > 1)
+            .unwrap_or_default();
         let mut names: Vec<String> = scc.iter().rev().map(|n| self.label(inv, *n)).collect();
         if let Some(first) = names.first().cloned() {
             names.push(first);
@@ -118,19 +142,29 @@ impl Dag {
     /// Nodes this node waits for, and why.
     pub fn preds(&self, n: NodeIndex) -> impl Iterator<Item = (NodeIndex, Edge)> + '_ {
         use petgraph::visit::EdgeRef;
-        self.graph.edges_directed(n, Direction::Incoming).map(|e| (e.source(), *e.weight()))
+        self.graph
+            .edges_directed(n, Direction::Incoming)
+            .map(|e| (e.source(), *e.weight()))
     }
 
     /// Graphviz DOT, one cluster per host.
     pub fn dot(&self, inv: &Inventory) -> String {
-        let mut s = String::from("digraph gantry {\n  rankdir=LR;\n  node [shape=box, fontsize=10];\n");
+        let mut s =
+            String::from("digraph gantry {\n  rankdir=LR;\n  node [shape=box, fontsize=10];\n");
         for (h, chain) in self.chains.iter().enumerate() {
             if chain.is_empty() {
                 continue;
             }
-            s.push_str(&format!("  subgraph \"cluster_{h}\" {{\n    label={:?};\n", inv.hosts[h].name));
+            s.push_str(&format!(
+                "  subgraph \"cluster_{h}\" {{\n    label={:?};\n",
+                inv.hosts[h].name
+            ));
             for n in chain {
-                s.push_str(&format!("    n{} [label={:?}];\n", n.index(), self.graph[*n].task.id));
+                s.push_str(&format!(
+                    "    n{} [label={:?}];\n",
+                    n.index(),
+                    self.graph[*n].task.id
+                ));
             }
             s.push_str("  }\n");
         }

@@ -127,7 +127,11 @@ impl HostSpec {
         if let Ok(ip) = self.address.parse::<IpAddr>() {
             return ip.is_ipv4().then(|| ip.to_string());
         }
-        (self.address.as_str(), 22).to_socket_addrs().ok()?.find(|a| a.is_ipv4()).map(|a| a.ip().to_string())
+        (self.address.as_str(), 22)
+            .to_socket_addrs()
+            .ok()?
+            .find(|a| a.is_ipv4())
+            .map(|a| a.ip().to_string())
     }
 }
 
@@ -149,7 +153,9 @@ impl Inventory {
     pub fn ssh_for(&self, host: &HostSpec) -> SshConfig {
         let h = host.ssh.clone().unwrap_or_default();
         let d = &self.ssh;
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
         let expand = |p: PathBuf| match p.strip_prefix("~") {
             Ok(rest) => home.join(rest),
             Err(_) => p,
@@ -174,7 +180,9 @@ impl Inventory {
     }
 
     pub fn control_planes(&self) -> impl Iterator<Item = &HostSpec> {
-        self.hosts.iter().filter(|h| h.roles.iter().any(|r| r == ROLE_CONTROL_PLANE))
+        self.hosts
+            .iter()
+            .filter(|h| h.roles.iter().any(|r| r == ROLE_CONTROL_PLANE))
     }
 
     /// The semantic checks. `known_roles` are the host roles the playbook's
@@ -182,11 +190,19 @@ impl Inventory {
     pub fn check(&self, known_roles: &HashSet<String>) -> Vec<Diagnostic> {
         let mut out = Vec::new();
         let mut err = |field: String, message: String| {
-            out.push(Diagnostic { severity: Severity::Error, location: None, field, message })
+            out.push(Diagnostic {
+                severity: Severity::Error,
+                location: None,
+                field,
+                message,
+            })
         };
 
         if !is_rfc1123_label_seq(&self.cluster.name) {
-            err("cluster.name".into(), format!("{:?} is not a valid DNS name", self.cluster.name));
+            err(
+                "cluster.name".into(),
+                format!("{:?} is not a valid DNS name", self.cluster.name),
+            );
         }
         if self.hosts.is_empty() {
             err("hosts".into(), "no hosts are declared".into());
@@ -199,31 +215,60 @@ impl Inventory {
             if !is_rfc1123_label_seq(&h.name) {
                 err(
                     format!("hosts[{i}].name"),
-                    format!("{:?} is not an RFC 1123 host name (lowercase letters, digits and '-', dot-separated, at most 63 per label)", h.name),
+                    format!(
+                        "{:?} is not an RFC 1123 host name (lowercase letters, digits and '-', dot-separated, at most 63 per label)",
+                        h.name
+                    ),
                 );
             }
             if let Some(first) = names.insert(&h.name, i) {
-                err(format!("hosts[{i}].name"), format!("duplicate host name {:?}, also hosts[{first}]", h.name));
+                err(
+                    format!("hosts[{i}].name"),
+                    format!("duplicate host name {:?}, also hosts[{first}]", h.name),
+                );
             }
             if let Some(first) = addrs.insert(&h.address, i) {
-                err(format!("hosts[{i}].address"), format!("duplicate address {:?}, also hosts[{first}] ({})", h.address, self.hosts[first].name));
+                err(
+                    format!("hosts[{i}].address"),
+                    format!(
+                        "duplicate address {:?}, also hosts[{first}] ({})",
+                        h.address, self.hosts[first].name
+                    ),
+                );
             }
             match h.address.parse::<IpAddr>() {
                 Ok(ip) => host_ips.push((i, ip)),
                 Err(_) => {
-                    if !is_rfc1123_label_seq(&h.address) || (h.address.as_str(), 22).to_socket_addrs().is_err() {
-                        err(format!("hosts[{i}].address"), format!("{:?} is neither an IP address nor a name that resolves", h.address));
+                    if !is_rfc1123_label_seq(&h.address)
+                        || (h.address.as_str(), 22).to_socket_addrs().is_err()
+                    {
+                        err(
+                            format!("hosts[{i}].address"),
+                            format!(
+                                "{:?} is neither an IP address nor a name that resolves",
+                                h.address
+                            ),
+                        );
                     }
                 }
             }
             if h.roles.is_empty() {
-                err(format!("hosts[{i}].roles"), format!("host {} has no roles", h.name));
+                err(
+                    format!("hosts[{i}].roles"),
+                    format!("host {} has no roles", h.name),
+                );
             }
             for (j, r) in h.roles.iter().enumerate() {
                 if !known_roles.contains(r) {
                     let mut known: Vec<_> = known_roles.iter().cloned().collect();
                     known.sort();
-                    err(format!("hosts[{i}].roles[{j}]"), format!("role {r:?} is not used by any play of the playbook (known: {})", known.join(", ")));
+                    err(
+                        format!("hosts[{i}].roles[{j}]"),
+                        format!(
+                            "role {r:?} is not used by any play of the playbook (known: {})",
+                            known.join(", ")
+                        ),
+                    );
                 }
             }
         }
@@ -231,13 +276,25 @@ impl Inventory {
         // Networks: each CIDR parses, and none overlaps another or a host address.
         let mut nets: Vec<(String, IpNet)> = Vec::new();
         for (field, text) in [
-            ("cluster.networking.pod_cidr", &self.cluster.networking.pod_cidr),
-            ("cluster.networking.service_cidr", &self.cluster.networking.service_cidr),
+            (
+                "cluster.networking.pod_cidr",
+                &self.cluster.networking.pod_cidr,
+            ),
+            (
+                "cluster.networking.service_cidr",
+                &self.cluster.networking.service_cidr,
+            ),
         ] {
             match text.parse::<IpNet>() {
-                Ok(net) if net.trunc() != net => err(field.into(), format!("{text:?} has host bits set; did you mean {}?", net.trunc())),
+                Ok(net) if net.trunc() != net => err(
+                    field.into(),
+                    format!("{text:?} has host bits set; did you mean {}?", net.trunc()),
+                ),
                 Ok(net) => nets.push((field.to_string(), net)),
-                Err(_) => err(field.into(), format!("{text:?} is not a CIDR like 10.244.0.0/16")),
+                Err(_) => err(
+                    field.into(),
+                    format!("{text:?} is not a CIDR like 10.244.0.0/16"),
+                ),
             }
         }
         if let Some(text) = &self.cluster.networking.host_cidr {
@@ -245,11 +302,17 @@ impl Inventory {
                 Ok(host_net) => {
                     for (f, n) in &nets {
                         if n.contains(&host_net.network()) || host_net.contains(&n.network()) {
-                            err(f.clone(), format!("{n} overlaps the host network {host_net}"));
+                            err(
+                                f.clone(),
+                                format!("{n} overlaps the host network {host_net}"),
+                            );
                         }
                     }
                 }
-                Err(_) => err("cluster.networking.host_cidr".into(), format!("{text:?} is not a CIDR like 55.192.0.0/24")),
+                Err(_) => err(
+                    "cluster.networking.host_cidr".into(),
+                    format!("{text:?} is not a CIDR like 55.192.0.0/24"),
+                ),
             }
         }
         for (a, (fa, na)) in nets.iter().enumerate() {
@@ -260,7 +323,13 @@ impl Inventory {
             }
             for (i, ip) in &host_ips {
                 if na.contains(ip) {
-                    err(fa.clone(), format!("{na} contains the address of host {} ({ip}); pod and service networks must not overlap the host network", self.hosts[*i].name));
+                    err(
+                        fa.clone(),
+                        format!(
+                            "{na} contains the address of host {} ({ip}); pod and service networks must not overlap the host network",
+                            self.hosts[*i].name
+                        ),
+                    );
                 }
             }
         }
@@ -273,18 +342,44 @@ impl Inventory {
                 match vip.parse::<IpAddr>() {
                     Err(_) => err(field, format!("{vip:?} is not an IP address")),
                     Ok(vip_ip) => {
-                        if let Some(h) = self.hosts.iter().find(|h| h.address.parse::<IpAddr>().ok() == Some(vip_ip)) {
-                            err(field.clone(), format!("VIP {vip} is the address of host {}; it must be a free address", h.name));
+                        if let Some(h) = self
+                            .hosts
+                            .iter()
+                            .find(|h| h.address.parse::<IpAddr>().ok() == Some(vip_ip))
+                        {
+                            err(
+                                field.clone(),
+                                format!(
+                                    "VIP {vip} is the address of host {}; it must be a free address",
+                                    h.name
+                                ),
+                            );
                         }
-                        let host_net = self.cluster.networking.host_cidr.as_deref().and_then(|c| c.parse::<IpNet>().ok());
+                        let host_net = self
+                            .cluster
+                            .networking
+                            .host_cidr
+                            .as_deref()
+                            .and_then(|c| c.parse::<IpNet>().ok());
                         for h in &cps {
                             if let Ok(ip) = h.address.parse::<IpAddr>() {
                                 let (net, how) = match host_net {
                                     Some(n) => (n, "networking.host_cidr"),
-                                    None => (IpNet::new(ip, if ip.is_ipv4() { 24 } else { 64 }).unwrap().trunc(), "assumed; set networking.host_cidr"),
+                                    None => (
+                                        IpNet::new(ip, if ip.is_ipv4() { 24 } else { 64 })
+                                            .unwrap()
+                                            .trunc(),
+                                        "assumed; set networking.host_cidr",
+                                    ),
                                 };
                                 if !net.contains(&vip_ip) || !net.contains(&ip) {
-                                    err(field.clone(), format!("VIP {vip} and control-plane host {} ({ip}) are not both in subnet {net} ({how}); keepalived can only move the VIP within one L2 segment", h.name));
+                                    err(
+                                        field.clone(),
+                                        format!(
+                                            "VIP {vip} and control-plane host {} ({ip}) are not both in subnet {net} ({how}); keepalived can only move the VIP within one L2 segment",
+                                            h.name
+                                        ),
+                                    );
                                 }
                             }
                         }
@@ -298,7 +393,12 @@ impl Inventory {
             }
         }
         if cps.is_empty() && !self.hosts.is_empty() {
-            out.push(Diagnostic { severity: Severity::Warning, location: None, field: "hosts".into(), message: "no host has the control-plane role".into() });
+            out.push(Diagnostic {
+                severity: Severity::Warning,
+                location: None,
+                field: "hosts".into(),
+                message: "no host has the control-plane role".into(),
+            });
         } else if cps.len() % 2 == 0 {
             out.push(Diagnostic {
                 severity: Severity::Warning,
@@ -369,7 +469,8 @@ pub fn is_rfc1123_label_seq(s: &str) -> bool {
                 && l.len() <= 63
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         })
 }
 

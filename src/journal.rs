@@ -9,14 +9,18 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
+use std::sync::{Mutex, mpsc};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 pub fn path(inventory: &Path) -> PathBuf {
-    inventory.parent().unwrap_or(Path::new(".")).join(".gantry").join("journal.jsonl")
+    inventory
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(".gantry")
+        .join("journal.jsonl")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -55,7 +59,10 @@ pub struct Journal {
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Journal {
@@ -63,14 +70,22 @@ impl Journal {
         let p = path(inventory);
         let dir = p.parent().unwrap();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut file = OpenOptions::new().create(true).append(true).mode(0o600).open(&p).map_err(|e| Error::io(&p, e))?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&p)
+            .map_err(|e| Error::io(&p, e))?;
         // Time and pid name the run for people; the random part keeps two
         // runs of one process in the same second apart.
         let salt = crate::secrets::random_hex(3).unwrap_or_default();
         let run = format!("{}-{}-{salt}", now(), std::process::id());
         // A run header, so `status` can say when and how the last run started.
-        let header = serde_json::json!({"run": run, "at": now(), "start": command, "playbook": playbook});
-        writeln!(file, "{header}").and_then(|_| file.sync_data()).map_err(|e| Error::io(&p, e))?;
+        let header =
+            serde_json::json!({"run": run, "at": now(), "start": command, "playbook": playbook});
+        writeln!(file, "{header}")
+            .and_then(|_| file.sync_data())
+            .map_err(|e| Error::io(&p, e))?;
         let (tx, rx) = mpsc::channel::<String>();
         let writer = std::thread::spawn(move || {
             while let Ok(first) = rx.recv() {
@@ -80,12 +95,19 @@ impl Journal {
                 while let Ok(more) = rx.try_recv() {
                     batch.push_str(&more);
                 }
-                if let Err(e) = file.write_all(batch.as_bytes()).and_then(|_| file.sync_data()) {
+                if let Err(e) = file
+                    .write_all(batch.as_bytes())
+                    .and_then(|_| file.sync_data())
+                {
                     tracing::error!("journal write failed: {e}");
                 }
             }
         });
-        Ok(Journal { tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)), run })
+        Ok(Journal {
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            run,
+        })
     }
 
     pub fn record(&self, r: &Record) {
@@ -124,7 +146,9 @@ pub struct State {
 
 impl State {
     pub fn get(&self, host: &str, seq: usize, task: &str) -> Option<&Record> {
-        self.records.iter().find(|r| r.host == host && r.seq == seq && r.task == task)
+        self.records
+            .iter()
+            .find(|r| r.host == host && r.seq == seq && r.task == task)
     }
 }
 
@@ -140,7 +164,9 @@ pub fn state(inventory: &Path) -> Result<Option<State>> {
     for line in BufReader::new(f).lines() {
         let Ok(line) = line else { break };
         // A line cut by a crash does not parse: it is skipped.
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
         if let Some(cmd) = v.get("start").and_then(|c| c.as_str()) {
             st = Some(State {
                 run: v["run"].as_str().unwrap_or("").to_string(),
@@ -166,7 +192,16 @@ mod tests {
     use super::*;
 
     fn rec(run: &str, host: &str, outcome: &str) -> Record {
-        Record { run: run.into(), at: 1, host: host.into(), task: "r/t".into(), seq: 0, input: "h".into(), outcome: outcome.into(), reason: String::new() }
+        Record {
+            run: run.into(),
+            at: 1,
+            host: host.into(),
+            task: "r/t".into(),
+            seq: 0,
+            input: "h".into(),
+            outcome: outcome.into(),
+            reason: String::new(),
+        }
     }
 
     /// A journal whose one run failed on host a and finished host b.
@@ -184,11 +219,15 @@ mod tests {
         let (_dir, inv) = first_run();
         // A crash mid-write leaves half a line.
         let mut f = OpenOptions::new().append(true).open(path(&inv)).unwrap();
-        f.write_all(b"{\"run\": \"x\", \"host\": \"c\", \"outc").unwrap();
+        f.write_all(b"{\"run\": \"x\", \"host\": \"c\", \"outc")
+            .unwrap();
         let last = state(&inv).unwrap().unwrap();
         assert_eq!(last.command, "apply");
         assert_eq!(last.records.len(), 2);
-        assert!(!last.get("a", 0, "r/t").unwrap().succeeded() && last.get("b", 0, "r/t").unwrap().succeeded());
+        assert!(
+            !last.get("a", 0, "r/t").unwrap().succeeded()
+                && last.get("b", 0, "r/t").unwrap().succeeded()
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use yaml_rust2::scanner::Marker;
 
 use crate::error::{Diagnostic, Error, Location, Result, Severity};
 use crate::inventory::Inventory;
-use crate::playbook::{Play, PlaySpec, Playbook, Role, Task, TASK_KEYWORDS};
+use crate::playbook::{Play, PlaySpec, Playbook, Role, TASK_KEYWORDS, Task};
 
 /// Field path -> position, for keys and for values.
 #[derive(Debug, Default)]
@@ -31,7 +31,11 @@ impl Positions {
         let mut f = field.to_string();
         loop {
             if let Some(&(line, col)) = self.keys.get(&f).or_else(|| self.values.get(&f)) {
-                return Some(Location { file: self.file.clone(), line, col });
+                return Some(Location {
+                    file: self.file.clone(),
+                    line,
+                    col,
+                });
             }
             let cut = f.rfind(['.', '['])?;
             f.truncate(cut);
@@ -59,13 +63,23 @@ struct Indexer {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 impl MarkedEventReceiver for Indexer {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let at = (mark.line(), mark.col() + 1);
-        let is_node = matches!(ev, Event::Scalar(..) | Event::MappingStart(..) | Event::SequenceStart(..) | Event::Alias(..));
+        let is_node = matches!(
+            ev,
+            Event::Scalar(..)
+                | Event::MappingStart(..)
+                | Event::SequenceStart(..)
+                | Event::Alias(..)
+        );
         if matches!(ev, Event::MappingEnd | Event::SequenceEnd) {
             self.stack.pop();
             self.after_value();
@@ -77,7 +91,11 @@ impl MarkedEventReceiver for Indexer {
         // A scalar in key position of a mapping is a key.
         if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
             if key.is_none() {
-                let k = if let Event::Scalar(s, ..) = &ev { s.clone() } else { String::from("?") };
+                let k = if let Event::Scalar(s, ..) = &ev {
+                    s.clone()
+                } else {
+                    String::from("?")
+                };
                 self.pos.keys.insert(join(path, &k), at);
                 *key = Some(k);
                 return;
@@ -108,7 +126,13 @@ impl Indexer {
 }
 
 fn positions(file: &Path, text: &str) -> Positions {
-    let mut ix = Indexer { stack: Vec::new(), pos: Positions { file: file.to_path_buf(), ..Default::default() } };
+    let mut ix = Indexer {
+        stack: Vec::new(),
+        pos: Positions {
+            file: file.to_path_buf(),
+            ..Default::default()
+        },
+    };
     // A syntax error is reported by serde_yaml with its own position.
     let _ = Parser::new_from_str(text).load(&mut ix, false);
     ix.pos
@@ -127,10 +151,23 @@ fn read(path: &Path) -> Result<String> {
 
 pub fn parse_yaml(path: &Path, text: &str) -> Result<Doc> {
     let value: Json = serde_yaml::from_str(text).map_err(|e| {
-        let location = e.location().map(|l| Location { file: path.to_path_buf(), line: l.line(), col: l.column() });
-        Error::Invalid(vec![Diagnostic { severity: Severity::Error, location, field: String::new(), message: format!("not valid YAML: {e}") }])
+        let location = e.location().map(|l| Location {
+            file: path.to_path_buf(),
+            line: l.line(),
+            col: l.column(),
+        });
+        Error::Invalid(vec![Diagnostic {
+            severity: Severity::Error,
+            location,
+            field: String::new(),
+            message: format!("not valid YAML: {e}"),
+        }])
     })?;
-    Ok(Doc { value, pos: positions(path, text), diags: Vec::new() })
+    Ok(Doc {
+        value,
+        pos: positions(path, text),
+        diags: Vec::new(),
+    })
 }
 
 impl Doc {
@@ -141,10 +178,21 @@ impl Doc {
             Ok(t) => Some(t),
             Err(e) => {
                 let inner = e.path().to_string();
-                let mut path = if inner == "." { field.to_string() } else if field.is_empty() { inner } else if inner.starts_with('[') { format!("{field}{inner}") } else { format!("{field}.{inner}") };
+                let mut path = if inner == "." {
+                    field.to_string()
+                } else if field.is_empty() {
+                    inner
+                } else if inner.starts_with('[') {
+                    format!("{field}{inner}")
+                } else {
+                    format!("{field}.{inner}")
+                };
                 let msg = e.into_inner().to_string();
                 // serde names the unknown key; point at it, not at its parent.
-                if let Some(k) = msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+                if let Some(k) = msg
+                    .strip_prefix("unknown field `")
+                    .and_then(|r| r.split('`').next())
+                {
                     if !path.ends_with(k) {
                         path = join(&path, k);
                     }
@@ -156,17 +204,28 @@ impl Doc {
     }
 
     pub fn error(&mut self, field: &str, message: String) {
-        self.diags.push(Diagnostic { severity: Severity::Error, location: self.pos.locate(field), field: field.to_string(), message });
+        self.diags.push(Diagnostic {
+            severity: Severity::Error,
+            location: self.pos.locate(field),
+            field: field.to_string(),
+            message,
+        });
     }
 }
 
 /// Load and check the inventory. Every problem, syntactic or semantic, is
 /// reported at once; warnings are returned beside a valid inventory.
-pub fn load_inventory(path: &Path, known_roles: impl Fn(&Inventory) -> std::collections::HashSet<String>) -> Result<(Inventory, Vec<Diagnostic>)> {
+pub fn load_inventory(
+    path: &Path,
+    known_roles: impl Fn(&Inventory) -> std::collections::HashSet<String>,
+) -> Result<(Inventory, Vec<Diagnostic>)> {
     let text = read(path)?;
     let mut doc = parse_yaml(path, &text)?;
     let Some(top) = doc.value.as_object().cloned() else {
-        doc.error("", "the inventory must be a mapping with cluster, hosts, ssh, vars and firewall".into());
+        doc.error(
+            "",
+            "the inventory must be a mapping with cluster, hosts, ssh, vars and firewall".into(),
+        );
         return Err(Error::Invalid(doc.diags));
     };
     // Check each part on its own, so one bad host does not hide another.
@@ -183,13 +242,19 @@ pub fn load_inventory(path: &Path, known_roles: impl Fn(&Inventory) -> std::coll
     let null = Json::Null;
     let get = |k: &str| top.get(k).unwrap_or(&null);
     // An optional section: absent is its default; present must parse.
-    fn part<T: serde::de::DeserializeOwned + Default>(doc: &mut Doc, top: &serde_json::Map<String, Json>, key: &str) -> Option<T> {
+    fn part<T: serde::de::DeserializeOwned + Default>(
+        doc: &mut Doc,
+        top: &serde_json::Map<String, Json>,
+        key: &str,
+    ) -> Option<T> {
         match top.get(key) {
             Some(v) => doc.section(key, v),
             None => Some(T::default()),
         }
     }
-    let cluster = top.get("cluster").and_then(|c| doc.section::<crate::inventory::Cluster>("cluster", c));
+    let cluster = top
+        .get("cluster")
+        .and_then(|c| doc.section::<crate::inventory::Cluster>("cluster", c));
     let ssh = part::<crate::inventory::SshSpec>(&mut doc, &top, "ssh");
     let vars = part::<crate::inventory::Vars>(&mut doc, &top, "vars");
     let secrets = part::<crate::inventory::Vars>(&mut doc, &top, "secrets");
@@ -199,7 +264,9 @@ pub fn load_inventory(path: &Path, known_roles: impl Fn(&Inventory) -> std::coll
     match get("hosts") {
         Json::Array(list) => {
             for (i, h) in list.iter().enumerate() {
-                if let Some(spec) = doc.section::<crate::inventory::HostSpec>(&format!("hosts[{i}]"), h) {
+                if let Some(spec) =
+                    doc.section::<crate::inventory::HostSpec>(&format!("hosts[{i}]"), h)
+                {
                     hosts.push((i, spec));
                 }
             }
@@ -241,7 +308,12 @@ pub fn load_inventory(path: &Path, known_roles: impl Fn(&Inventory) -> std::coll
     let mut diags = std::mem::take(&mut doc.diags);
     diags.extend(doc.pos.attach(semantic));
     // Report in file order.
-    diags.sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.col)).unwrap_or((0, 0)));
+    diags.sort_by_key(|d| {
+        d.location
+            .as_ref()
+            .map(|l| (l.line, l.col))
+            .unwrap_or((0, 0))
+    });
     if !structural_ok || diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(Error::Invalid(diags));
     }
@@ -257,19 +329,33 @@ pub fn load_playbook(path: &Path, roles_path: &[PathBuf]) -> Result<Playbook> {
     let specs: Vec<Json> = match &doc.value {
         Json::Array(a) => a.clone(),
         _ => {
-            doc.error("", "a playbook is a list of plays: - { name, hosts, roles, after? }".into());
+            doc.error(
+                "",
+                "a playbook is a list of plays: - { name, hosts, roles, after? }".into(),
+            );
             return Err(Error::Invalid(doc.diags));
         }
     };
     for (i, p) in specs.iter().enumerate() {
         if let Some(spec) = doc.section::<PlaySpec>(&format!("[{i}]"), p) {
-            plays.push(Play { name: spec.name, hosts: spec.hosts.to_vec(), roles: spec.roles, after: spec.after.map(|a| a.to_vec()).unwrap_or_default() });
+            plays.push(Play {
+                name: spec.name,
+                hosts: spec.hosts.to_vec(),
+                roles: spec.roles,
+                after: spec.after.map(|a| a.to_vec()).unwrap_or_default(),
+            });
         }
     }
     for (i, p) in plays.iter().enumerate() {
         for a in &p.after {
             if !plays[..i].iter().any(|q| &q.name == a) {
-                doc.error(&format!("[{i}].after"), format!("play {:?} waits for {a:?}, which is not an earlier play", p.name));
+                doc.error(
+                    &format!("[{i}].after"),
+                    format!(
+                        "play {:?} waits for {a:?}, which is not an earlier play",
+                        p.name
+                    ),
+                );
             }
         }
     }
@@ -280,20 +366,32 @@ pub fn load_playbook(path: &Path, roles_path: &[PathBuf]) -> Result<Playbook> {
             if roles.contains_key(r) {
                 continue;
             }
-            let dir = roles_path.iter().find(|d| d.join(r).join("tasks.yaml").is_file()).unwrap_or(&roles_path[0]);
+            let dir = roles_path
+                .iter()
+                .find(|d| d.join(r).join("tasks.yaml").is_file())
+                .unwrap_or(&roles_path[0]);
             match load_role(dir, r) {
                 Ok(role) => {
                     roles.insert(r.clone(), role);
                 }
                 Err(Error::Invalid(d)) => diags.extend(d),
-                Err(e) => diags.push(Diagnostic { severity: Severity::Error, location: None, field: String::new(), message: format!("role {r}: {e}") }),
+                Err(e) => diags.push(Diagnostic {
+                    severity: Severity::Error,
+                    location: None,
+                    field: String::new(),
+                    message: format!("role {r}: {e}"),
+                }),
             }
         }
     }
     if !diags.is_empty() {
         return Err(Error::Invalid(diags));
     }
-    Ok(Playbook { path: path.to_path_buf(), plays, roles })
+    Ok(Playbook {
+        path: path.to_path_buf(),
+        plays,
+        roles,
+    })
 }
 
 fn read_dir_files(dir: &Path) -> Result<BTreeMap<String, String>> {
@@ -333,22 +431,47 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
     for (i, t) in items.iter().enumerate() {
         let field = format!("[{i}]");
         let Some(map) = t.as_object() else {
-            doc.error(&field, "a task is a mapping: { name, <module>: {...} }".into());
+            doc.error(
+                &field,
+                "a task is a mapping: { name, <module>: {...} }".into(),
+            );
             continue;
         };
-        let name = map.get("name").and_then(Json::as_str).unwrap_or("").to_string();
+        let name = map
+            .get("name")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string();
         if name.is_empty() {
             doc.error(&field, "every task needs a `name`".into());
         }
-        let modules: Vec<&String> = map.keys().filter(|k| !TASK_KEYWORDS.contains(&k.as_str())).collect();
+        let modules: Vec<&String> = map
+            .keys()
+            .filter(|k| !TASK_KEYWORDS.contains(&k.as_str()))
+            .collect();
         let module = match modules.as_slice() {
             [m] => (*m).clone(),
             [] => {
-                doc.error(&field, format!("task {name:?} names no module (one of: {})", crate::modules::NAMES.join(", ")));
+                doc.error(
+                    &field,
+                    format!(
+                        "task {name:?} names no module (one of: {})",
+                        crate::modules::NAMES.join(", ")
+                    ),
+                );
                 continue;
             }
             many => {
-                doc.error(&format!("{field}.{}", many[1]), format!("task {name:?} has more than one module or unknown keyword: {}", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+                doc.error(
+                    &format!("{field}.{}", many[1]),
+                    format!(
+                        "task {name:?} has more than one module or unknown keyword: {}",
+                        many.iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
                 continue;
             }
         };
@@ -359,7 +482,10 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
         let str_list = |k: &str| -> Vec<String> {
             match map.get(k) {
                 Some(Json::String(s)) => vec![s.clone()],
-                Some(Json::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                Some(Json::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
                 _ => vec![],
             }
         };
@@ -376,7 +502,10 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
                 Json::Bool(b) => Some(b.to_string()),
                 _ => None,
             }),
-            register: map.get("register").and_then(Json::as_str).map(str::to_string),
+            register: map
+                .get("register")
+                .and_then(Json::as_str)
+                .map(str::to_string),
             no_log: map.get("no_log").and_then(Json::as_bool).unwrap_or(false),
             wait_for: str_list("wait_for"),
             timeout: map.get("timeout").and_then(Json::as_u64),
@@ -391,14 +520,21 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
         t.role = name.to_string();
         t.id = format!("{name}/{}", t.name);
         if !seen.insert(t.name.clone()) {
-            doc.error(&format!("[{i}].name"), format!("two tasks in role {name} are named {:?}", t.name));
+            doc.error(
+                &format!("[{i}].name"),
+                format!("two tasks in role {name} are named {:?}", t.name),
+            );
         }
     }
     let defaults_path = dir.join("defaults.yaml");
     let defaults = if defaults_path.is_file() {
         let mut d = parse_yaml(&defaults_path, &read(&defaults_path)?)?;
         let v = d.value.clone();
-        let out = if v.is_null() { Some(Default::default()) } else { d.section("", &v) };
+        let out = if v.is_null() {
+            Some(Default::default())
+        } else {
+            d.section("", &v)
+        };
         doc.diags.extend(d.diags);
         out.unwrap_or_default()
     } else {
@@ -409,11 +545,27 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
     // Templates must compile, so a typo is found offline.
     for (t, src) in &templates {
         if let Err(e) = crate::template::check_syntax(src) {
-            doc.diags.push(Diagnostic { severity: Severity::Error, location: Some(Location { file: dir.join("templates").join(t), line: e.1, col: 1 }), field: String::new(), message: e.0 });
+            doc.diags.push(Diagnostic {
+                severity: Severity::Error,
+                location: Some(Location {
+                    file: dir.join("templates").join(t),
+                    line: e.1,
+                    col: 1,
+                }),
+                field: String::new(),
+                message: e.0,
+            });
         }
     }
     for (t, &i) in tasks.iter().zip(&index) {
-        for (f, s) in crate::template::strings_in(&t.params, &format!("[{i}].{}", t.module)).into_iter().chain(t.when.iter().map(|w| (format!("[{i}].when"), format!("{{{{ {w} }}}}")))) {
+        for (f, s) in crate::template::strings_in(&t.params, &format!("[{i}].{}", t.module))
+            .into_iter()
+            .chain(
+                t.when
+                    .iter()
+                    .map(|w| (format!("[{i}].when"), format!("{{{{ {w} }}}}"))),
+            )
+        {
             if let Err(e) = crate::template::check_syntax(&s) {
                 doc.error(&f, e.0);
             }
@@ -421,7 +573,10 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
         if t.module == "template" {
             if let Some(src) = t.params.get("src").and_then(Json::as_str) {
                 if !src.contains("{{") && !templates.contains_key(src) {
-                    doc.error(&format!("[{i}].template.src"), format!("no template {src:?} in {}", dir.join("templates").display()));
+                    doc.error(
+                        &format!("[{i}].template.src"),
+                        format!("no template {src:?} in {}", dir.join("templates").display()),
+                    );
                 }
             }
         }
@@ -429,6 +584,12 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
     if !doc.diags.is_empty() {
         return Err(Error::Invalid(doc.diags));
     }
-    Ok(Role { name: name.to_string(), dir, tasks, defaults, templates, files })
+    Ok(Role {
+        name: name.to_string(),
+        dir,
+        tasks,
+        defaults,
+        templates,
+        files,
+    })
 }
-

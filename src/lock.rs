@@ -26,19 +26,40 @@ pub enum LockError {
 }
 
 fn controller() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").or_else(|_| std::fs::read_to_string("/etc/hostname")).unwrap_or_default().trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 fn owner(run: &str) -> String {
-    format!("run={run} controller={} pid={} user={}", controller(), std::process::id(), std::env::var("USER").unwrap_or_default())
+    format!(
+        "run={run} controller={} pid={} user={}",
+        controller(),
+        std::process::id(),
+        std::env::var("USER").unwrap_or_default()
+    )
 }
 
 /// A lock left by a gantry process on this same controller that no longer
 /// runs: its owner is gone for sure, no need to wait for the heartbeat.
 pub fn owner_is_gone(held_by: &str) -> bool {
-    let field = |k: &str| held_by.split_whitespace().find_map(|w| w.strip_prefix(k)).map(str::to_string);
-    match (field("controller="), field("pid=").and_then(|p| p.parse::<u32>().ok())) {
-        (Some(c), Some(pid)) => c == controller() && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+    let field = |k: &str| {
+        held_by
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .map(str::to_string)
+    };
+    match (
+        field("controller="),
+        field("pid=").and_then(|p| p.parse::<u32>().ok()),
+    ) {
+        (Some(c), Some(pid)) => {
+            c == controller()
+                && pid != std::process::id()
+                && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }
         _ => false,
     }
 }
@@ -60,11 +81,16 @@ echo "held $(cat "$l" 2>/dev/null) (heartbeat ${{age}}s ago)"
 exit 1"#,
         stale = stale.as_secs()
     );
-    let out = conn.run(&script, None, None).await.map_err(LockError::Conn)?;
+    let out = conn
+        .run(&script, None, None)
+        .await
+        .map_err(LockError::Conn)?;
     let line = out.stdout.trim();
     match (out.rc, line) {
         (0, "fresh") => Ok(Acquired::Fresh),
-        (0, l) => Ok(Acquired::TookOver(l.trim_start_matches("took ").to_string())),
+        (0, l) => Ok(Acquired::TookOver(
+            l.trim_start_matches("took ").to_string(),
+        )),
         (_, l) => Err(LockError::Held(l.trim_start_matches("held ").to_string())),
     }
 }
@@ -75,7 +101,13 @@ pub fn heartbeat(conn: Arc<Conn>, run: String) -> tokio::task::JoinHandle<()> {
         let mine = quote(&format!("run={run} ")).unwrap_or_default();
         loop {
             tokio::time::sleep(HEARTBEAT).await;
-            let _ = conn.run(&format!("grep -qF -- {mine} {PATH} && touch {PATH}"), None, Some(HEARTBEAT)).await;
+            let _ = conn
+                .run(
+                    &format!("grep -qF -- {mine} {PATH} && touch {PATH}"),
+                    None,
+                    Some(HEARTBEAT),
+                )
+                .await;
         }
     })
 }
@@ -83,12 +115,24 @@ pub fn heartbeat(conn: Arc<Conn>, run: String) -> tokio::task::JoinHandle<()> {
 /// Remove the lock if this run holds it.
 pub async fn release(conn: &Conn, run: &str) {
     if let Ok(mine) = quote(&format!("run={run} ")) {
-        let _ = conn.run(&format!("grep -qF -- {mine} {PATH} && rm -f {PATH}"), None, None).await;
+        let _ = conn
+            .run(
+                &format!("grep -qF -- {mine} {PATH} && rm -f {PATH}"),
+                None,
+                None,
+            )
+            .await;
     }
 }
 
 /// `gantry unlock`: remove whatever lock the host has; returns its owner.
 pub async fn force_release(conn: &Conn) -> Result<Option<String>, ConnError> {
-    let out = conn.run(&format!("cat {PATH} 2>/dev/null && rm -f {PATH}"), None, None).await?;
+    let out = conn
+        .run(
+            &format!("cat {PATH} 2>/dev/null && rm -f {PATH}"),
+            None,
+            None,
+        )
+        .await?;
     Ok((out.rc == 0).then(|| out.stdout.trim().to_string()))
 }

@@ -11,12 +11,29 @@ use serde_json::Value as Json;
 
 use crate::shell::{command, quote};
 
-pub const NAMES: &[&str] = &["copy", "template", "file", "lineinfile", "blockinfile", "replace", "sysctl", "hostname", "modprobe", "command", "shell", "service", "package", "vip_check"];
+pub const NAMES: &[&str] = &[
+    "copy",
+    "template",
+    "file",
+    "lineinfile",
+    "blockinfile",
+    "replace",
+    "sysctl",
+    "hostname",
+    "modprobe",
+    "command",
+    "shell",
+    "service",
+    "package",
+    "vip_check",
+];
 
 /// Parameters each module takes; anything else is a load-time error.
 fn allowed(module: &str) -> Option<&'static [&'static str]> {
     Some(match module {
-        "copy" => &["dest", "content", "src", "mode", "owner", "group", "validate"],
+        "copy" => &[
+            "dest", "content", "src", "mode", "owner", "group", "validate",
+        ],
         "template" => &["dest", "src", "mode", "owner", "group", "validate"],
         "file" => &["path", "state", "mode", "owner", "group"],
         "lineinfile" => &["path", "line", "regexp", "state", "create", "mode"],
@@ -25,8 +42,23 @@ fn allowed(module: &str) -> Option<&'static [&'static str]> {
         "sysctl" => &["name", "value", "values"],
         "hostname" => &["name"],
         "modprobe" => &["name", "state", "persistent"],
-        "command" => &["argv", "cmd", "creates", "removes", "chdir", "stdin", "changed_when"],
-        "shell" => &["cmd", "creates", "removes", "chdir", "stdin", "changed_when"],
+        "command" => &[
+            "argv",
+            "cmd",
+            "creates",
+            "removes",
+            "chdir",
+            "stdin",
+            "changed_when",
+        ],
+        "shell" => &[
+            "cmd",
+            "creates",
+            "removes",
+            "chdir",
+            "stdin",
+            "changed_when",
+        ],
         "service" => &["name", "state", "enabled"],
         "package" => &["name", "from_dir"],
         "vip_check" => &["vip", "managed_by"],
@@ -37,14 +69,24 @@ fn allowed(module: &str) -> Option<&'static [&'static str]> {
 /// Load-time check: the module exists and takes these parameter names.
 pub fn check_params(module: &str, params: &Json) -> Result<(), String> {
     let Some(keys) = allowed(module) else {
-        return Err(format!("unknown module or keyword `{module}` (modules: {}; keywords: {})", NAMES.join(", "), crate::playbook::TASK_KEYWORDS.join(", ")));
+        return Err(format!(
+            "unknown module or keyword `{module}` (modules: {}; keywords: {})",
+            NAMES.join(", "),
+            crate::playbook::TASK_KEYWORDS.join(", ")
+        ));
     };
     let Some(map) = params.as_object() else {
-        return Err(format!("`{module}` takes a mapping of parameters: {}", keys.join(", ")));
+        return Err(format!(
+            "`{module}` takes a mapping of parameters: {}",
+            keys.join(", ")
+        ));
     };
     for k in map.keys() {
         if !keys.contains(&k.as_str()) {
-            return Err(format!("unknown parameter `{k}` for `{module}`, expected one of {}", keys.join(", ")));
+            return Err(format!(
+                "unknown parameter `{k}` for `{module}`, expected one of {}",
+                keys.join(", ")
+            ));
         }
     }
     Ok(())
@@ -59,13 +101,19 @@ impl<'de> Deserialize<'de> for Mode {
         let text = match Json::deserialize(d)? {
             Json::String(s) => s,
             Json::Number(n) => n.to_string(),
-            other => return Err(serde::de::Error::custom(format!("mode must be octal digits like \"0644\", not {other}"))),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "mode must be octal digits like \"0644\", not {other}"
+                )));
+            }
         };
         u32::from_str_radix(text.trim_start_matches("0o"), 8)
             .ok()
             .filter(|m| *m <= 0o7777)
             .map(Mode)
-            .ok_or_else(|| serde::de::Error::custom(format!("mode {text:?} is not octal digits like \"0644\"")))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("mode {text:?} is not octal digits like \"0644\""))
+            })
     }
 }
 
@@ -253,7 +301,10 @@ pub enum Module {
     Hostname(HostnameP),
     Modprobe(ModprobeP),
     /// `command` (argv quoted) and `shell` (script as written) share one type.
-    Command { p: CommandP, shell: bool },
+    Command {
+        p: CommandP,
+        shell: bool,
+    },
     Service(ServiceP),
     Package(PackageP),
     /// Preflight: the VIP must not be answering for someone else.
@@ -263,7 +314,11 @@ pub enum Module {
 fn typed<T: serde::de::DeserializeOwned>(module: &str, v: Json) -> Result<T, String> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
-        if path == "." { format!("{module}: {}", e.into_inner()) } else { format!("{module}.{path}: {}", e.into_inner()) }
+        if path == "." {
+            format!("{module}: {}", e.into_inner())
+        } else {
+            format!("{module}.{path}: {}", e.into_inner())
+        }
     })
 }
 
@@ -297,7 +352,12 @@ impl Module {
                     p.values.insert(n, value);
                 }
                 for k in p.values.keys() {
-                    if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b)) || k.contains("..") {
+                    if k.is_empty()
+                        || !k
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+                        || k.contains("..")
+                    {
                         return Err(format!("sysctl: {k:?} is not a sysctl key"));
                     }
                 }
@@ -313,19 +373,29 @@ impl Module {
                 if module == "shell" && p.argv.is_some() {
                     return Err("shell: takes `cmd`, a script; use `command` with `argv`".into());
                 }
-                Module::Command { p, shell: module == "shell" }
+                Module::Command {
+                    p,
+                    shell: module == "shell",
+                }
             }
             "service" => Module::Service(typed(module, v)?),
             "package" => {
                 let p: PackageP = typed(module, v)?;
-                if let Some(bad) = p.name.iter().find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._:".contains(&b))) {
+                if let Some(bad) = p.name.iter().find(|n| {
+                    n.is_empty()
+                        || !n
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"+-._:".contains(&b))
+                }) {
                     return Err(format!("package: {bad:?} is not a package name"));
                 }
                 Module::Package(p)
             }
             "vip_check" => {
                 let p: VipCheckP = typed(module, v)?;
-                p.vip.parse::<std::net::IpAddr>().map_err(|_| format!("vip_check: {:?} is not an IP address", p.vip))?;
+                p.vip
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| format!("vip_check: {:?} is not an IP address", p.vip))?;
                 Module::VipCheck(p)
             }
             other => return Err(format!("unknown module `{other}`")),
@@ -384,7 +454,14 @@ impl FileState {
         let owner = f.next().unwrap_or("").to_string();
         let group = f.next().unwrap_or("").to_string();
         let is_dir = f.next().unwrap_or("") == "directory";
-        FileState { exists: true, mode, owner, group, is_dir, content: content.to_string() }
+        FileState {
+            exists: true,
+            mode,
+            owner,
+            group,
+            is_dir,
+            content: content.to_string(),
+        }
     }
 }
 
@@ -393,9 +470,21 @@ impl FileState {
 pub enum Action {
     /// Replace a file atomically: temp file in the same directory, mode and
     /// owner set while it is still empty, content over stdin, fsync, rename.
-    Write { path: String, content: String, mode: u32, owner: Option<String>, group: Option<String>, validate: Option<Vec<String>> },
+    Write {
+        path: String,
+        content: String,
+        mode: u32,
+        owner: Option<String>,
+        group: Option<String>,
+        validate: Option<Vec<String>>,
+    },
     /// A command; `show` is how it is displayed.
-    Run { script: String, show: String, stdin: Option<String>, touches: Touches },
+    Run {
+        script: String,
+        show: String,
+        stdin: Option<String>,
+        touches: Touches,
+    },
 }
 
 /// What an action may change on the host, so that state read before it and
@@ -418,11 +507,18 @@ impl Action {
     pub fn run(argv: &[&str]) -> Result<Action, String> {
         let line = command(argv)?;
         let touches = match argv.first().copied() {
-            Some("chmod" | "chown" | "mkdir" | "rm") => argv.last().map_or(Touches::All, |p| Touches::Path(p.to_string())),
+            Some("chmod" | "chown" | "mkdir" | "rm") => argv
+                .last()
+                .map_or(Touches::All, |p| Touches::Path(p.to_string())),
             Some("hostname" | "sysctl" | "modprobe" | "systemctl") => Touches::Live,
             _ => Touches::All,
         };
-        Ok(Action::Run { script: line.clone(), show: line, stdin: None, touches })
+        Ok(Action::Run {
+            script: line.clone(),
+            show: line,
+            stdin: None,
+            touches,
+        })
     }
 
     pub fn touches(&self) -> Touches {
@@ -442,7 +538,14 @@ impl Action {
     /// The script and stdin that carry the action out.
     pub fn script(&self) -> Result<(String, Option<String>), String> {
         match self {
-            Action::Write { path, content, mode, owner, group, validate } => {
+            Action::Write {
+                path,
+                content,
+                mode,
+                owner,
+                group,
+                validate,
+            } => {
                 let q = quote(path)?;
                 let tmp = quote(&format!("{path}.gantry.{}", crate::secrets::random_hex(6)?))?;
                 // Created exclusively (noclobber) with its final mode and
@@ -453,7 +556,9 @@ impl Action {
                 // only once every byte of it has arrived (ssh.rs `request`).
                 // The script runs in a subshell of its own, so umask and
                 // noclobber stay in it.
-                let mut s = format!("set -e\nt={tmp}\ntrap 'rm -f -- \"$t\"' EXIT\ntrap 'rm -f -- \"$t\"; exit 1' HUP INT TERM PIPE\n");
+                let mut s = format!(
+                    "set -e\nt={tmp}\ntrap 'rm -f -- \"$t\"' EXIT\ntrap 'rm -f -- \"$t\"; exit 1' HUP INT TERM PIPE\n"
+                );
                 let by_umask = mode & !0o666 == 0;
                 let umask = if by_umask { 0o666 & !mode } else { 0o077 };
                 if by_umask && owner.is_none() && group.is_none() {
@@ -464,7 +569,11 @@ impl Action {
                         s.push_str(&format!("chmod {mode:o} \"$t\"\n"));
                     }
                     if owner.is_some() || group.is_some() {
-                        let spec = format!("{}:{}", owner.as_deref().unwrap_or(""), group.as_deref().unwrap_or(""));
+                        let spec = format!(
+                            "{}:{}",
+                            owner.as_deref().unwrap_or(""),
+                            group.as_deref().unwrap_or("")
+                        );
                         s.push_str(&format!("chown -- {} \"$t\"\n", quote(&spec)?));
                     }
                     s.push_str("cat >| \"$t\"\n");
@@ -473,10 +582,21 @@ impl Action {
                     // The candidate is checked in place; on failure `set -e`
                     // ends the script and the trap removes it: the live file
                     // is never replaced by one the validator refused.
-                    let words: Vec<String> = argv.iter().map(|w| if w == "%s" { Ok("\"$t\"".to_string()) } else { quote(w) }).collect::<Result<_, _>>()?;
+                    let words: Vec<String> = argv
+                        .iter()
+                        .map(|w| {
+                            if w == "%s" {
+                                Ok("\"$t\"".to_string())
+                            } else {
+                                quote(w)
+                            }
+                        })
+                        .collect::<Result<_, _>>()?;
                     s.push_str(&format!("{} >&2\n", words.join(" ")));
                 }
-                s.push_str(&format!("sync -- \"$t\" 2>/dev/null || true\nmv -f -- \"$t\" {q}\ntrap - EXIT\n"));
+                s.push_str(&format!(
+                    "sync -- \"$t\" 2>/dev/null || true\nmv -f -- \"$t\" {q}\ntrap - EXIT\n"
+                ));
                 Ok((s, Some(content.clone())))
             }
             Action::Run { script, stdin, .. } => Ok((script.clone(), stdin.clone())),
@@ -494,15 +614,28 @@ pub struct Decision {
 
 impl Decision {
     fn ok(reason: impl Into<String>) -> Decision {
-        Decision { changed: false, reason: reason.into(), ..Default::default() }
+        Decision {
+            changed: false,
+            reason: reason.into(),
+            ..Default::default()
+        }
     }
     fn change(reason: impl Into<String>, actions: Vec<Action>) -> Decision {
-        Decision { changed: true, reason: reason.into(), diff: None, actions }
+        Decision {
+            changed: true,
+            reason: reason.into(),
+            diff: None,
+            actions,
+        }
     }
 }
 
 pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
-    similar::TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(&format!("a{path}"), &format!("b{path}")).to_string()
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a{path}"), &format!("b{path}"))
+        .to_string()
 }
 
 fn sysctl_path(key: &str) -> String {
@@ -525,20 +658,31 @@ pub fn probes(m: &Module) -> Result<Vec<Probe>, String> {
     Ok(match m {
         Module::Copy(p) => vec![Probe::File(p.dest.clone())],
         Module::File(p) => vec![Probe::File(p.path.clone())],
-        Module::LineInFile(LineInFileP { path, .. }) | Module::BlockInFile(BlockInFileP { path, .. }) | Module::Replace(ReplaceP { path, .. }) => {
+        Module::LineInFile(LineInFileP { path, .. })
+        | Module::BlockInFile(BlockInFileP { path, .. })
+        | Module::Replace(ReplaceP { path, .. }) => {
             vec![Probe::File(path.clone())]
         }
         Module::Sysctl(p) => {
             // One line per key: "<rc> <value>", read from /proc/sys directly.
             let mut s = String::new();
             for k in p.values.keys() {
-                s.push_str(&format!("v=$(cat -- {} 2>/dev/null) && printf '0 %s\\n' \"$v\" || echo 1\n", quote(&sysctl_path(k))?));
+                s.push_str(&format!(
+                    "v=$(cat -- {} 2>/dev/null) && printf '0 %s\\n' \"$v\" || echo 1\n",
+                    quote(&sysctl_path(k))?
+                ));
             }
             vec![Probe::Script(s)]
         }
-        Module::Hostname(_) => vec![Probe::Script("hostname".into()), Probe::File("/etc/hostname".into())],
+        Module::Hostname(_) => vec![
+            Probe::Script("hostname".into()),
+            Probe::File("/etc/hostname".into()),
+        ],
         Module::Modprobe(p) => vec![
-            Probe::Script(format!("test -d {}", quote(&format!("/sys/module/{}", p.name.replace('-', "_")))?)),
+            Probe::Script(format!(
+                "test -d {}",
+                quote(&format!("/sys/module/{}", p.name.replace('-', "_")))?
+            )),
             Probe::File(format!("/etc/modules-load.d/{}.conf", p.name)),
         ],
         Module::Command { p, .. } => {
@@ -553,12 +697,17 @@ pub fn probes(m: &Module) -> Result<Vec<Probe>, String> {
         }
         Module::Service(p) => {
             let n = quote(&p.name)?;
-            vec![Probe::Script(format!("systemctl is-active -- {n}")), Probe::Script(format!("systemctl is-enabled -- {n}"))]
+            vec![
+                Probe::Script(format!("systemctl is-active -- {n}")),
+                Probe::Script(format!("systemctl is-enabled -- {n}")),
+            ]
         }
         Module::Package(p) => {
             // First line: the package manager; then one line per package:
             // "<name> installed" or "<name> missing".
-            let mut s = String::from("if command -v dpkg-query >/dev/null; then echo deb; elif command -v rpm >/dev/null; then echo rpm; else echo none; fi\n");
+            let mut s = String::from(
+                "if command -v dpkg-query >/dev/null; then echo deb; elif command -v rpm >/dev/null; then echo rpm; else echo none; fi\n",
+            );
             for n in &p.name {
                 let q = quote(n)?;
                 s.push_str(&format!("if command -v dpkg-query >/dev/null; then dpkg-query -W -f='${{db:Status-Status}}' -- {q} 2>/dev/null | grep -qx installed; else rpm -q -- {q} >/dev/null 2>&1; fi && echo {q} installed || echo {q} missing\n"));
@@ -580,16 +729,44 @@ pub fn probes(m: &Module) -> Result<Vec<Probe>, String> {
 
 /// Converge a file to `content`/`mode`: the decision copy, template,
 /// lineinfile, blockinfile and replace share.
-fn converge_file(path: &str, cur: &FileState, content: &str, mode: Option<Mode>, owner: &Option<String>, group: &Option<String>) -> Decision {
+fn converge_file(
+    path: &str,
+    cur: &FileState,
+    content: &str,
+    mode: Option<Mode>,
+    owner: &Option<String>,
+    group: &Option<String>,
+) -> Decision {
     converge_file_checked(path, cur, content, mode, owner, group, None)
 }
 
-fn converge_file_checked(path: &str, cur: &FileState, content: &str, mode: Option<Mode>, owner: &Option<String>, group: &Option<String>, validate: Option<Vec<String>>) -> Decision {
+fn converge_file_checked(
+    path: &str,
+    cur: &FileState,
+    content: &str,
+    mode: Option<Mode>,
+    owner: &Option<String>,
+    group: &Option<String>,
+    validate: Option<Vec<String>>,
+) -> Decision {
     if cur.is_dir {
-        return Decision { changed: true, reason: format!("{path} is a directory"), ..Default::default() };
+        return Decision {
+            changed: true,
+            reason: format!("{path} is a directory"),
+            ..Default::default()
+        };
     }
-    let want_mode = mode.map(|m| m.0).unwrap_or(if cur.exists { cur.mode } else { 0o644 });
-    let write = || Action::Write { path: path.into(), content: content.into(), mode: want_mode, owner: owner.clone(), group: group.clone(), validate: validate.clone() };
+    let want_mode = mode
+        .map(|m| m.0)
+        .unwrap_or(if cur.exists { cur.mode } else { 0o644 });
+    let write = || Action::Write {
+        path: path.into(),
+        content: content.into(),
+        mode: want_mode,
+        owner: owner.clone(),
+        group: group.clone(),
+        validate: validate.clone(),
+    };
     if !cur.exists {
         let mut d = Decision::change(format!("{path} does not exist"), vec![write()]);
         d.diff = Some(unified_diff(path, "", content));
@@ -604,12 +781,17 @@ fn converge_file_checked(path: &str, cur: &FileState, content: &str, mode: Optio
     let mut why = Vec::new();
     if cur.mode != want_mode {
         why.push(format!("mode {:04o} -> {want_mode:04o}", cur.mode));
-        actions.push(Action::run(&["chmod", &format!("{want_mode:o}"), "--", path]).expect("no NUL"));
+        actions
+            .push(Action::run(&["chmod", &format!("{want_mode:o}"), "--", path]).expect("no NUL"));
     }
     let owner_off = owner.as_ref().is_some_and(|o| *o != cur.owner);
     let group_off = group.as_ref().is_some_and(|g| *g != cur.group);
     if owner_off || group_off {
-        let spec = format!("{}:{}", owner.as_deref().unwrap_or(""), group.as_deref().unwrap_or(""));
+        let spec = format!(
+            "{}:{}",
+            owner.as_deref().unwrap_or(""),
+            group.as_deref().unwrap_or("")
+        );
         why.push(format!("owner {}:{} -> {spec}", cur.owner, cur.group));
         actions.push(Action::run(&["chown", &spec, "--", path]).expect("no NUL"));
     }
@@ -625,52 +807,100 @@ fn split_lines(s: &str) -> Vec<String> {
 }
 
 fn join_lines(lines: &[String]) -> String {
-    if lines.is_empty() { String::new() } else { format!("{}\n", lines.join("\n")) }
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("{}\n", lines.join("\n"))
+    }
 }
 
 /// Decide from probe answers (in the order `probes` gave).
 pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
-    let file = |i: usize| FileState::parse(facts.get(i).unwrap_or(&ProbeOut { rc: 1, out: String::new() }));
+    let file = |i: usize| {
+        FileState::parse(facts.get(i).unwrap_or(&ProbeOut {
+            rc: 1,
+            out: String::new(),
+        }))
+    };
     Ok(match m {
         Module::Copy(p) => {
             let validate = match &p.validate {
                 Some(v) => {
-                    let argv = shlex::split(v).ok_or_else(|| format!("validate: cannot split {v:?} into words"))?;
+                    let argv = shlex::split(v)
+                        .ok_or_else(|| format!("validate: cannot split {v:?} into words"))?;
                     if !argv.iter().any(|w| w == "%s") {
-                        return Err(format!("validate: {v:?} must name the candidate file as %s"));
+                        return Err(format!(
+                            "validate: {v:?} must name the candidate file as %s"
+                        ));
                     }
                     Some(argv)
                 }
                 None => None,
             };
-            converge_file_checked(&p.dest, &file(0), &p.content, p.mode, &p.owner, &p.group, validate)
+            converge_file_checked(
+                &p.dest,
+                &file(0),
+                &p.content,
+                p.mode,
+                &p.owner,
+                &p.group,
+                validate,
+            )
         }
         Module::File(p) => {
             let cur = file(0);
             let q = &p.path;
             match p.state {
                 FileStateP::Absent if !cur.exists => Decision::ok(format!("{q} is absent")),
-                FileStateP::Absent => Decision::change(format!("{q} exists"), vec![Action::run(&["rm", "-rf", "--", q])?]),
-                FileStateP::Directory if cur.exists && !cur.is_dir => return Err(format!("{q} exists and is not a directory")),
+                FileStateP::Absent => Decision::change(
+                    format!("{q} exists"),
+                    vec![Action::run(&["rm", "-rf", "--", q])?],
+                ),
+                FileStateP::Directory if cur.exists && !cur.is_dir => {
+                    return Err(format!("{q} exists and is not a directory"));
+                }
                 FileStateP::Directory if !cur.exists => {
                     let mode = p.mode.map(|m| m.0).unwrap_or(0o755);
-                    let mut a = vec![Action::run(&["mkdir", "-p", "-m", &format!("{mode:o}"), "--", q])?];
+                    let mut a = vec![Action::run(&[
+                        "mkdir",
+                        "-p",
+                        "-m",
+                        &format!("{mode:o}"),
+                        "--",
+                        q,
+                    ])?];
                     if p.owner.is_some() || p.group.is_some() {
-                        a.push(Action::run(&["chown", &format!("{}:{}", p.owner.as_deref().unwrap_or(""), p.group.as_deref().unwrap_or("")), "--", q])?);
+                        a.push(Action::run(&[
+                            "chown",
+                            &format!(
+                                "{}:{}",
+                                p.owner.as_deref().unwrap_or(""),
+                                p.group.as_deref().unwrap_or("")
+                            ),
+                            "--",
+                            q,
+                        ])?);
                     }
                     Decision::change(format!("directory {q} does not exist"), a)
                 }
                 FileStateP::Touch if !cur.exists => {
                     converge_file(q, &cur, "", p.mode, &p.owner, &p.group)
                 }
-                FileStateP::File if !cur.exists => return Err(format!("{q} does not exist (state: file only changes attributes; use copy or state: touch)")),
+                FileStateP::File if !cur.exists => {
+                    return Err(format!(
+                        "{q} does not exist (state: file only changes attributes; use copy or state: touch)"
+                    ));
+                }
                 _ => {
                     // Exists with the right kind: attributes only.
                     let mut d = converge_file(q, &cur, &cur.content, p.mode, &p.owner, &p.group);
                     if cur.is_dir {
                         d = Decision::ok(format!("directory {q} exists"));
                         if let Some(m) = p.mode.filter(|m| m.0 != cur.mode) {
-                            d = Decision::change(format!("{q}: mode {:04o} -> {m}", cur.mode), vec![Action::run(&["chmod", &format!("{:o}", m.0), "--", q])?]);
+                            d = Decision::change(
+                                format!("{q}: mode {:04o} -> {m}", cur.mode),
+                                vec![Action::run(&["chmod", &format!("{:o}", m.0), "--", q])?],
+                            );
                         }
                     }
                     d
@@ -683,9 +913,17 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                 if p.state == Presence::Absent {
                     return Ok(Decision::ok(format!("{} does not exist", p.path)));
                 }
-                return Err(format!("{} does not exist (set create: true to create it)", p.path));
+                return Err(format!(
+                    "{} does not exist (set create: true to create it)",
+                    p.path
+                ));
             }
-            let re = p.regexp.as_deref().map(Regex::new).transpose().map_err(|e| e.to_string())?;
+            let re = p
+                .regexp
+                .as_deref()
+                .map(Regex::new)
+                .transpose()
+                .map_err(|e| e.to_string())?;
             let mut lines = split_lines(&cur.content);
             let matches = |l: &str| match (&re, &p.line) {
                 (Some(r), _) => r.is_match(l),
@@ -710,7 +948,10 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                 if p.state == Presence::Absent {
                     return Ok(Decision::ok(format!("{} does not exist", p.path)));
                 }
-                return Err(format!("{} does not exist (set create: true to create it)", p.path));
+                return Err(format!(
+                    "{} does not exist (set create: true to create it)",
+                    p.path
+                ));
             }
             let begin = p.marker.replace("{mark}", "BEGIN");
             let end = p.marker.replace("{mark}", "END");
@@ -738,7 +979,9 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                 return Err(format!("{} does not exist", p.path));
             }
             let re = Regex::new(&format!("(?m){}", p.regexp)).map_err(|e| e.to_string())?;
-            let new = re.replace_all(&cur.content, p.replace.as_str()).into_owned();
+            let new = re
+                .replace_all(&cur.content, p.replace.as_str())
+                .into_owned();
             converge_file(&p.path, &cur, &new, None, &None, &None)
         }
         Module::Sysctl(p) => {
@@ -750,7 +993,9 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                 let want = json_scalar(v);
                 let line = lines.next().unwrap_or("1");
                 let Some(have) = line.strip_prefix("0 ") else {
-                    return Err(format!("sysctl {k} does not exist on this host (is its kernel module loaded?)"));
+                    return Err(format!(
+                        "sysctl {k} does not exist on this host (is its kernel module loaded?)"
+                    ));
                 };
                 if norm_ws(have) != norm_ws(&want) {
                     shown.push(format!("{k}: {} -> {}", norm_ws(have), norm_ws(&want)));
@@ -762,13 +1007,19 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
             } else {
                 let mut argv = vec!["sysctl", "-w"];
                 argv.extend(set.iter().map(String::as_str));
-                let mut d = Decision::change(format!("{} of {} key(s) differ", set.len(), p.values.len()), vec![Action::run(&argv)?]);
+                let mut d = Decision::change(
+                    format!("{} of {} key(s) differ", set.len(), p.values.len()),
+                    vec![Action::run(&argv)?],
+                );
                 d.diff = Some(shown.iter().map(|s| format!("  {s}\n")).collect());
                 d
             }
         }
         Module::Hostname(p) => {
-            let live = facts.first().map(|f| f.out.trim().to_string()).unwrap_or_default();
+            let live = facts
+                .first()
+                .map(|f| f.out.trim().to_string())
+                .unwrap_or_default();
             let etc = file(1);
             let mut actions = Vec::new();
             let mut why = Vec::new();
@@ -777,7 +1028,14 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                 why.push(format!("/etc/hostname says {:?}", etc.content.trim()));
                 let content = format!("{}\n", p.name);
                 diff = Some(unified_diff("/etc/hostname", &etc.content, &content));
-                actions.push(Action::Write { path: "/etc/hostname".into(), content, mode: 0o644, owner: None, group: None, validate: None });
+                actions.push(Action::Write {
+                    path: "/etc/hostname".into(),
+                    content,
+                    mode: 0o644,
+                    owner: None,
+                    group: None,
+                    validate: None,
+                });
             }
             if live != p.name {
                 why.push(format!("live hostname is {live:?}"));
@@ -786,7 +1044,12 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
             if actions.is_empty() {
                 Decision::ok(format!("hostname is {}", p.name))
             } else {
-                Decision { changed: true, reason: why.join(", "), diff, actions }
+                Decision {
+                    changed: true,
+                    reason: why.join(", "),
+                    diff,
+                    actions,
+                }
             }
         }
         Module::Modprobe(p) => {
@@ -809,7 +1072,14 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
             let mut diff = None;
             match p.persistent {
                 Persistent::Present if conf.content != format!("{}\n", p.name) => {
-                    let d = converge_file(&path, &conf, &format!("{}\n", p.name), Some(Mode(0o644)), &None, &None);
+                    let d = converge_file(
+                        &path,
+                        &conf,
+                        &format!("{}\n", p.name),
+                        Some(Mode(0o644)),
+                        &None,
+                        &None,
+                    );
                     why.push(d.reason);
                     diff = d.diff;
                     actions.extend(d.actions);
@@ -823,7 +1093,12 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
             if actions.is_empty() {
                 Decision::ok(format!("module {} is as wanted", p.name))
             } else {
-                Decision { changed: true, reason: why.join(", "), diff, actions }
+                Decision {
+                    changed: true,
+                    reason: why.join(", "),
+                    diff,
+                    actions,
+                }
             }
         }
         Module::Command { p, shell } => {
@@ -844,22 +1119,43 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                 (None, Some(cmd)) if *shell => cmd.clone(),
                 // `command` with a string: split as a shell would, then quote
                 // each word, so no expansion, pipe or `;` takes effect.
-                (None, Some(cmd)) => command(&shlex::split(cmd).ok_or_else(|| format!("cannot split {cmd:?} into words"))?)?,
+                (None, Some(cmd)) => command(
+                    &shlex::split(cmd).ok_or_else(|| format!("cannot split {cmd:?} into words"))?,
+                )?,
                 _ => unreachable!("checked in parse"),
             };
             let script = match &p.chdir {
                 Some(d) => format!("cd -- {} && {body}", quote(d)?),
                 None => body.clone(),
             };
-            let mut d = Decision::change(if p.creates.is_some() { "not yet done".to_string() } else { "commands always run".to_string() }, vec![Action::Run { script, show: body, stdin: p.stdin.clone(), touches: Touches::All }]);
+            let mut d = Decision::change(
+                if p.creates.is_some() {
+                    "not yet done".to_string()
+                } else {
+                    "commands always run".to_string()
+                },
+                vec![Action::Run {
+                    script,
+                    show: body,
+                    stdin: p.stdin.clone(),
+                    touches: Touches::All,
+                }],
+            );
             if p.changed_when == Some(false) {
                 d.reason = "read-only command".into();
             }
             d
         }
         Module::Service(p) => {
-            let active = facts.first().map(|f| f.out.trim().to_string()).unwrap_or_default();
-            let enabled = facts.get(1).map(|f| f.out.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "not-found".into());
+            let active = facts
+                .first()
+                .map(|f| f.out.trim().to_string())
+                .unwrap_or_default();
+            let enabled = facts
+                .get(1)
+                .map(|f| f.out.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "not-found".into());
             let mut actions = Vec::new();
             let mut why = Vec::new();
             let n = p.name.as_str();
@@ -908,15 +1204,35 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                 return Ok(Decision::ok(format!("installed: {}", p.name.join(", "))));
             }
             let script = match (manager, &p.from_dir) {
-                ("deb", None) => format!("DEBIAN_FRONTEND=noninteractive apt-get install -y -q -- {}", command(&missing)?),
-                ("rpm", None) => format!("if command -v dnf >/dev/null; then dnf install -y -q -- {m}; else yum install -y -q -- {m}; fi", m = command(&missing)?),
+                ("deb", None) => format!(
+                    "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -- {}",
+                    command(&missing)?
+                ),
+                ("rpm", None) => format!(
+                    "if command -v dnf >/dev/null; then dnf install -y -q -- {m}; else yum install -y -q -- {m}; fi",
+                    m = command(&missing)?
+                ),
                 // Offline: install what the directory holds for these names,
                 // with their dependencies from the same directory.
-                ("deb", Some(d)) => format!("cd -- {} && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download -- ./*.deb", quote(d)?),
-                ("rpm", Some(d)) => format!("cd -- {} && if command -v dnf >/dev/null; then dnf install -y -q --disablerepo='*' -- ./*.rpm; else yum install -y -q --disablerepo='*' -- ./*.rpm; fi", quote(d)?),
+                ("deb", Some(d)) => format!(
+                    "cd -- {} && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download -- ./*.deb",
+                    quote(d)?
+                ),
+                ("rpm", Some(d)) => format!(
+                    "cd -- {} && if command -v dnf >/dev/null; then dnf install -y -q --disablerepo='*' -- ./*.rpm; else yum install -y -q --disablerepo='*' -- ./*.rpm; fi",
+                    quote(d)?
+                ),
                 _ => return Err("package: neither dpkg nor rpm found on this host".into()),
             };
-            Decision::change(format!("not installed: {}", missing.join(", ")), vec![Action::Run { show: script.clone(), script, stdin: None, touches: Touches::All }])
+            Decision::change(
+                format!("not installed: {}", missing.join(", ")),
+                vec![Action::Run {
+                    show: script.clone(),
+                    script,
+                    stdin: None,
+                    touches: Touches::All,
+                }],
+            )
         }
         Module::VipCheck(p) => {
             let held_here = facts.first().is_some_and(|f| f.rc == 0);
@@ -925,12 +1241,15 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
             match (held_here, answers, managed) {
                 (true, _, _) => Decision::ok(format!("{} is held by this host", p.vip)),
                 (_, false, _) => Decision::ok(format!("{} is free", p.vip)),
-                (_, true, true) => Decision::ok(format!("{} answers, held by another control plane of this cluster", p.vip)),
+                (_, true, true) => Decision::ok(format!(
+                    "{} answers, held by another control plane of this cluster",
+                    p.vip
+                )),
                 (_, true, false) => {
                     return Err(format!(
                         "VIP {} already answers on the network and gantry does not manage keepalived here yet: another host holds it. Pick a free address for control_plane_endpoint.vip, or set control_plane_endpoint.external: true if it is your own load balancer",
                         p.vip
-                    ))
+                    ));
                 }
             }
         }
@@ -947,20 +1266,39 @@ mod tests {
         Module::parse(name, v).unwrap()
     }
     fn file(mode: &str, content: &str) -> ProbeOut {
-        ProbeOut { rc: 0, out: format!("{mode} root root regular file\n{content}") }
+        ProbeOut {
+            rc: 0,
+            out: format!("{mode} root root regular file\n{content}"),
+        }
     }
     fn absent() -> ProbeOut {
-        ProbeOut { rc: 1, out: String::new() }
+        ProbeOut {
+            rc: 1,
+            out: String::new(),
+        }
     }
 
     #[test]
     fn copy_creates_updates_and_leaves_alone() {
-        let m = module("copy", json!({"dest": "/etc/x", "content": "a\n", "mode": "0600"}));
+        let m = module(
+            "copy",
+            json!({"dest": "/etc/x", "content": "a\n", "mode": "0600"}),
+        );
         assert_eq!(probes(&m).unwrap(), vec![Probe::File("/etc/x".into())]);
         let d = decide(&m, &[absent()]).unwrap();
         assert!(d.changed);
         assert_eq!(d.reason, "/etc/x does not exist");
-        assert_eq!(d.actions, vec![Action::Write { path: "/etc/x".into(), content: "a\n".into(), mode: 0o600, owner: None, group: None, validate: None }]);
+        assert_eq!(
+            d.actions,
+            vec![Action::Write {
+                path: "/etc/x".into(),
+                content: "a\n".into(),
+                mode: 0o600,
+                owner: None,
+                group: None,
+                validate: None
+            }]
+        );
         let d = decide(&m, &[file("600", "b\n")]).unwrap();
         assert_eq!(d.reason, "/etc/x content differs");
         assert!(d.diff.unwrap().contains("-b\n+a\n"));
@@ -968,7 +1306,10 @@ mod tests {
         assert!(!d.changed, "{d:?}");
         let d = decide(&m, &[file("644", "a\n")]).unwrap();
         assert_eq!(d.reason, "/etc/x: mode 0644 -> 0600");
-        assert_eq!(d.actions, vec![Action::run(&["chmod", "600", "--", "/etc/x"]).unwrap()]);
+        assert_eq!(
+            d.actions,
+            vec![Action::run(&["chmod", "600", "--", "/etc/x"]).unwrap()]
+        );
     }
 
     #[test]
@@ -980,13 +1321,20 @@ mod tests {
 
     #[test]
     fn mode_must_be_octal() {
-        let e = Module::parse("copy", json!({"dest": "/x", "content": "", "mode": "0999"})).unwrap_err();
-        assert_eq!(e, "copy.mode: mode \"0999\" is not octal digits like \"0644\"");
+        let e = Module::parse("copy", json!({"dest": "/x", "content": "", "mode": "0999"}))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "copy.mode: mode \"0999\" is not octal digits like \"0644\""
+        );
     }
 
     #[test]
     fn lineinfile_replaces_last_match_or_appends() {
-        let m = module("lineinfile", json!({"path": "/f", "regexp": "^a=", "line": "a=2"}));
+        let m = module(
+            "lineinfile",
+            json!({"path": "/f", "regexp": "^a=", "line": "a=2"}),
+        );
         let d = decide(&m, &[file("644", "a=1\nb=1\n")]).unwrap();
         assert!(matches!(&d.actions[0], Action::Write { content, .. } if content == "a=2\nb=1\n"));
         let d = decide(&m, &[file("644", "b=1\n")]).unwrap();
@@ -998,40 +1346,104 @@ mod tests {
 
     #[test]
     fn blockinfile_is_idempotent_and_keeps_other_lines() {
-        let m = module("blockinfile", json!({"path": "/etc/hosts", "block": "1.1.1.1 a\n"}));
+        let m = module(
+            "blockinfile",
+            json!({"path": "/etc/hosts", "block": "1.1.1.1 a\n"}),
+        );
         let d = decide(&m, &[file("644", "127.0.0.1 localhost\n")]).unwrap();
-        let Action::Write { content, .. } = &d.actions[0] else { panic!() };
-        assert_eq!(content, "127.0.0.1 localhost\n# BEGIN GANTRY MANAGED BLOCK\n1.1.1.1 a\n# END GANTRY MANAGED BLOCK\n");
+        let Action::Write { content, .. } = &d.actions[0] else {
+            panic!()
+        };
+        assert_eq!(
+            content,
+            "127.0.0.1 localhost\n# BEGIN GANTRY MANAGED BLOCK\n1.1.1.1 a\n# END GANTRY MANAGED BLOCK\n"
+        );
         assert!(!decide(&m, &[file("644", content)]).unwrap().changed);
-        let m2 = module("blockinfile", json!({"path": "/etc/hosts", "block": "2.2.2.2 b\n"}));
+        let m2 = module(
+            "blockinfile",
+            json!({"path": "/etc/hosts", "block": "2.2.2.2 b\n"}),
+        );
         let d = decide(&m2, &[file("644", &format!("{content}tail\n"))]).unwrap();
-        let Action::Write { content, .. } = &d.actions[0] else { panic!() };
-        assert_eq!(content, "127.0.0.1 localhost\n# BEGIN GANTRY MANAGED BLOCK\n2.2.2.2 b\n# END GANTRY MANAGED BLOCK\ntail\n");
+        let Action::Write { content, .. } = &d.actions[0] else {
+            panic!()
+        };
+        assert_eq!(
+            content,
+            "127.0.0.1 localhost\n# BEGIN GANTRY MANAGED BLOCK\n2.2.2.2 b\n# END GANTRY MANAGED BLOCK\ntail\n"
+        );
     }
 
     #[test]
     fn replace_comments_out_swap_once() {
-        let m = module("replace", json!({"path": "/etc/fstab", "regexp": "^([^#\\s]\\S*\\s+\\S+\\s+swap\\s.*)$", "replace": "# ${1}"}));
+        let m = module(
+            "replace",
+            json!({"path": "/etc/fstab", "regexp": "^([^#\\s]\\S*\\s+\\S+\\s+swap\\s.*)$", "replace": "# ${1}"}),
+        );
         let fstab = "UUID=1 / ext4 defaults 0 1\n/swap.img none swap sw 0 0\n";
         let d = decide(&m, &[file("644", fstab)]).unwrap();
-        let Action::Write { content, .. } = &d.actions[0] else { panic!() };
-        assert_eq!(content, "UUID=1 / ext4 defaults 0 1\n# /swap.img none swap sw 0 0\n");
+        let Action::Write { content, .. } = &d.actions[0] else {
+            panic!()
+        };
+        assert_eq!(
+            content,
+            "UUID=1 / ext4 defaults 0 1\n# /swap.img none swap sw 0 0\n"
+        );
         assert!(!decide(&m, &[file("644", content)]).unwrap().changed);
     }
 
     #[test]
     fn sysctl_sets_only_what_differs() {
-        let m = module("sysctl", json!({"values": {"net.core.somaxconn": 65536, "net.ipv4.ip_forward": 1}}));
-        let d = decide(&m, &[ProbeOut { rc: 0, out: "0 4096\n0 1\n".into() }]).unwrap();
+        let m = module(
+            "sysctl",
+            json!({"values": {"net.core.somaxconn": 65536, "net.ipv4.ip_forward": 1}}),
+        );
+        let d = decide(
+            &m,
+            &[ProbeOut {
+                rc: 0,
+                out: "0 4096\n0 1\n".into(),
+            }],
+        )
+        .unwrap();
         assert_eq!(d.reason, "1 of 2 key(s) differ");
-        assert_eq!(d.actions, vec![Action::run(&["sysctl", "-w", "net.core.somaxconn=65536"]).unwrap()]);
-        let d = decide(&m, &[ProbeOut { rc: 0, out: "0 65536\n0 1\n".into() }]).unwrap();
+        assert_eq!(
+            d.actions,
+            vec![Action::run(&["sysctl", "-w", "net.core.somaxconn=65536"]).unwrap()]
+        );
+        let d = decide(
+            &m,
+            &[ProbeOut {
+                rc: 0,
+                out: "0 65536\n0 1\n".into(),
+            }],
+        )
+        .unwrap();
         assert!(!d.changed);
-        let e = decide(&m, &[ProbeOut { rc: 0, out: "1\n0 1\n".into() }]).unwrap_err();
+        let e = decide(
+            &m,
+            &[ProbeOut {
+                rc: 0,
+                out: "1\n0 1\n".into(),
+            }],
+        )
+        .unwrap_err();
         assert!(e.contains("net.core.somaxconn does not exist"), "{e}");
         // Multi-value keys compare by words, as the kernel prints tabs.
-        let m = module("sysctl", json!({"name": "net.ipv4.ip_local_port_range", "value": "1024 65000"}));
-        assert!(!decide(&m, &[ProbeOut { rc: 0, out: "0 1024\t65000\n".into() }]).unwrap().changed);
+        let m = module(
+            "sysctl",
+            json!({"name": "net.ipv4.ip_local_port_range", "value": "1024 65000"}),
+        );
+        assert!(
+            !decide(
+                &m,
+                &[ProbeOut {
+                    rc: 0,
+                    out: "0 1024\t65000\n".into()
+                }]
+            )
+            .unwrap()
+            .changed
+        );
     }
 
     #[test]
@@ -1042,39 +1454,154 @@ mod tests {
     #[test]
     fn hostname_sets_file_and_live_name() {
         let m = module("hostname", json!({"name": "master1"}));
-        let d = decide(&m, &[ProbeOut { rc: 0, out: "debian\n".into() }, file("644", "debian\n")]).unwrap();
+        let d = decide(
+            &m,
+            &[
+                ProbeOut {
+                    rc: 0,
+                    out: "debian\n".into(),
+                },
+                file("644", "debian\n"),
+            ],
+        )
+        .unwrap();
         assert_eq!(d.actions.len(), 2);
-        assert_eq!(d.actions[1], Action::run(&["hostname", "--", "master1"]).unwrap());
-        assert!(!decide(&m, &[ProbeOut { rc: 0, out: "master1\n".into() }, file("644", "master1\n")]).unwrap().changed);
+        assert_eq!(
+            d.actions[1],
+            Action::run(&["hostname", "--", "master1"]).unwrap()
+        );
+        assert!(
+            !decide(
+                &m,
+                &[
+                    ProbeOut {
+                        rc: 0,
+                        out: "master1\n".into()
+                    },
+                    file("644", "master1\n")
+                ]
+            )
+            .unwrap()
+            .changed
+        );
     }
 
     #[test]
     fn modprobe_loads_and_persists() {
-        let m = module("modprobe", json!({"name": "br_netfilter", "persistent": "present"}));
-        let d = decide(&m, &[ProbeOut { rc: 1, out: String::new() }, absent()]).unwrap();
-        assert_eq!(d.actions[0], Action::run(&["modprobe", "--", "br_netfilter"]).unwrap());
-        assert!(matches!(&d.actions[1], Action::Write { path, content, .. } if path == "/etc/modules-load.d/br_netfilter.conf" && content == "br_netfilter\n"));
-        assert!(!decide(&m, &[ProbeOut { rc: 0, out: String::new() }, file("644", "br_netfilter\n")]).unwrap().changed);
+        let m = module(
+            "modprobe",
+            json!({"name": "br_netfilter", "persistent": "present"}),
+        );
+        let d = decide(
+            &m,
+            &[
+                ProbeOut {
+                    rc: 1,
+                    out: String::new(),
+                },
+                absent(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            d.actions[0],
+            Action::run(&["modprobe", "--", "br_netfilter"]).unwrap()
+        );
+        assert!(
+            matches!(&d.actions[1], Action::Write { path, content, .. } if path == "/etc/modules-load.d/br_netfilter.conf" && content == "br_netfilter\n")
+        );
+        assert!(
+            !decide(
+                &m,
+                &[
+                    ProbeOut {
+                        rc: 0,
+                        out: String::new()
+                    },
+                    file("644", "br_netfilter\n")
+                ]
+            )
+            .unwrap()
+            .changed
+        );
     }
 
     #[test]
     fn command_quotes_argv_and_honours_creates() {
-        let m = module("command", json!({"argv": ["touch", "a;touch pwned"], "creates": "/x"}));
-        assert!(!decide(&m, &[ProbeOut { rc: 0, out: String::new() }]).unwrap().changed);
-        let d = decide(&m, &[ProbeOut { rc: 1, out: String::new() }]).unwrap();
-        assert!(matches!(&d.actions[0], Action::Run { script, .. } if script == "touch 'a;touch pwned'"));
+        let m = module(
+            "command",
+            json!({"argv": ["touch", "a;touch pwned"], "creates": "/x"}),
+        );
+        assert!(
+            !decide(
+                &m,
+                &[ProbeOut {
+                    rc: 0,
+                    out: String::new()
+                }]
+            )
+            .unwrap()
+            .changed
+        );
+        let d = decide(
+            &m,
+            &[ProbeOut {
+                rc: 1,
+                out: String::new(),
+            }],
+        )
+        .unwrap();
+        assert!(
+            matches!(&d.actions[0], Action::Run { script, .. } if script == "touch 'a;touch pwned'")
+        );
         // `command` with a string is split into words, never given to a shell.
         let m = module("command", json!({"cmd": "echo $(reboot) ; id"}));
         let d = decide(&m, &[]).unwrap();
-        assert!(matches!(&d.actions[0], Action::Run { script, .. } if script == "echo '$(reboot)' ';' id"), "{:?}", d.actions);
+        assert!(
+            matches!(&d.actions[0], Action::Run { script, .. } if script == "echo '$(reboot)' ';' id"),
+            "{:?}",
+            d.actions
+        );
     }
 
     #[test]
     fn service_starts_and_enables() {
-        let m = module("service", json!({"name": "haproxy", "state": "started", "enabled": true}));
-        let d = decide(&m, &[ProbeOut { rc: 3, out: "inactive\n".into() }, ProbeOut { rc: 1, out: "disabled\n".into() }]).unwrap();
+        let m = module(
+            "service",
+            json!({"name": "haproxy", "state": "started", "enabled": true}),
+        );
+        let d = decide(
+            &m,
+            &[
+                ProbeOut {
+                    rc: 3,
+                    out: "inactive\n".into(),
+                },
+                ProbeOut {
+                    rc: 1,
+                    out: "disabled\n".into(),
+                },
+            ],
+        )
+        .unwrap();
         assert_eq!(d.actions.len(), 2);
-        assert!(!decide(&m, &[ProbeOut { rc: 0, out: "active\n".into() }, ProbeOut { rc: 0, out: "enabled\n".into() }]).unwrap().changed);
+        assert!(
+            !decide(
+                &m,
+                &[
+                    ProbeOut {
+                        rc: 0,
+                        out: "active\n".into()
+                    },
+                    ProbeOut {
+                        rc: 0,
+                        out: "enabled\n".into()
+                    }
+                ]
+            )
+            .unwrap()
+            .changed
+        );
     }
 
     /// The write script itself, run by a local sh: atomic replace, mode set
@@ -1087,21 +1614,53 @@ mod tests {
         let p = path.to_str().unwrap().to_string();
         let run = |a: &Action| {
             let (script, stdin) = a.script().unwrap();
-            let mut c = std::process::Command::new("sh").arg("-c").arg(&script).stdin(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+            let mut c = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
             use std::io::Write;
-            c.stdin.take().unwrap().write_all(stdin.unwrap().as_bytes()).unwrap();
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.unwrap().as_bytes())
+                .unwrap();
             c.wait_with_output().unwrap()
         };
-        let bad = Action::Write { path: p.clone(), content: "new\n".into(), mode: 0o600, owner: None, group: None, validate: Some(vec!["grep".into(), "-q".into(), "nomatch".into(), "%s".into()]) };
+        let bad = Action::Write {
+            path: p.clone(),
+            content: "new\n".into(),
+            mode: 0o600,
+            owner: None,
+            group: None,
+            validate: Some(vec![
+                "grep".into(),
+                "-q".into(),
+                "nomatch".into(),
+                "%s".into(),
+            ]),
+        };
         assert!(!run(&bad).status.success());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
         let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1, "temp file left behind");
-        let good = Action::Write { path: p.clone(), content: "new\n".into(), mode: 0o600, owner: None, group: None, validate: Some(vec!["grep".into(), "-q".into(), "new".into(), "%s".into()]) };
+        let good = Action::Write {
+            path: p.clone(),
+            content: "new\n".into(),
+            mode: 0o600,
+            owner: None,
+            group: None,
+            validate: Some(vec!["grep".into(), "-q".into(), "new".into(), "%s".into()]),
+        };
         assert!(run(&good).status.success());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
         // Content cut short by a lost connection never reaches this script:
         // the remote shell runs a request only whole (ssh.rs tests,
         // a_request_runs_whole_with_its_stdin_or_not_at_all).
@@ -1109,15 +1668,36 @@ mod tests {
         // written: by the umask where it can be, else by chmod on the empty
         // file. Owner and group are set on the empty file too.
         let (script, _) = good.script().unwrap();
-        assert!(script.contains("umask 066; set -C\ncat > \"$t\""), "{script}");
-        let exec = Action::Write { path: p.clone(), content: "#!/bin/sh\n".into(), mode: 0o755, owner: Some("root".into()), group: None, validate: None };
+        assert!(
+            script.contains("umask 066; set -C\ncat > \"$t\""),
+            "{script}"
+        );
+        let exec = Action::Write {
+            path: p.clone(),
+            content: "#!/bin/sh\n".into(),
+            mode: 0o755,
+            owner: Some("root".into()),
+            group: None,
+            validate: None,
+        };
         let (script, _) = exec.script().unwrap();
-        let at = |needle: &str| script.find(needle).unwrap_or_else(|| panic!("{needle} not in {script}"));
-        assert!(at(": > \"$t\"") < at("chmod 755") && at("chmod 755") < at("chown") && at("chown") < at("cat >"));
+        let at = |needle: &str| {
+            script
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle} not in {script}"))
+        };
+        assert!(
+            at(": > \"$t\"") < at("chmod 755")
+                && at("chmod 755") < at("chown")
+                && at("chown") < at("cat >")
+        );
         let euid = std::process::Command::new("id").arg("-u").output().unwrap();
         if String::from_utf8_lossy(&euid.stdout).trim() == "0" {
             assert!(run(&exec).status.success());
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o755);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+                0o755
+            );
         }
     }
 }

@@ -50,12 +50,19 @@ pub struct Play {
 
 impl Play {
     /// Host roles this play's selectors name (everything but `all` and host names).
-    pub fn selected_roles<'a>(&'a self, inv: &'a Inventory) -> impl Iterator<Item = &'a String> + 'a {
-        self.hosts.iter().filter(move |s| *s != "all" && inv.host(s).is_none())
+    pub fn selected_roles<'a>(
+        &'a self,
+        inv: &'a Inventory,
+    ) -> impl Iterator<Item = &'a String> + 'a {
+        self.hosts
+            .iter()
+            .filter(move |s| *s != "all" && inv.host(s).is_none())
     }
 
     pub fn selects(&self, host: &HostSpec) -> bool {
-        self.hosts.iter().any(|s| s == "all" || *s == host.name || host.roles.contains(s))
+        self.hosts
+            .iter()
+            .any(|s| s == "all" || *s == host.name || host.roles.contains(s))
     }
 }
 
@@ -90,7 +97,9 @@ pub struct Task {
     pub source: String,
 }
 
-pub const TASK_KEYWORDS: &[&str] = &["name", "when", "register", "no_log", "wait_for", "timeout", "loop", "retries", "delay"];
+pub const TASK_KEYWORDS: &[&str] = &[
+    "name", "when", "register", "no_log", "wait_for", "timeout", "loop", "retries", "delay",
+];
 
 #[derive(Debug, Clone)]
 pub struct Role {
@@ -124,7 +133,11 @@ impl Playbook {
 
     /// Host roles that some play selects: the roles an inventory may use.
     pub fn known_host_roles(&self, inv: &Inventory) -> HashSet<String> {
-        let mut s: HashSet<String> = self.plays.iter().flat_map(|p| p.selected_roles(inv).cloned()).collect();
+        let mut s: HashSet<String> = self
+            .plays
+            .iter()
+            .flat_map(|p| p.selected_roles(inv).cloned())
+            .collect();
         // Roles any cluster has, even when this playbook does not use them yet.
         for r in ["control-plane", "worker", "gpu"] {
             s.insert(r.to_string());

@@ -91,16 +91,37 @@ impl Reporter {
     pub fn new(plan: bool, verbose: bool, total: u64, hosts: &[String]) -> Reporter {
         let bar = console::Term::stdout().is_term().then(|| {
             let b = ProgressBar::new(total);
-            b.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks {msg}").unwrap());
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks {msg}",
+                )
+                .unwrap(),
+            );
             b
         });
-        let counts = hosts.iter().map(|h| (h.clone(), Counts::default())).collect();
-        Reporter { plan, verbose, bar, counts: Mutex::new(counts), held: Mutex::new(BTreeMap::new()), order: hosts.to_vec(), redactor: Redactor::default() }
+        let counts = hosts
+            .iter()
+            .map(|h| (h.clone(), Counts::default()))
+            .collect();
+        Reporter {
+            plan,
+            verbose,
+            bar,
+            counts: Mutex::new(counts),
+            held: Mutex::new(BTreeMap::new()),
+            order: hosts.to_vec(),
+            redactor: Redactor::default(),
+        }
     }
 
     fn host_line(&self, host: &str, s: &str) {
         if self.plan {
-            self.held.lock().unwrap().entry(host.to_string()).or_default().push(self.redactor.redact(s));
+            self.held
+                .lock()
+                .unwrap()
+                .entry(host.to_string())
+                .or_default()
+                .push(self.redactor.redact(s));
         } else {
             self.line(s);
         }
@@ -131,11 +152,23 @@ impl Reporter {
         }
         let changed_word = if self.plan { "would change" } else { "changed" };
         match outcome {
-            Outcome::Ok(r) if self.verbose => self.host_line(host, &format!("{} {host} {task}: {}", style("ok").green(), r)),
-            Outcome::Skipped(r) if self.verbose => self.host_line(host, &format!("{} {host} {task}: {r}", style("skip").dim())),
+            Outcome::Ok(r) if self.verbose => self.host_line(
+                host,
+                &format!("{} {host} {task}: {}", style("ok").green(), r),
+            ),
+            Outcome::Skipped(r) if self.verbose => {
+                self.host_line(host, &format!("{} {host} {task}: {r}", style("skip").dim()))
+            }
             Outcome::Ok(_) | Outcome::Skipped(_) => {}
-            Outcome::Changed { reason, diff, actions } => {
-                self.host_line(host, &format!("{} {host} {task}: {reason}", style(changed_word).yellow()));
+            Outcome::Changed {
+                reason,
+                diff,
+                actions,
+            } => {
+                self.host_line(
+                    host,
+                    &format!("{} {host} {task}: {reason}", style(changed_word).yellow()),
+                );
                 if let Some(d) = diff {
                     let colored: String = shorten_diff(d)
                         .lines()
@@ -159,7 +192,12 @@ impl Reporter {
                     }
                 }
             }
-            Outcome::Failed { reason, command, rc, stderr } => {
+            Outcome::Failed {
+                reason,
+                command,
+                rc,
+                stderr,
+            } => {
                 let mut s = format!("{} {host} {task}: {reason}", style("FAILED").red().bold());
                 if let Some(c) = command {
                     s.push_str(&format!("\n    command: {c}"));
@@ -168,12 +206,21 @@ impl Reporter {
                     s.push_str(&format!("\n    exit code: {rc}"));
                 }
                 if !stderr.trim().is_empty() {
-                    s.push_str(&format!("\n    stderr: {}", stderr.trim().replace('\n', "\n            ")));
+                    s.push_str(&format!(
+                        "\n    stderr: {}",
+                        stderr.trim().replace('\n', "\n            ")
+                    ));
                 }
                 self.host_line(host, &s);
             }
-            Outcome::Blocked(r) => self.host_line(host, &format!("{} {host} {task}: {r}", style("skipped").dim())),
-            Outcome::Unreachable(r) => self.host_line(host, &format!("{} {host} {task}: {r}", style("UNREACHABLE").red().bold())),
+            Outcome::Blocked(r) => self.host_line(
+                host,
+                &format!("{} {host} {task}: {r}", style("skipped").dim()),
+            ),
+            Outcome::Unreachable(r) => self.host_line(
+                host,
+                &format!("{} {host} {task}: {r}", style("UNREACHABLE").red().bold()),
+            ),
         }
     }
 
@@ -198,13 +245,21 @@ impl Reporter {
                 Outcome::Failed { .. } => style("FAILED").red().bold(),
                 _ => style("skipped").dim(),
             };
-            self.host_line(host, &format!("{word} {host}: {} ({tasks} task(s) not run)", o.reason()));
+            self.host_line(
+                host,
+                &format!("{word} {host}: {} ({tasks} task(s) not run)", o.reason()),
+            );
         }
     }
 
     /// A task finished in an earlier run and not run again.
     pub fn done_earlier(&self, host: &str) {
-        self.counts.lock().unwrap().entry(host.to_string()).or_default().done += 1;
+        self.counts
+            .lock()
+            .unwrap()
+            .entry(host.to_string())
+            .or_default()
+            .done += 1;
         if let Some(b) = &self.bar {
             b.inc(1);
         }
@@ -229,10 +284,16 @@ impl Reporter {
         let counts = self.counts.lock().unwrap();
         let width = counts.keys().map(|h| h.len()).max().unwrap_or(4).max(4);
         let changed_word = if self.plan { "to change" } else { "changed" };
-        println!("\n{:width$}  {:>4} {:>9} {:>6} {:>7} {:>11}", "HOST", "ok", changed_word, "failed", "skipped", "unreachable");
+        println!(
+            "\n{:width$}  {:>4} {:>9} {:>6} {:>7} {:>11}",
+            "HOST", "ok", changed_word, "failed", "skipped", "unreachable"
+        );
         let mut t = Counts::default();
         for (h, c) in counts.iter() {
-            println!("{h:width$}  {:>4} {:>9} {:>6} {:>7} {:>11}", c.ok, c.changed, c.failed, c.skipped, c.unreachable);
+            println!(
+                "{h:width$}  {:>4} {:>9} {:>6} {:>7} {:>11}",
+                c.ok, c.changed, c.failed, c.skipped, c.unreachable
+            );
             t.ok += c.ok;
             t.changed += c.changed;
             t.failed += c.failed;
@@ -241,8 +302,20 @@ impl Reporter {
             t.done += c.done;
         }
         let verb = if self.plan { "to change" } else { "changed" };
-        let done = if t.done > 0 { format!(" (and {} task(s) done in earlier runs, not rerun)", t.done) } else { String::new() };
-        println!("{} hosts: ok={} {verb}={} failed={} skipped={} unreachable={}{done}", counts.len(), t.ok, t.changed, t.failed, t.skipped, t.unreachable);
+        let done = if t.done > 0 {
+            format!(" (and {} task(s) done in earlier runs, not rerun)", t.done)
+        } else {
+            String::new()
+        };
+        println!(
+            "{} hosts: ok={} {verb}={} failed={} skipped={} unreachable={}{done}",
+            counts.len(),
+            t.ok,
+            t.changed,
+            t.failed,
+            t.skipped,
+            t.unreachable
+        );
         t
     }
 }
@@ -254,7 +327,10 @@ mod tests {
     #[test]
     fn long_diffs_are_cut_for_display() {
         let d = format!("+{}\n", "x".repeat(1000));
-        assert_eq!(shorten_diff(&d), format!("+{}… (841 more bytes)\n", "x".repeat(159)));
+        assert_eq!(
+            shorten_diff(&d),
+            format!("+{}… (841 more bytes)\n", "x".repeat(159))
+        );
         let many: String = (0..200).map(|i| format!("+{i}\n")).collect();
         assert!(shorten_diff(&many).ends_with("… (80 more diff lines)\n"));
     }
@@ -263,6 +339,9 @@ mod tests {
     fn redacts_every_occurrence() {
         let r = Redactor::default();
         r.add("kubeadm join 1.2.3.4:6443 --token abcdef.0123456789abcdef\n");
-        assert_eq!(r.redact("out: kubeadm join 1.2.3.4:6443 --token abcdef.0123456789abcdef!"), "out: ********!");
+        assert_eq!(
+            r.redact("out: kubeadm join 1.2.3.4:6443 --token abcdef.0123456789abcdef!"),
+            "out: ********!"
+        );
     }
 }

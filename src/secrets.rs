@@ -13,7 +13,11 @@ use serde_json::Value as Json;
 use crate::error::{Error, Result};
 
 pub fn store_path(inventory: &Path) -> PathBuf {
-    inventory.parent().unwrap_or(Path::new(".")).join(".gantry").join("secrets.json")
+    inventory
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(".gantry")
+        .join("secrets.json")
 }
 
 /// `bytes` random bytes from the kernel's CSPRNG, as hex: names and markers
@@ -31,7 +35,8 @@ fn generate(len: usize) -> Result<String> {
     let mut out = String::new();
     let mut b = [0u8; 1];
     while out.len() < len {
-        getrandom::fill(&mut b).map_err(|e| Error::Other(format!("no randomness from the kernel: {e}")))?;
+        getrandom::fill(&mut b)
+            .map_err(|e| Error::Other(format!("no randomness from the kernel: {e}")))?;
         // Reject the top of the byte range so every character is equally likely.
         if (b[0] as usize) < 256 - 256 % ALPHABET.len() {
             out.push(ALPHABET[b[0] as usize % ALPHABET.len()] as char);
@@ -46,17 +51,29 @@ fn write_private(path: &Path, content: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = dir.join(format!(".secrets.{}.tmp", std::process::id()));
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(content).and_then(|_| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(content)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// Every secret in `names`: from `given` (the inventory), else from the
 /// store, else generated and stored.
-pub fn resolve(inventory: &Path, given: &serde_json::Map<String, Json>, names: &BTreeSet<String>) -> Result<serde_json::Map<String, Json>> {
+pub fn resolve(
+    inventory: &Path,
+    given: &serde_json::Map<String, Json>,
+    names: &BTreeSet<String>,
+) -> Result<serde_json::Map<String, Json>> {
     let path = store_path(inventory);
     let mut stored: serde_json::Map<String, Json> = match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?,
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
         Err(e) => return Err(Error::io(&path, e)),
     };
@@ -73,7 +90,10 @@ pub fn resolve(inventory: &Path, given: &serde_json::Map<String, Json>, names: &
         out.insert(n.clone(), stored[n].clone());
     }
     if dirty {
-        write_private(&path, serde_json::to_string_pretty(&stored).unwrap().as_bytes())?;
+        write_private(
+            &path,
+            serde_json::to_string_pretty(&stored).unwrap().as_bytes(),
+        )?;
     }
     Ok(out)
 }
@@ -96,7 +116,8 @@ mod tests {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         let b = resolve(&inv, &Default::default(), &names).unwrap();
         assert_eq!(b["vrrp"], a["vrrp"]);
-        let given: serde_json::Map<String, Json> = serde_json::from_str(r#"{"vrrp": "fromInv1"}"#).unwrap();
+        let given: serde_json::Map<String, Json> =
+            serde_json::from_str(r#"{"vrrp": "fromInv1"}"#).unwrap();
         assert_eq!(resolve(&inv, &given, &names).unwrap()["vrrp"], "fromInv1");
     }
 }

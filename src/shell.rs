@@ -4,12 +4,18 @@
 /// One argument, quoted for a POSIX shell. A NUL byte cannot be passed to a
 /// shell at all, so it is refused rather than silently cut.
 pub fn quote(s: &str) -> Result<String, String> {
-    shlex::try_quote(s).map(|c| c.into_owned()).map_err(|_| format!("value {s:?} contains a NUL byte and cannot be passed to a remote command"))
+    shlex::try_quote(s).map(|c| c.into_owned()).map_err(|_| {
+        format!("value {s:?} contains a NUL byte and cannot be passed to a remote command")
+    })
 }
 
 /// A command line from an argument vector, each argument quoted.
 pub fn command<S: AsRef<str>>(argv: &[S]) -> Result<String, String> {
-    Ok(argv.iter().map(|a| quote(a.as_ref())).collect::<Result<Vec<_>, _>>()?.join(" "))
+    Ok(argv
+        .iter()
+        .map(|a| quote(a.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(" "))
 }
 
 #[cfg(test)]
@@ -20,10 +26,28 @@ mod tests {
     /// real shell and check that it sees exactly the original arguments.
     #[test]
     fn hostile_values_stay_literal() {
-        let hostile = ["a;touch pwned", "$(reboot)", "`id`", "x' || echo y '", "new\nline", "*", "-rf /", "\"$HOME\""];
+        let hostile = [
+            "a;touch pwned",
+            "$(reboot)",
+            "`id`",
+            "x' || echo y '",
+            "new\nline",
+            "*",
+            "-rf /",
+            "\"$HOME\"",
+        ];
         let line = command(&hostile).unwrap();
-        let out = std::process::Command::new("sh").arg("-c").arg(format!("printf '%s\\0' {line}")).output().unwrap();
-        let got: Vec<String> = out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8(s.to_vec()).unwrap()).collect();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s\\0' {line}"))
+            .output()
+            .unwrap();
+        let got: Vec<String> = out
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8(s.to_vec()).unwrap())
+            .collect();
         assert_eq!(got, hostile);
     }
 

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use russh::ChannelMsg;
 use russh::client::{self, Handle};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::ChannelMsg;
 
 use crate::inventory::SshConfig;
 use crate::shell::quote;
@@ -28,10 +28,16 @@ impl std::fmt::Display for ConnError {
 }
 
 fn transient(message: String) -> ConnError {
-    ConnError { message, retryable: true }
+    ConnError {
+        message,
+        retryable: true,
+    }
 }
 fn fatal(message: String) -> ConnError {
-    ConnError { message, retryable: false }
+    ConnError {
+        message,
+        retryable: false,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,33 +61,53 @@ struct Verifier {
 }
 
 fn fingerprint(key: &PublicKey) -> String {
-    format!("{} {}", key.algorithm().as_str(), key.fingerprint(HashAlg::Sha256))
+    format!(
+        "{} {}",
+        key.algorithm().as_str(),
+        key.fingerprint(HashAlg::Sha256)
+    )
 }
 
 impl client::Handler for Verifier {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let key = match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(c) => match PublicKey::try_from(c.public_key().clone()) {
-                Ok(k) => k,
-                Err(_) => return Ok(false),
-            },
+            PublicKeyOrCertificate::Certificate(c) => {
+                match PublicKey::try_from(c.public_key().clone()) {
+                    Ok(k) => k,
+                    Err(_) => return Ok(false),
+                }
+            }
         };
         let _guard = KNOWN_HOSTS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let path = &self.known_hosts;
         let fp = fingerprint(&key);
-        let checked = if path.exists() { russh::keys::check_known_hosts_path(&self.host, self.port, &key, path) } else { Ok(false) };
+        let checked = if path.exists() {
+            russh::keys::check_known_hosts_path(&self.host, self.port, &key, path)
+        } else {
+            Ok(false)
+        };
         let verdict = match checked {
             Ok(true) => return Ok(true),
-            Ok(false) if self.policy == HostKeyPolicy::AcceptNew => match russh::keys::known_hosts::learn_known_hosts_path(&self.host, self.port, &key, path) {
-                Ok(()) => {
-                    tracing::info!(host = %self.host, "recorded new host key {fp} in {}", path.display());
-                    return Ok(true);
+            Ok(false) if self.policy == HostKeyPolicy::AcceptNew => {
+                match russh::keys::known_hosts::learn_known_hosts_path(
+                    &self.host, self.port, &key, path,
+                ) {
+                    Ok(()) => {
+                        tracing::info!(host = %self.host, "recorded new host key {fp} in {}", path.display());
+                        return Ok(true);
+                    }
+                    Err(e) => fatal(format!(
+                        "could not record host key {fp} in {}: {e}",
+                        path.display()
+                    )),
                 }
-                Err(e) => fatal(format!("could not record host key {fp} in {}: {e}", path.display())),
-            },
+            }
             Ok(false) => fatal(format!(
                 "host key of {}:{} is not known ({fp}); verify it out of band, then add it to {} or rerun with --accept-new-host-keys",
                 self.host,
@@ -139,12 +165,15 @@ fn request(nonce: &str, script: &str, stdin: Option<&[u8]>) -> Result<String, Co
     let script = quote(script).map_err(fatal)?;
     let (feed, redirect) = match stdin {
         Some(d) => {
-            let text = std::str::from_utf8(d).map_err(|_| fatal("stdin for a remote command must be text".into()))?;
+            let text = std::str::from_utf8(d)
+                .map_err(|_| fatal("stdin for a remote command must be text".into()))?;
             (format!("printf %s {} | ", quote(text).map_err(fatal)?), "")
         }
         None => (String::new(), " </dev/null"),
     };
-    Ok(format!("{{ {feed}( eval {script} ){redirect}; printf '\\n%s %d\\n' {nonce} $?; printf '\\n%s\\n' {nonce} >&2; }}\n"))
+    Ok(format!(
+        "{{ {feed}( eval {script} ){redirect}; printf '\\n%s %d\\n' {nonce} $?; printf '\\n%s\\n' {nonce} >&2; }}\n"
+    ))
 }
 
 struct Shell {
@@ -166,8 +195,15 @@ pub struct Output {
 /// handshake may begin.
 static HANDSHAKES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
 
-pub async fn connect(address: &str, cfg: &SshConfig, policy: HostKeyPolicy) -> Result<Conn, ConnError> {
-    let _turn = HANDSHAKES.acquire().await.map_err(|e| transient(format!("connect: {e}")))?;
+pub async fn connect(
+    address: &str,
+    cfg: &SshConfig,
+    policy: HostKeyPolicy,
+) -> Result<Conn, ConnError> {
+    let _turn = HANDSHAKES
+        .acquire()
+        .await
+        .map_err(|e| transient(format!("connect: {e}")))?;
     let config = Arc::new(client::Config {
         // A dead or cut-off host is noticed within ~15 s even mid-command.
         keepalive_interval: Some(Duration::from_secs(5)),
@@ -176,11 +212,22 @@ pub async fn connect(address: &str, cfg: &SshConfig, policy: HostKeyPolicy) -> R
         ..Default::default()
     });
     let verdict = Arc::new(Mutex::new(None));
-    let verifier = Verifier { host: address.to_string(), port: cfg.port, known_hosts: cfg.known_hosts.clone(), policy, verdict: verdict.clone() };
+    let verifier = Verifier {
+        host: address.to_string(),
+        port: cfg.port,
+        known_hosts: cfg.known_hosts.clone(),
+        policy,
+        verdict: verdict.clone(),
+    };
     let timeout = Duration::from_secs(cfg.connect_timeout);
     let connecting = client::connect(config, (address, cfg.port), verifier);
     let mut handle = match tokio::time::timeout(timeout, connecting).await {
-        Err(_) => return Err(transient(format!("connect to {address}:{} timed out after {}s", cfg.port, cfg.connect_timeout))),
+        Err(_) => {
+            return Err(transient(format!(
+                "connect to {address}:{} timed out after {}s",
+                cfg.port, cfg.connect_timeout
+            )));
+        }
         Ok(Err(e)) => {
             if let Some(v) = verdict.lock().unwrap().take() {
                 return Err(v);
@@ -190,11 +237,25 @@ pub async fn connect(address: &str, cfg: &SshConfig, policy: HostKeyPolicy) -> R
         Ok(Ok(h)) => h,
     };
     authenticate(&mut handle, &cfg.user, cfg.identity_file.as_deref()).await?;
-    Ok(Conn { handle, become_: cfg.become_, command_timeout: Duration::from_secs(cfg.command_timeout), shell: tokio::sync::Mutex::new(None) })
+    Ok(Conn {
+        handle,
+        become_: cfg.become_,
+        command_timeout: Duration::from_secs(cfg.command_timeout),
+        shell: tokio::sync::Mutex::new(None),
+    })
 }
 
-async fn authenticate(handle: &mut Handle<Verifier>, user: &str, identity: Option<&Path>) -> Result<(), ConnError> {
-    let rsa_hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+async fn authenticate(
+    handle: &mut Handle<Verifier>,
+    user: &str,
+    identity: Option<&Path>,
+) -> Result<(), ConnError> {
+    let rsa_hash = handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten();
     let mut tried = Vec::new();
     let keys: Vec<PathBuf> = match identity {
         Some(p) => vec![p.to_path_buf()],
@@ -205,7 +266,10 @@ async fn authenticate(handle: &mut Handle<Verifier>, user: &str, identity: Optio
                     for id in ids {
                         let key = id.public_key().into_owned();
                         tried.push(format!("agent key {}", key.fingerprint(HashAlg::Sha256)));
-                        if let Ok(r) = handle.authenticate_publickey_with(user, key, rsa_hash, &mut agent).await {
+                        if let Ok(r) = handle
+                            .authenticate_publickey_with(user, key, rsa_hash, &mut agent)
+                            .await
+                        {
                             if r.success() {
                                 return Ok(());
                             }
@@ -214,13 +278,22 @@ async fn authenticate(handle: &mut Handle<Verifier>, user: &str, identity: Optio
                 }
             }
             let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
-            ["id_ed25519", "id_rsa", "id_ecdsa"].iter().map(|n| home.join(".ssh").join(n)).filter(|p| p.exists()).collect()
+            ["id_ed25519", "id_rsa", "id_ecdsa"]
+                .iter()
+                .map(|n| home.join(".ssh").join(n))
+                .filter(|p| p.exists())
+                .collect()
         }
     };
     for path in keys {
-        let key = russh::keys::load_secret_key(&path, None).map_err(|e| fatal(format!("cannot load key {}: {e}", path.display())))?;
+        let key = russh::keys::load_secret_key(&path, None)
+            .map_err(|e| fatal(format!("cannot load key {}: {e}", path.display())))?;
         tried.push(path.display().to_string());
-        let hash = if key.algorithm().is_rsa() { rsa_hash } else { None };
+        let hash = if key.algorithm().is_rsa() {
+            rsa_hash
+        } else {
+            None
+        };
         let res = handle
             .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
             .await
@@ -229,14 +302,26 @@ async fn authenticate(handle: &mut Handle<Verifier>, user: &str, identity: Optio
             return Ok(());
         }
     }
-    Err(fatal(format!("authentication as {user:?} refused (tried: {})", if tried.is_empty() { "no key found".into() } else { tried.join(", ") })))
+    Err(fatal(format!(
+        "authentication as {user:?} refused (tried: {})",
+        if tried.is_empty() {
+            "no key found".into()
+        } else {
+            tried.join(", ")
+        }
+    )))
 }
 
 impl Conn {
     /// Run a POSIX sh script on the host (as root through `sudo -n` when the
     /// host uses become), with optional stdin, within `timeout`. Commands go
     /// through the host's long-lived shell.
-    pub async fn run(&self, script: &str, stdin: Option<&[u8]>, timeout: Option<Duration>) -> Result<Output, ConnError> {
+    pub async fn run(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Option<Duration>,
+    ) -> Result<Output, ConnError> {
         let timeout = timeout.unwrap_or(self.command_timeout);
         // Stdin always goes through the shell, which runs a request only
         // once all of it has arrived (see `request`), so a write's content
@@ -248,27 +333,34 @@ impl Conn {
             None => tokio::time::timeout(SHELL_WAIT, self.shell.lock()).await,
         };
         let result = match shell {
-            Ok(mut slot) => match tokio::time::timeout(timeout, self.in_shell(&mut slot, script, stdin)).await {
-                Ok(r) => {
-                    if r.is_err() {
-                        *slot = None;
+            Ok(mut slot) => {
+                match tokio::time::timeout(timeout, self.in_shell(&mut slot, script, stdin)).await {
+                    Ok(r) => {
+                        if r.is_err() {
+                            *slot = None;
+                        }
+                        Some(r)
                     }
-                    Some(r)
-                }
-                Err(_) => {
-                    // The shell is still busy with the command: give it up.
-                    if let Some(old) = slot.take() {
-                        let _ = old.ch.close().await;
+                    Err(_) => {
+                        // The shell is still busy with the command: give it up.
+                        if let Some(old) = slot.take() {
+                            let _ = old.ch.close().await;
+                        }
+                        None
                     }
-                    None
                 }
-            },
+            }
             Err(_elapsed) => {
                 let line = self.wrap(script)?;
-                tokio::time::timeout(timeout, self.exec(&line, stdin)).await.ok().map(|r| match r {
-                    Ok(out) if out.rc == 1 => self.sudo_refused(&out.stderr).map_or(Ok(out), Err),
-                    r => r,
-                })
+                tokio::time::timeout(timeout, self.exec(&line, stdin))
+                    .await
+                    .ok()
+                    .map(|r| match r {
+                        Ok(out) if out.rc == 1 => {
+                            self.sudo_refused(&out.stderr).map_or(Ok(out), Err)
+                        }
+                        r => r,
+                    })
             }
         };
         match result {
@@ -276,8 +368,15 @@ impl Conn {
             // Ask the host something trivial: no answer means the host is
             // gone (unreachable), an answer means the command is just slow.
             None => match tokio::time::timeout(LIVENESS, self.exec("true", None)).await {
-                Ok(Ok(_)) => Err(transient(format!("command timed out after {}s", timeout.as_secs()))),
-                _ => Err(transient(format!("connection lost: the host stopped answering (command timed out after {}s, and a liveness check got no answer in {}s)", timeout.as_secs(), LIVENESS.as_secs()))),
+                Ok(Ok(_)) => Err(transient(format!(
+                    "command timed out after {}s",
+                    timeout.as_secs()
+                ))),
+                _ => Err(transient(format!(
+                    "connection lost: the host stopped answering (command timed out after {}s, and a liveness check got no answer in {}s)",
+                    timeout.as_secs(),
+                    LIVENESS.as_secs()
+                ))),
             },
             Some(r) => r,
         }
@@ -286,7 +385,11 @@ impl Conn {
     /// `sh -c SCRIPT`, through `sudo -n` when the host uses become.
     fn wrap(&self, script: &str) -> Result<String, ConnError> {
         let quoted = quote(script).map_err(fatal)?;
-        Ok(if self.become_ { format!("sudo -n -- sh -c {quoted}") } else { format!("sh -c {quoted}") })
+        Ok(if self.become_ {
+            format!("sudo -n -- sh -c {quoted}")
+        } else {
+            format!("sh -c {quoted}")
+        })
     }
 
     fn sudo_refused(&self, stderr: &str) -> Option<ConnError> {
@@ -294,18 +397,32 @@ impl Conn {
             .then(|| fatal("become: sudo wants a password for this user; gantry uses `sudo -n`, so allow the user NOPASSWD in sudoers, or connect as root".into()))
     }
 
-    async fn in_shell(&self, slot: &mut Option<Shell>, script: &str, stdin: Option<&[u8]>) -> Result<Output, ConnError> {
+    async fn in_shell(
+        &self,
+        slot: &mut Option<Shell>,
+        script: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, ConnError> {
         let lost = |e: russh::Error| transient(format!("connection lost: {e}"));
         if slot.is_none() {
             let ch = self.handle.channel_open_session().await.map_err(lost)?;
-            ch.exec(true, if self.become_ { "sudo -n -- sh" } else { "sh" }).await.map_err(lost)?;
+            ch.exec(true, if self.become_ { "sudo -n -- sh" } else { "sh" })
+                .await
+                .map_err(lost)?;
             let prefix = crate::secrets::random_hex(12).map_err(fatal)?;
-            *slot = Some(Shell { ch, prefix: format!("gantry-{prefix}"), count: 0 });
+            *slot = Some(Shell {
+                ch,
+                prefix: format!("gantry-{prefix}"),
+                count: 0,
+            });
         }
         let sh = slot.as_mut().expect("opened above");
         sh.count += 1;
         let nonce = format!("{}-{}", sh.prefix, sh.count);
-        sh.ch.data_bytes(request(&nonce, script, stdin)?.into_bytes()).await.map_err(lost)?;
+        sh.ch
+            .data_bytes(request(&nonce, script, stdin)?.into_bytes())
+            .await
+            .map_err(lost)?;
         let out_end = format!("\n{nonce} ");
         let err_end = format!("\n{nonce}\n");
         let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -327,17 +444,34 @@ impl Conn {
                         err_done = true;
                     }
                 }
-                Some(ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. } | ChannelMsg::Eof | ChannelMsg::Close) | None => {
+                Some(
+                    ChannelMsg::ExitStatus { .. }
+                    | ChannelMsg::ExitSignal { .. }
+                    | ChannelMsg::Eof
+                    | ChannelMsg::Close,
+                )
+                | None => {
                     let stderr = String::from_utf8_lossy(&err).into_owned();
                     if let Some(e) = self.sudo_refused(&stderr) {
                         return Err(e);
                     }
-                    return Err(transient(format!("connection lost: the remote shell ended{}", if stderr.trim().is_empty() { String::new() } else { format!(": {}", stderr.trim()) })));
+                    return Err(transient(format!(
+                        "connection lost: the remote shell ended{}",
+                        if stderr.trim().is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", stderr.trim())
+                        }
+                    )));
                 }
                 Some(_) => {}
             }
         }
-        Ok(Output { rc: rc.unwrap_or_default(), stdout: String::from_utf8_lossy(&out).into_owned(), stderr: String::from_utf8_lossy(&err).into_owned() })
+        Ok(Output {
+            rc: rc.unwrap_or_default(),
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        })
     }
 
     async fn exec(&self, line: &str, stdin: Option<&[u8]>) -> Result<Output, ConnError> {
@@ -356,27 +490,41 @@ impl Conn {
                 ChannelMsg::ExtendedData { data, ext: 1 } => err.extend_from_slice(&data),
                 ChannelMsg::ExitStatus { exit_status } => rc = Some(exit_status as i32),
                 ChannelMsg::ExitSignal { signal_name, .. } => {
-                    return Err(transient(format!("remote command killed by signal {signal_name:?}")));
+                    return Err(transient(format!(
+                        "remote command killed by signal {signal_name:?}"
+                    )));
                 }
                 _ => {}
             }
         }
         let Some(rc) = rc else {
-            return Err(transient("connection lost: the command ended without an exit status".into()));
+            return Err(transient(
+                "connection lost: the command ended without an exit status".into(),
+            ));
         };
-        Ok(Output { rc, stdout: String::from_utf8_lossy(&out).into_owned(), stderr: String::from_utf8_lossy(&err).into_owned() })
+        Ok(Output {
+            rc,
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        })
     }
 
     pub async fn close(&self) {
         if let Some(sh) = self.shell.lock().await.take() {
             let _ = sh.ch.eof().await;
         }
-        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
     }
 }
 
 fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
 }
 
 /// Where stdout holds `\nNONCE RC\n` (searching from `from`): cut it off and
@@ -396,7 +544,12 @@ mod tests {
 
     fn sh(input: &[u8]) -> String {
         use std::io::Write;
-        let mut c = std::process::Command::new("sh").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut c = std::process::Command::new("sh")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         c.stdin.take().unwrap().write_all(input).unwrap();
         String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
     }
@@ -407,12 +560,23 @@ mod tests {
         let req = request("N-1", "cat; exit 3", Some(data.as_bytes())).unwrap();
         assert_eq!(sh(req.as_bytes()), format!("{data}\nN-1 3\n"));
         // Two requests back to back, the second without stdin.
-        let two = format!("{req}{}", request("N-2", "echo two; read x || echo eof", None).unwrap());
-        assert_eq!(sh(two.as_bytes()), format!("{data}\nN-1 3\ntwo\neof\n\nN-2 0\n"));
+        let two = format!(
+            "{req}{}",
+            request("N-2", "echo two; read x || echo eof", None).unwrap()
+        );
+        assert_eq!(
+            sh(two.as_bytes()),
+            format!("{data}\nN-1 3\ntwo\neof\n\nN-2 0\n")
+        );
         // Cut anywhere short of its end, a request runs nothing.
         let req = request("N-3", "echo RAN", Some(b"x'y")).unwrap();
         for cut in 0..req.len() - 1 {
-            assert_eq!(sh(&req.as_bytes()[..cut]), "", "cut at {cut}: {:?}", &req[..cut]);
+            assert_eq!(
+                sh(&req.as_bytes()[..cut]),
+                "",
+                "cut at {cut}: {:?}",
+                &req[..cut]
+            );
         }
     }
 

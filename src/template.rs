@@ -14,7 +14,12 @@ pub struct Templates {
 fn base_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    let syntax = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).trim_blocks(true).lstrip_blocks(true).build().expect("default delimiters");
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+        .expect("default delimiters");
     env.set_syntax(syntax);
     env.add_filter("combine", combine);
     env
@@ -22,12 +27,19 @@ fn base_env() -> Environment<'static> {
 
 /// `a | combine(b)`: a mapping with b's keys laid over a's, as in Ansible.
 fn combine(a: Value, b: Value) -> Result<Value, minijinja::Error> {
-    let bad = |e: serde_json::Error| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string());
+    let bad = |e: serde_json::Error| {
+        minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+    };
     let mut a: Json = serde_json::to_value(&a).map_err(bad)?;
     let b: Json = serde_json::to_value(&b).map_err(bad)?;
     match (a.as_object_mut(), b) {
         (Some(am), Json::Object(bm)) => am.extend(bm),
-        _ => return Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "combine takes two mappings")),
+        _ => {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                "combine takes two mappings",
+            ));
+        }
     }
     Ok(Value::from(minijinja::value::Serde(a)))
 }
@@ -37,7 +49,13 @@ pub fn check_syntax(src: &str) -> Result<(), (String, usize)> {
     let env = base_env();
     match env.template_from_str(src) {
         Ok(_) => Ok(()),
-        Err(e) => Err((format!("template does not parse: {}", e.detail().unwrap_or(&e.to_string())), e.line().unwrap_or(1))),
+        Err(e) => Err((
+            format!(
+                "template does not parse: {}",
+                e.detail().unwrap_or(&e.to_string())
+            ),
+            e.line().unwrap_or(1),
+        )),
     }
 }
 
@@ -100,20 +118,30 @@ impl Templates {
     }
 
     pub fn render_file(&self, role: &str, name: &str, ctx: &Value) -> Result<String, String> {
-        let t = self.env.get_template(&format!("{role}/{name}")).map_err(|e| render_err(&format!("template {name}"), e))?;
-        t.render(ctx).map_err(|e| render_err(&format!("template {name}"), e))
+        let t = self
+            .env
+            .get_template(&format!("{role}/{name}"))
+            .map_err(|e| render_err(&format!("template {name}"), e))?;
+        t.render(ctx)
+            .map_err(|e| render_err(&format!("template {name}"), e))
     }
 
     pub fn render_str(&self, s: &str, ctx: &Value) -> Result<String, String> {
         if !s.contains("{{") && !s.contains("{%") {
             return Ok(s.to_string());
         }
-        self.env.render_str(s, ctx).map_err(|e| render_err(&format!("{s:?}"), e))
+        self.env
+            .render_str(s, ctx)
+            .map_err(|e| render_err(&format!("{s:?}"), e))
     }
 
     pub fn eval(&self, expr: &str, ctx: &Value) -> Result<Value, String> {
-        let e = self.env.compile_expression(expr).map_err(|e| render_err(&format!("expression {expr:?}"), e))?;
-        e.eval(ctx).map_err(|e| render_err(&format!("expression {expr:?}"), e))
+        let e = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| render_err(&format!("expression {expr:?}"), e))?;
+        e.eval(ctx)
+            .map_err(|e| render_err(&format!("expression {expr:?}"), e))
     }
 
     /// Render every string in a parameter tree. A string that is exactly one
@@ -132,8 +160,16 @@ impl Templates {
                 }
                 Json::String(self.render_str(s, ctx)?)
             }
-            Json::Array(a) => Json::Array(a.iter().map(|x| self.render_params(x, ctx)).collect::<Result<_, _>>()?),
-            Json::Object(m) => Json::Object(m.iter().map(|(k, x)| Ok((k.clone(), self.render_params(x, ctx)?))).collect::<Result<_, String>>()?),
+            Json::Array(a) => Json::Array(
+                a.iter()
+                    .map(|x| self.render_params(x, ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Json::Object(m) => Json::Object(
+                m.iter()
+                    .map(|(k, x)| Ok((k.clone(), self.render_params(x, ctx)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
             other => other.clone(),
         })
     }
@@ -154,8 +190,15 @@ mod tests {
 
     #[test]
     fn native_expression_keeps_type() {
-        let ctx = Value::from(minijinja::value::Serde(serde_json::json!({"sysctl": {"a.b": 1}, "n": "x"})));
-        let v = t().render_params(&serde_json::json!({"values": "{{ sysctl }}", "s": "n={{ n }}"}), &ctx).unwrap();
+        let ctx = Value::from(minijinja::value::Serde(
+            serde_json::json!({"sysctl": {"a.b": 1}, "n": "x"}),
+        ));
+        let v = t()
+            .render_params(
+                &serde_json::json!({"values": "{{ sysctl }}", "s": "n={{ n }}"}),
+                &ctx,
+            )
+            .unwrap();
         assert_eq!(v, serde_json::json!({"values": {"a.b": 1}, "s": "n=x"}));
     }
 
@@ -168,7 +211,9 @@ mod tests {
 
     #[test]
     fn when_with_registered_result() {
-        let ctx = Value::from(minijinja::value::Serde(serde_json::json!({"f": {"changed": true}})));
+        let ctx = Value::from(minijinja::value::Serde(
+            serde_json::json!({"f": {"changed": true}}),
+        ));
         assert!(t().truthy("f.changed", &ctx).unwrap());
         assert!(!t().truthy("not f.changed", &ctx).unwrap());
     }

@@ -10,8 +10,8 @@ use crate::cli::{Cli, Command, Connect, Format, Input, RunControl};
 use crate::error::{Error, Result};
 use crate::executor::{self, Options, RunMode};
 use crate::graph::Dag;
-use crate::journal;
 use crate::inventory::Inventory;
+use crate::journal;
 use crate::loader;
 use crate::playbook::Playbook;
 use crate::report::Reporter;
@@ -23,7 +23,13 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             let (inv, pb) = load(&input)?;
             let all: Vec<usize> = (0..inv.hosts.len()).collect();
             let dag = Dag::build(&inv, &pb, &all)?;
-            println!("ok: {} hosts, {} plays, {} roles, {} tasks in the DAG", inv.hosts.len(), pb.plays.len(), pb.roles.len(), dag.graph.node_count());
+            println!(
+                "ok: {} hosts, {} plays, {} roles, {} tasks in the DAG",
+                inv.hosts.len(),
+                pb.plays.len(),
+                pb.roles.len(),
+                dag.graph.node_count()
+            );
             Ok(0)
         }
         Command::Graph { input } => {
@@ -33,9 +39,18 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Plan { input, connect } => execute(&input, &connect, None),
-        Command::Apply { input, connect, run } => execute(&input, &connect, Some(&run)),
+        Command::Apply {
+            input,
+            connect,
+            run,
+        } => execute(&input, &connect, Some(&run)),
         Command::Status { input } => status(&input),
-        Command::Check { input, connect, output, no_fsync_probe } => check(&input, &connect, output, !no_fsync_probe),
+        Command::Check {
+            input,
+            connect,
+            output,
+            no_fsync_probe,
+        } => check(&input, &connect, output, !no_fsync_probe),
         Command::Unlock { input, connect } => unlock(&input, &connect),
     }
 }
@@ -85,13 +100,28 @@ fn selected_hosts(inv: &Inventory, input: &Input, connect: &Connect) -> Result<V
     connect
         .limit
         .iter()
-        .map(|name| inv.hosts.iter().position(|h| &h.name == name).ok_or_else(|| Error::Usage(format!("--limit: no host named {name:?} in {}", input.inventory.display()))))
+        .map(|name| {
+            inv.hosts
+                .iter()
+                .position(|h| &h.name == name)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--limit: no host named {name:?} in {}",
+                        input.inventory.display()
+                    ))
+                })
+        })
         .collect()
 }
 
 /// The nodes a rerun need not run: finished in an earlier run with the same
 /// input. Returns them and a note of what reruns because its input moved.
-fn finished_earlier(inv: &Inventory, dag: &Dag, inputs: &[String], st: &journal::State) -> (HashSet<petgraph::graph::NodeIndex>, Vec<String>) {
+fn finished_earlier(
+    inv: &Inventory,
+    dag: &Dag,
+    inputs: &[String],
+    st: &journal::State,
+) -> (HashSet<petgraph::graph::NodeIndex>, Vec<String>) {
     let mut done = HashSet::new();
     let mut moved = Vec::new();
     for (h, chain) in dag.chains.iter().enumerate() {
@@ -101,7 +131,9 @@ fn finished_earlier(inv: &Inventory, dag: &Dag, inputs: &[String], st: &journal:
                 Some(r) if r.succeeded() && r.input == inputs[n.index()] => {
                     done.insert(n);
                 }
-                Some(r) if r.succeeded() => moved.push(format!("{}:{}", inv.hosts[h].name, task.id)),
+                Some(r) if r.succeeded() => {
+                    moved.push(format!("{}:{}", inv.hosts[h].name, task.id))
+                }
                 _ => {}
             }
         }
@@ -118,7 +150,10 @@ fn finished_earlier(inv: &Inventory, dag: &Dag, inputs: &[String], st: &journal:
             let h = dag.graph[n].host;
             let pos = dag.chains[h].iter().position(|x| *x == n).unwrap();
             let later_runs = dag.chains[h][pos + 1..].iter().any(|x| !done.contains(x));
-            let consumer_runs = dag.graph.neighbors_directed(n, petgraph::Direction::Outgoing).any(|x| !done.contains(&x));
+            let consumer_runs = dag
+                .graph
+                .neighbors_directed(n, petgraph::Direction::Outgoing)
+                .any(|x| !done.contains(&x));
             if later_runs || consumer_runs {
                 again.push(n);
             }
@@ -134,35 +169,66 @@ fn finished_earlier(inv: &Inventory, dag: &Dag, inputs: &[String], st: &journal:
 }
 
 fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result<i32> {
-    let mode = if run.is_some() { RunMode::Apply } else { RunMode::Plan };
+    let mode = if run.is_some() {
+        RunMode::Apply
+    } else {
+        RunMode::Plan
+    };
     let (mut inv, pb) = load(input)?;
     inv.secrets = crate::secrets::resolve(&input.inventory, &inv.secrets, &pb.secret_names())?;
     let selected = selected_hosts(&inv, input, connect)?;
     let dag = Dag::build(&inv, &pb, &selected)?;
     let inputs = executor::input_hashes(&inv, &pb, &dag);
-    let mut opts = Options::new(mode, connect.forks, if connect.accept_new_host_keys { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict });
+    let mut opts = Options::new(
+        mode,
+        connect.forks,
+        if connect.accept_new_host_keys {
+            HostKeyPolicy::AcceptNew
+        } else {
+            HostKeyPolicy::Strict
+        },
+    );
     if let Some(rc) = run {
         if rc.retry_failed {
             let Some(st) = journal::state(&input.inventory)? else {
-                return Err(Error::Usage(format!("--retry-failed: no journal at {}; nothing ran yet", journal::path(&input.inventory).display())));
+                return Err(Error::Usage(format!(
+                    "--retry-failed: no journal at {}; nothing ran yet",
+                    journal::path(&input.inventory).display()
+                )));
             };
             let (done, moved) = finished_earlier(&inv, &dag, &inputs, &st);
             if !moved.is_empty() {
-                eprintln!("note: the inventory or roles changed since the last run for {} task(s); they run again: {}", moved.len(), moved.join(", "));
+                eprintln!(
+                    "note: the inventory or roles changed since the last run for {} task(s); they run again: {}",
+                    moved.len(),
+                    moved.join(", ")
+                );
             }
             let todo = dag.graph.node_count() - done.len();
             if todo == 0 {
-                println!("nothing to retry: every task finished in the last runs with the same input");
+                println!(
+                    "nothing to retry: every task finished in the last runs with the same input"
+                );
                 return Ok(0);
             }
-            let hosts: std::collections::BTreeSet<&str> = dag.graph.node_indices().filter(|n| !done.contains(n)).map(|n| inv.hosts[dag.graph[n].host].name.as_str()).collect();
-            eprintln!("retrying {todo} task(s) on {}", hosts.into_iter().collect::<Vec<_>>().join(", "));
+            let hosts: std::collections::BTreeSet<&str> = dag
+                .graph
+                .node_indices()
+                .filter(|n| !done.contains(n))
+                .map(|n| inv.hosts[dag.graph[n].host].name.as_str())
+                .collect();
+            eprintln!(
+                "retrying {todo} task(s) on {}",
+                hosts.into_iter().collect::<Vec<_>>().join(", ")
+            );
             opts.done = done;
         }
         if let Some(from) = &rc.from {
             let mut found = false;
             for chain in &dag.chains {
-                if let Some(pos) = chain.iter().position(|n| &dag.graph[*n].task.id == from || &dag.graph[*n].task.name == from) {
+                if let Some(pos) = chain.iter().position(|n| {
+                    &dag.graph[*n].task.id == from || &dag.graph[*n].task.name == from
+                }) {
                     found = true;
                     opts.done.extend(chain[..pos].iter().copied());
                 } else {
@@ -170,7 +236,9 @@ fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result
                 }
             }
             if !found {
-                return Err(Error::Usage(format!("--from: no task {from:?} on the selected hosts (write it as role/task name)")));
+                return Err(Error::Usage(format!(
+                    "--from: no task {from:?} on the selected hosts (write it as role/task name)"
+                )));
             }
         }
         if !rc.skip_preflight {
@@ -182,11 +250,23 @@ fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result
         opts.fail_fast = rc.fail_fast;
         opts.lock_stale_after = Some(std::time::Duration::from_secs(rc.lock_stale_after));
         let command: Vec<String> = std::env::args().skip(1).collect();
-        opts.journal = Some(Arc::new(journal::Journal::open(&input.inventory, &command.join(" "), playbook_name(input))?));
+        opts.journal = Some(Arc::new(journal::Journal::open(
+            &input.inventory,
+            &command.join(" "),
+            playbook_name(input),
+        )?));
     }
     opts.inputs = inputs;
-    let names: Vec<String> = selected.iter().map(|&i| inv.hosts[i].name.clone()).collect();
-    let reporter = Arc::new(Reporter::new(mode == RunMode::Plan, connect.verbose, dag.graph.node_count() as u64, &names));
+    let names: Vec<String> = selected
+        .iter()
+        .map(|&i| inv.hosts[i].name.clone())
+        .collect();
+    let reporter = Arc::new(Reporter::new(
+        mode == RunMode::Plan,
+        connect.verbose,
+        dag.graph.node_count() as u64,
+        &names,
+    ));
     let rt = runtime()?;
     let result = rt.block_on(executor::run(inv, pb, dag, opts, reporter.clone()));
     reporter.finish();
@@ -196,7 +276,10 @@ fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result
 /// `gantry status`: the journal's view, and what a retry would run.
 fn status(input: &Input) -> Result<i32> {
     let Some(st) = journal::state(&input.inventory)? else {
-        println!("no runs yet: {} does not exist", journal::path(&input.inventory).display());
+        println!(
+            "no runs yet: {} does not exist",
+            journal::path(&input.inventory).display()
+        );
         return Ok(0);
     };
     let mut input = input.clone();
@@ -208,7 +291,12 @@ fn status(input: &Input) -> Result<i32> {
     let dag = Dag::build(&inv, &pb, &all)?;
     let inputs = executor::input_hashes(&inv, &pb, &dag);
     let (done, _) = finished_earlier(&inv, &dag, &inputs, &st);
-    println!("last run {} ({}s ago): gantry {}", st.run, journal::now().saturating_sub(st.at), st.command);
+    println!(
+        "last run {} ({}s ago): gantry {}",
+        st.run,
+        journal::now().saturating_sub(st.at),
+        st.command
+    );
     let mut failed = 0;
     for (h, chain) in dag.chains.iter().enumerate() {
         if chain.is_empty() {
@@ -220,7 +308,11 @@ fn status(input: &Input) -> Result<i32> {
             let task = &dag.graph[n].task;
             let rec = st.get(host, seq, &task.id);
             let (word, when, reason) = match rec {
-                Some(r) => (r.outcome.as_str(), format!("{}s ago", journal::now().saturating_sub(r.at)), r.reason.as_str()),
+                Some(r) => (
+                    r.outcome.as_str(),
+                    format!("{}s ago", journal::now().saturating_sub(r.at)),
+                    r.reason.as_str(),
+                ),
                 None => ("never run", String::new(), ""),
             };
             if rec.is_some_and(|r| !r.succeeded()) {
@@ -233,11 +325,22 @@ fn status(input: &Input) -> Result<i32> {
             } else {
                 "rerun"
             };
-            println!("  {word:<11} {:<50} {when:>10}  [{rerun}]{}", task.id, if reason.is_empty() { String::new() } else { format!("  {reason}") });
+            println!(
+                "  {word:<11} {:<50} {when:>10}  [{rerun}]{}",
+                task.id,
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {reason}")
+                }
+            );
         }
     }
     let todo = dag.graph.node_count() - done.len();
-    println!("\n`gantry apply --retry-failed` would run {todo} of {} task(s)", dag.graph.node_count());
+    println!(
+        "\n`gantry apply --retry-failed` would run {todo} of {} task(s)",
+        dag.graph.node_count()
+    );
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
@@ -245,7 +348,11 @@ fn status(input: &Input) -> Result<i32> {
 fn unlock(input: &Input, connect: &Connect) -> Result<i32> {
     let (inv, _) = load(input)?;
     let selected = selected_hosts(&inv, input, connect)?;
-    let policy = if connect.accept_new_host_keys { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict };
+    let policy = if connect.accept_new_host_keys {
+        HostKeyPolicy::AcceptNew
+    } else {
+        HostKeyPolicy::Strict
+    };
     let rt = runtime()?;
     let mut code = 0;
     rt.block_on(async {
@@ -274,11 +381,18 @@ fn unlock(input: &Input, connect: &Connect) -> Result<i32> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::Other(format!("starting the runtime: {e}")))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("starting the runtime: {e}")))
 }
 
 fn policy(connect: &Connect) -> HostKeyPolicy {
-    if connect.accept_new_host_keys { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict }
+    if connect.accept_new_host_keys {
+        HostKeyPolicy::AcceptNew
+    } else {
+        HostKeyPolicy::Strict
+    }
 }
 
 /// `gantry check`.
@@ -287,7 +401,12 @@ fn check(input: &Input, connect: &Connect, format: Format, fsync_probe: bool) ->
     let selected = selected_hosts(&inv, input, connect)?;
     let w = Arc::new(crate::check::wanted(&inv, &pb, fsync_probe));
     let inv = Arc::new(inv);
-    let o = crate::check::RunOptions { fsync_probe, reachability: true, policy: policy(connect), forks: connect.forks };
+    let o = crate::check::RunOptions {
+        fsync_probe,
+        reachability: true,
+        policy: policy(connect),
+        forks: connect.forks,
+    };
     let results = runtime()?.block_on(crate::check::run(inv, w.clone(), &selected, &o));
     let (mut reports, mut down) = (Vec::new(), Vec::new());
     for r in results {
@@ -299,9 +418,17 @@ fn check(input: &Input, connect: &Connect, format: Format, fsync_probe: bool) ->
     crate::check::fleet(&mut reports, &w);
     match format {
         Format::Table => crate::check::print_table(&reports, &down),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&crate::check::json(&reports, &down)).unwrap()),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::check::json(&reports, &down)).unwrap()
+        ),
     }
-    let failed = !down.is_empty() || reports.iter().any(|r| r.findings.iter().any(|f| f.level == crate::check::Level::Fail));
+    let failed = !down.is_empty()
+        || reports.iter().any(|r| {
+            r.findings
+                .iter()
+                .any(|f| f.level == crate::check::Level::Fail)
+        });
     Ok(if failed { 1 } else { 0 })
 }
 
@@ -309,11 +436,35 @@ fn check(input: &Input, connect: &Connect, format: Format, fsync_probe: bool) ->
 /// already worked on (per the journal) are past the install-time checks (no
 /// existing Kubernetes, ports free): their cluster is gantry's own. Returns
 /// an exit code when apply must not go on.
-fn preflight(inv: &Inventory, pb: &crate::playbook::Playbook, selected: &[usize], connect: &Connect, inventory: &Path) -> Result<Option<i32>> {
-    let managed: HashSet<String> = journal::state(inventory)?.map(|st| st.records.iter().filter(|r| r.succeeded()).map(|r| r.host.clone()).collect()).unwrap_or_default();
+fn preflight(
+    inv: &Inventory,
+    pb: &crate::playbook::Playbook,
+    selected: &[usize],
+    connect: &Connect,
+    inventory: &Path,
+) -> Result<Option<i32>> {
+    let managed: HashSet<String> = journal::state(inventory)?
+        .map(|st| {
+            st.records
+                .iter()
+                .filter(|r| r.succeeded())
+                .map(|r| r.host.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     let w = Arc::new(crate::check::wanted(inv, pb, false));
-    let o = crate::check::RunOptions { fsync_probe: false, reachability: false, policy: policy(connect), forks: connect.forks };
-    let results = runtime()?.block_on(crate::check::run(Arc::new(inv.clone()), w.clone(), selected, &o));
+    let o = crate::check::RunOptions {
+        fsync_probe: false,
+        reachability: false,
+        policy: policy(connect),
+        forks: connect.forks,
+    };
+    let results = runtime()?.block_on(crate::check::run(
+        Arc::new(inv.clone()),
+        w.clone(),
+        selected,
+        &o,
+    ));
     // An unreachable host is the executor's to report, per host; here only
     // what a reachable host fails stops the run.
     let mut reports: Vec<_> = results.into_iter().filter_map(|r| r.ok()).collect();
@@ -322,8 +473,12 @@ fn preflight(inv: &Inventory, pb: &crate::playbook::Playbook, selected: &[usize]
     for r in &reports {
         for f in &r.findings {
             let install_time = matches!(f.check, "no-kubernetes" | "ports-free");
-            if f.level == crate::check::Level::Fail && !(install_time && managed.contains(&r.host)) {
-                failing.push(format!("FAILED preflight {} {}: {} (required: {}); fix: {}", r.host, f.check, f.measured, f.required, f.fix));
+            if f.level == crate::check::Level::Fail && !(install_time && managed.contains(&r.host))
+            {
+                failing.push(format!(
+                    "FAILED preflight {} {}: {} (required: {}); fix: {}",
+                    r.host, f.check, f.measured, f.required, f.fix
+                ));
             }
         }
     }
@@ -333,6 +488,9 @@ fn preflight(inv: &Inventory, pb: &crate::playbook::Playbook, selected: &[usize]
     for l in &failing {
         println!("{l}");
     }
-    println!("preflight: {} check(s) failed; nothing was changed. Fix them, or rerun with --skip-preflight", failing.len());
+    println!(
+        "preflight: {} check(s) failed; nothing was changed. Fix them, or rerun with --skip-preflight",
+        failing.len()
+    );
     Ok(Some(1))
 }

@@ -3,7 +3,11 @@
 use std::process::{Command, Output};
 
 fn gantry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gantry")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
 }
 
 fn text(b: &[u8]) -> String {
@@ -44,57 +48,105 @@ fn yaml_syntax_error_has_a_position() {
 
 #[test]
 fn example_inventories_validate() {
-    for inv in ["inventory/single-master.yaml", "inventory/ha-3-masters.yaml"] {
+    for inv in [
+        "inventory/single-master.yaml",
+        "inventory/ha-3-masters.yaml",
+    ] {
         let out = gantry(&["validate", "-i", inv]);
         assert_eq!(out.status.code(), Some(0), "{inv}: {}", text(&out.stderr));
-        assert!(text(&out.stdout).starts_with("ok: "), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).starts_with("ok: "),
+            "{}",
+            text(&out.stdout)
+        );
     }
 }
 
 #[test]
 fn cycle_names_the_tasks() {
-    let out = gantry(&["validate", "-i", "tests/fixtures/small.yaml", "-p", "tests/fixtures/playbooks/cycle.yaml"]);
+    let out = gantry(&[
+        "validate",
+        "-i",
+        "tests/fixtures/small.yaml",
+        "-p",
+        "tests/fixtures/playbooks/cycle.yaml",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.starts_with("dependency cycle between tasks: "), "{err}");
-    assert!(err.contains("master1:cycle-a/first") && err.contains("master1:cycle-b/second"), "{err}");
+    assert!(
+        err.contains("master1:cycle-a/first") && err.contains("master1:cycle-b/second"),
+        "{err}"
+    );
 }
 
 #[test]
 fn role_errors_are_located_and_all_reported() {
-    let out = gantry(&["validate", "-i", "tests/fixtures/small.yaml", "-p", "tests/fixtures/playbooks/badrole.yaml"]);
+    let out = gantry(&[
+        "validate",
+        "-i",
+        "tests/fixtures/small.yaml",
+        "-p",
+        "tests/fixtures/playbooks/badrole.yaml",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     let f = "tests/fixtures/roles/badrole/tasks.yaml";
     assert!(err.contains(&format!("{f}:2:3: error: [0].copy: unknown parameter `contents` for `copy`, expected one of dest, content, src, mode, owner, group, validate")), "{err}");
     assert!(err.contains(&format!("{f}:5:3: error: [1].file: task \"two modules\" has more than one module or unknown keyword: copy, file")), "{err}");
-    assert!(err.contains(&format!("{f}:7:21: error: [2].copy.content: template does not parse")), "{err}");
-    assert!(err.ends_with("3 error(s); nothing was changed on any host\n"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{f}:7:21: error: [2].copy.content: template does not parse"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("3 error(s); nothing was changed on any host\n"),
+        "{err}"
+    );
 }
 
 #[test]
 fn graph_shows_order_and_cross_host_edges() {
-    let out = gantry(&["graph", "-i", "tests/fixtures/small.yaml", "-p", "tests/fixtures/playbooks/cross-host.yaml"]);
+    let out = gantry(&[
+        "graph",
+        "-i",
+        "tests/fixtures/small.yaml",
+        "-p",
+        "tests/fixtures/playbooks/cross-host.yaml",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let dot = text(&out.stdout);
     assert!(dot.starts_with("digraph gantry {"));
     // master1's two tasks in order; each worker waits for master1's print.
     assert_eq!(dot.matches("label=\"wait_for\"").count(), 2, "{dot}");
     assert!(dot.contains("n0 -> n1;"), "{dot}");
-    assert!(dot.contains("n1 -> n2 [style=bold, color=red, label=\"wait_for\"];"), "{dot}");
-    assert!(dot.contains("n1 -> n3 [style=bold, color=red, label=\"wait_for\"];"), "{dot}");
+    assert!(
+        dot.contains("n1 -> n2 [style=bold, color=red, label=\"wait_for\"];"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("n1 -> n3 [style=bold, color=red, label=\"wait_for\"];"),
+        "{dot}"
+    );
 }
 
 #[test]
 fn unknown_limit_host_is_bad_input() {
     let out = gantry(&["plan", "-i", "tests/fixtures/small.yaml", "--limit", "nope"]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(text(&out.stderr), "--limit: no host named \"nope\" in tests/fixtures/small.yaml\n");
+    assert_eq!(
+        text(&out.stderr),
+        "--limit: no host named \"nope\" in tests/fixtures/small.yaml\n"
+    );
 }
 
 #[test]
 fn help_teaches_the_flow_and_exit_codes() {
     let out = gantry(&["--help"]);
     let help = text(&out.stdout);
-    assert!(help.contains("gantry plan") && help.contains("Exit codes: 0 all ok, 1 some host failed"), "{help}");
+    assert!(
+        help.contains("gantry plan") && help.contains("Exit codes: 0 all ok, 1 some host failed"),
+        "{help}"
+    );
 }

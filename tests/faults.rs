@@ -11,14 +11,20 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{root, summary, text, Lab};
+use common::{Lab, root, summary, text};
 
 const PB: &str = "tests/fixtures/playbooks/faults.yaml";
 
 fn start_apply(lab: &Lab, extra: &[&str]) -> Child {
     let mut args = vec!["apply", "-p", PB, "-i", lab.inventory.to_str().unwrap()];
     args.extend(extra);
-    Command::new(env!("CARGO_BIN_EXE_gantry")).args(&args).current_dir(root()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(&args)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn finish(child: Child) -> (Option<i32>, String) {
@@ -30,7 +36,12 @@ fn finish(child: Child) -> (Option<i32>, String) {
 
 /// Wait until `host` is inside the slow step.
 fn wait_for_slow_step(lab: &Lab, host: &str) {
-    let others: Vec<&str> = lab.hosts.iter().map(String::as_str).filter(|h| *h != host).collect();
+    let others: Vec<&str> = lab
+        .hosts
+        .iter()
+        .map(String::as_str)
+        .filter(|h| *h != host)
+        .collect();
     wait_for_slow_step_on_any(lab, &others);
 }
 
@@ -39,7 +50,9 @@ fn wait_for_slow_step_on_any(lab: &Lab, except: &[&str]) -> String {
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(40) {
         for h in &lab.hosts {
-            if !except.contains(&h.as_str()) && lab.try_exec(h, "pgrep -f 'sleep [0-9]' >/dev/null").0 {
+            if !except.contains(&h.as_str())
+                && lab.try_exec(h, "pgrep -f 'sleep [0-9]' >/dev/null").0
+            {
                 return h.clone();
             }
         }
@@ -50,11 +63,18 @@ fn wait_for_slow_step_on_any(lab: &Lab, except: &[&str]) -> String {
 
 fn no_half_written_files(lab: &Lab) {
     for h in &lab.hosts {
-        let (_, left) = lab.try_exec(h, "find /etc /root /srv -xdev -name '*.gantry.*' 2>/dev/null");
+        let (_, left) = lab.try_exec(
+            h,
+            "find /etc /root /srv -xdev -name '*.gantry.*' 2>/dev/null",
+        );
         assert_eq!(left.trim(), "", "{h}: temp files left behind");
         let (ok, size) = lab.try_exec(h, "stat -c %s /srv/data/big 2>/dev/null");
         if ok {
-            assert_eq!(size.trim(), (64 * 1024 + 1).to_string(), "{h}: /srv/data/big is truncated");
+            assert_eq!(
+                size.trim(),
+                (64 * 1024 + 1).to_string(),
+                "{h}: /srv/data/big is truncated"
+            );
         }
     }
 }
@@ -64,14 +84,21 @@ fn retry_converges(lab: &Lab) {
     assert_eq!(out.status.code(), Some(0), "retry failed");
     let again = lab.gantry(&["apply", "-p", PB]);
     assert_eq!(again.status.code(), Some(0));
-    assert!(summary(&again).contains(" changed=0 failed=0 skipped=0 unreachable=0"), "{}", summary(&again));
+    assert!(
+        summary(&again).contains(" changed=0 failed=0 skipped=0 unreachable=0"),
+        "{}",
+        summary(&again)
+    );
     no_half_written_files(lab);
 }
 
 fn completed(lab: &Lab, hosts: &[&str]) {
     for h in hosts {
         assert_eq!(lab.exec(h, "hostname").trim(), *h, "{h} did not complete");
-        assert_eq!(lab.exec(h, "sysctl -n net.ipv4.tcp_keepalive_time").trim(), "600");
+        assert_eq!(
+            lab.exec(h, "sysctl -n net.ipv4.tcp_keepalive_time").trim(),
+            "600"
+        );
     }
 }
 
@@ -90,16 +117,38 @@ fn wait_ssh(lab: &Lab, host: &str) {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn fault_1_host_killed_mid_apply() {
     let lab = Lab::up("f-kill", 61);
-    assert_eq!(lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB]).status.code(), Some(0));
+    assert_eq!(
+        lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB])
+            .status
+            .code(),
+        Some(0)
+    );
     let run = start_apply(&lab, &[]);
     wait_for_slow_step(&lab, "gpu1");
-    assert!(Command::new("docker").args(["kill", &lab.container("gpu1")]).output().unwrap().status.success());
+    assert!(
+        Command::new("docker")
+            .args(["kill", &lab.container("gpu1")])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
     let (code, out) = finish(run);
     assert_eq!(code, Some(1));
-    assert!(out.contains("UNREACHABLE gpu1: connection lost during fault-steps/slow step"), "{out}");
+    assert!(
+        out.contains("UNREACHABLE gpu1: connection lost during fault-steps/slow step"),
+        "{out}"
+    );
     completed(&lab, &["master1", "worker1"]);
     // The host comes back (a reboot), and the retry finishes it.
-    assert!(Command::new("docker").args(["start", &lab.container("gpu1")]).output().unwrap().status.success());
+    assert!(
+        Command::new("docker")
+            .args(["start", &lab.container("gpu1")])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
     wait_ssh(&lab, "gpu1");
     retry_converges(&lab);
     completed(&lab, &["gpu1"]);
@@ -109,20 +158,39 @@ fn fault_1_host_killed_mid_apply() {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn fault_2_network_cut_mid_apply_then_healed() {
     let lab = Lab::up("f-cut", 62);
-    assert_eq!(lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB]).status.code(), Some(0));
+    assert_eq!(
+        lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB])
+            .status
+            .code(),
+        Some(0)
+    );
     let run = start_apply(&lab, &[]);
     wait_for_slow_step(&lab, "worker1");
-    let cut = Command::new(root().join("lab/cut.sh")).args([lab.name.as_str(), "worker1"]).status().unwrap();
+    let cut = Command::new(root().join("lab/cut.sh"))
+        .args([lab.name.as_str(), "worker1"])
+        .status()
+        .unwrap();
     assert!(cut.success());
     let t0 = Instant::now();
     let (code, out) = finish(run);
     // The task's timeout (10 s) or SSH keepalive (5 s x 3) notices the silent
     // peer, a liveness check tells a dead host from a slow command; nothing hangs.
-    assert!(t0.elapsed() < Duration::from_secs(40), "the run hung on a cut-off host");
+    assert!(
+        t0.elapsed() < Duration::from_secs(40),
+        "the run hung on a cut-off host"
+    );
     assert_eq!(code, Some(1));
-    assert!(out.contains("UNREACHABLE worker1: connection lost during fault-steps/slow step: connection lost"), "{out}");
+    assert!(
+        out.contains(
+            "UNREACHABLE worker1: connection lost during fault-steps/slow step: connection lost"
+        ),
+        "{out}"
+    );
     completed(&lab, &["master1", "gpu1"]);
-    let heal = Command::new(root().join("lab/cut.sh")).args([lab.name.as_str(), "worker1", "heal"]).status().unwrap();
+    let heal = Command::new(root().join("lab/cut.sh"))
+        .args([lab.name.as_str(), "worker1", "heal"])
+        .status()
+        .unwrap();
     assert!(heal.success());
     retry_converges(&lab);
     completed(&lab, &["worker1"]);
@@ -132,14 +200,26 @@ fn fault_2_network_cut_mid_apply_then_healed() {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn fault_3_a_host_too_slow_for_the_task_timeout() {
     let lab = Lab::up("f-slow", 63);
-    let inv = std::fs::read_to_string(&lab.inventory).unwrap().replace("roles: [worker] }", "roles: [worker], vars: { slow_seconds: 60 } }");
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap().replace(
+        "roles: [worker] }",
+        "roles: [worker], vars: { slow_seconds: 60 } }",
+    );
     std::fs::write(&lab.inventory, &inv).unwrap();
     let out = lab.gantry(&["apply", "--accept-new-host-keys", "-p", PB]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).contains("FAILED worker1 fault-steps/slow step: command timed out after 10s"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout)
+            .contains("FAILED worker1 fault-steps/slow step: command timed out after 10s"),
+        "{}",
+        text(&out.stdout)
+    );
     completed(&lab, &["master1", "gpu1"]);
     // The host is fixed (here: it is fast again); the retry finishes it.
-    std::fs::write(&lab.inventory, inv.replace("vars: { slow_seconds: 60 } ", "")).unwrap();
+    std::fs::write(
+        &lab.inventory,
+        inv.replace("vars: { slow_seconds: 60 } ", ""),
+    )
+    .unwrap();
     retry_converges(&lab);
     completed(&lab, &["worker1"]);
 }
@@ -148,7 +228,12 @@ fn fault_3_a_host_too_slow_for_the_task_timeout() {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn fault_4_sshd_restarted_during_a_run() {
     let lab = Lab::up("f-sshd", 64);
-    assert_eq!(lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB]).status.code(), Some(0));
+    assert_eq!(
+        lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB])
+            .status
+            .code(),
+        Some(0)
+    );
     let run = start_apply(&lab, &[]);
     wait_for_slow_step(&lab, "master1");
     lab.exec("master1", "systemctl restart ssh");
@@ -170,8 +255,17 @@ fn fault_5_disk_full_under_a_written_path() {
     let shown = text(&out.stdout);
     assert!(shown.contains("FAILED gpu1 fault-steps/write a large file: command failed\n    command: write /srv/data/big"), "{shown}");
     assert!(shown.contains("No space left on device"), "{shown}");
-    assert_eq!(lab.exec("gpu1", "cat /srv/data/big"), "old\n", "the old file was damaged");
-    assert_eq!(lab.exec("gpu1", "ls -a /srv/data | grep -c gantry || true").trim(), "0", "a temp file was left");
+    assert_eq!(
+        lab.exec("gpu1", "cat /srv/data/big"),
+        "old\n",
+        "the old file was damaged"
+    );
+    assert_eq!(
+        lab.exec("gpu1", "ls -a /srv/data | grep -c gantry || true")
+            .trim(),
+        "0",
+        "a temp file was left"
+    );
     completed(&lab, &["master1", "worker1"]);
     // Space is freed (the small disk goes away); the retry finishes it.
     lab.exec("gpu1", "umount /srv/data");
@@ -183,20 +277,31 @@ fn fault_5_disk_full_under_a_written_path() {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn fault_7_two_applies_at_once() {
     let lab = Lab::up("f-lock", 67);
-    assert_eq!(lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB]).status.code(), Some(0));
+    assert_eq!(
+        lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB])
+            .status
+            .code(),
+        Some(0)
+    );
     let first = start_apply(&lab, &[]);
     wait_for_slow_step(&lab, "master1");
     let second = lab.gantry(&["apply", "-p", PB]);
     assert_eq!(second.status.code(), Some(1));
     let shown = text(&second.stdout);
     for h in ["master1", "worker1", "gpu1"] {
-        assert!(shown.contains(&format!("FAILED {h}: host is locked by another run (run=")), "{shown}");
+        assert!(
+            shown.contains(&format!("FAILED {h}: host is locked by another run (run=")),
+            "{shown}"
+        );
     }
     let (code, out) = finish(first);
     assert_eq!(code, Some(0), "the first run was disturbed: {out}");
     completed(&lab, &["master1", "worker1", "gpu1"]);
     for h in ["master1", "worker1", "gpu1"] {
-        assert!(!lab.try_exec(h, "test -e /run/gantry.lock").0, "{h}: the lock was not released");
+        assert!(
+            !lab.try_exec(h, "test -e /run/gantry.lock").0,
+            "{h}: the lock was not released"
+        );
     }
     retry_converges(&lab);
 }
@@ -205,7 +310,12 @@ fn fault_7_two_applies_at_once() {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn fault_8_gantry_killed_then_rerun() {
     let lab = Lab::up("f-sigkill", 68);
-    assert_eq!(lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB]).status.code(), Some(0));
+    assert_eq!(
+        lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB])
+            .status
+            .code(),
+        Some(0)
+    );
     // One fork: hosts run one after another. Kill gantry while the second
     // host is in its slow step, so the first one has finished.
     let mut run = start_apply(&lab, &["--forks", "1"]);
@@ -214,8 +324,20 @@ fn fault_8_gantry_killed_then_rerun() {
     run.kill().unwrap();
     let _ = run.wait();
     // The journal kept everything the first host finished.
-    let journal = std::fs::read_to_string(lab.inventory.parent().unwrap().join(".gantry/journal.jsonl")).unwrap();
-    let finished = journal.lines().filter(|l| l.contains(&format!("\"host\":\"{first}\"")) && (l.contains("\"outcome\":\"changed\"") || l.contains("\"outcome\":\"ok\""))).count();
+    let journal = std::fs::read_to_string(
+        lab.inventory
+            .parent()
+            .unwrap()
+            .join(".gantry/journal.jsonl"),
+    )
+    .unwrap();
+    let finished = journal
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("\"host\":\"{first}\""))
+                && (l.contains("\"outcome\":\"changed\"") || l.contains("\"outcome\":\"ok\""))
+        })
+        .count();
     assert_eq!(finished, 12, "{journal}");
     // The killed run's lock is still on the second host. Its owner process
     // is gone from this controller, so the rerun takes it over at once.
@@ -223,11 +345,25 @@ fn fault_8_gantry_killed_then_rerun() {
     let out = lab.gantry(&["apply", "--retry-failed", "-p", PB]);
     assert_eq!(out.status.code(), Some(0));
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(all.contains(&format!("{second}: took over a stale lock")), "{all}");
-    assert!(!all.lines().any(|l| l.starts_with("changed") && l.contains(&format!(" {first} "))), "the finished host was rerun: {all}");
-    assert!(all.contains("done in earlier runs, not rerun"), "the rerun started over: {all}");
+    assert!(
+        all.contains(&format!("{second}: took over a stale lock")),
+        "{all}"
+    );
+    assert!(
+        !all.lines()
+            .any(|l| l.starts_with("changed") && l.contains(&format!(" {first} "))),
+        "the finished host was rerun: {all}"
+    );
+    assert!(
+        all.contains("done in earlier runs, not rerun"),
+        "the rerun started over: {all}"
+    );
     let again = lab.gantry(&["apply", "-p", PB]);
-    assert!(summary(&again).contains(" changed=0 failed=0 "), "{}", summary(&again));
+    assert!(
+        summary(&again).contains(" changed=0 failed=0 "),
+        "{}",
+        summary(&again)
+    );
     no_half_written_files(&lab);
     completed(&lab, &["master1", "worker1", "gpu1"]);
 }
@@ -236,7 +372,10 @@ fn fault_8_gantry_killed_then_rerun() {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn fault_9_bad_inventory_value_fixed_then_retry() {
     let lab = Lab::up("f-value", 69);
-    let inv = std::fs::read_to_string(&lab.inventory).unwrap().replace("roles: [worker, gpu] }", "roles: [worker, gpu], vars: { keepalive_time: fast } }");
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap().replace(
+        "roles: [worker, gpu] }",
+        "roles: [worker, gpu], vars: { keepalive_time: fast } }",
+    );
     std::fs::write(&lab.inventory, &inv).unwrap();
     let out = lab.gantry(&["apply", "--accept-new-host-keys", "-p", PB]);
     assert_eq!(out.status.code(), Some(1));
@@ -246,14 +385,26 @@ fn fault_9_bad_inventory_value_fixed_then_retry() {
     // No -p: status uses the playbook of the last run, from the journal.
     let status = lab.gantry(&["status"]);
     assert_eq!(status.status.code(), Some(1));
-    assert!(text(&status.stdout).contains("would run 9 of"), "{}", text(&status.stdout));
+    assert!(
+        text(&status.stdout).contains("would run 9 of"),
+        "{}",
+        text(&status.stdout)
+    );
     // Fix the inventory; only gpu1's unfinished tasks run again.
-    std::fs::write(&lab.inventory, inv.replace(", vars: { keepalive_time: fast }", "")).unwrap();
+    std::fs::write(
+        &lab.inventory,
+        inv.replace(", vars: { keepalive_time: fast }", ""),
+    )
+    .unwrap();
     let retry = lab.gantry(&["apply", "--retry-failed", "-p", PB]);
     assert_eq!(retry.status.code(), Some(0));
     let all = format!("{}{}", text(&retry.stdout), text(&retry.stderr));
     assert!(all.contains("retrying 9 task(s) on gpu1"), "{all}");
-    assert!(!all.lines().any(|l| l.contains(" master1 ") || l.contains(" worker1 ")), "other hosts were rerun: {all}");
+    assert!(
+        !all.lines()
+            .any(|l| l.contains(" master1 ") || l.contains(" worker1 ")),
+        "other hosts were rerun: {all}"
+    );
     retry_converges(&lab);
     completed(&lab, &["gpu1"]);
 }
@@ -262,20 +413,38 @@ fn fault_9_bad_inventory_value_fixed_then_retry() {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn a_lock_from_another_controller_is_taken_only_once_stale() {
     let lab = Lab::up_with("f-stale", 70, "master1:control-plane");
-    assert_eq!(lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB]).status.code(), Some(0));
-    lab.exec("master1", "echo 'run=1-1 controller=elsewhere pid=1 user=ops' > /run/gantry.lock");
+    assert_eq!(
+        lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB])
+            .status
+            .code(),
+        Some(0)
+    );
+    lab.exec(
+        "master1",
+        "echo 'run=1-1 controller=elsewhere pid=1 user=ops' > /run/gantry.lock",
+    );
     let out = lab.gantry(&["apply", "-p", PB]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("FAILED master1: host is locked by another run (run=1-1 controller=elsewhere pid=1 user=ops"), "{}", text(&out.stdout));
     std::thread::sleep(Duration::from_secs(4));
     let out = lab.gantry(&["apply", "--lock-stale-after", "3", "-p", PB]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(text(&out.stdout).contains("master1: took over a stale lock (run=1-1 controller=elsewhere"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("master1: took over a stale lock (run=1-1 controller=elsewhere"),
+        "{}",
+        text(&out.stdout)
+    );
     // `gantry unlock` removes a lock by hand.
-    lab.exec("master1", "echo 'run=2-2 controller=elsewhere pid=1 user=ops' > /run/gantry.lock");
+    lab.exec(
+        "master1",
+        "echo 'run=2-2 controller=elsewhere pid=1 user=ops' > /run/gantry.lock",
+    );
     let out = lab.gantry(&["unlock"]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(text(&out.stdout), "master1: removed lock (run=2-2 controller=elsewhere pid=1 user=ops)\n");
+    assert_eq!(
+        text(&out.stdout),
+        "master1: removed lock (run=2-2 controller=elsewhere pid=1 user=ops)\n"
+    );
     assert!(!lab.try_exec("master1", "test -e /run/gantry.lock").0);
 }
 
@@ -283,10 +452,18 @@ fn a_lock_from_another_controller_is_taken_only_once_stale() {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn retries_cover_a_transient_failure() {
     let lab = Lab::up_with("f-flaky", 71, "master1:control-plane");
-    let out = lab.gantry(&["apply", "--accept-new-host-keys", "-p", "tests/fixtures/playbooks/flaky.yaml"]);
+    let out = lab.gantry(&[
+        "apply",
+        "--accept-new-host-keys",
+        "-p",
+        "tests/fixtures/playbooks/flaky.yaml",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(all.contains("note: master1 flaky/fails the first time: command failed; run: sh -c"), "{all}");
+    assert!(
+        all.contains("note: master1 flaky/fails the first time: command failed; run: sh -c"),
+        "{all}"
+    );
     assert!(all.contains("mirror busy; retry 1/2 in 1s"), "{all}");
 }
 
@@ -294,19 +471,44 @@ fn retries_cover_a_transient_failure() {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn ctrl_c_finishes_running_tasks_and_starts_no_new_ones() {
     let lab = Lab::up("f-sigint", 72);
-    assert_eq!(lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB]).status.code(), Some(0));
+    assert_eq!(
+        lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB])
+            .status
+            .code(),
+        Some(0)
+    );
     let run = start_apply(&lab, &[]);
     let host = wait_for_slow_step_on_any(&lab, &[]);
-    assert!(Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &run.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let (code, out) = finish(run);
     assert_eq!(code, Some(1));
-    assert!(out.contains("note: stopping: interrupted (Ctrl-C)"), "{out}");
+    assert!(
+        out.contains("note: stopping: interrupted (Ctrl-C)"),
+        "{out}"
+    );
     // The slow step that was running finished; nothing after it started.
-    assert!(lab.try_exec(&host, "test -e /root/slow-done").0, "the running task was cut off");
-    assert!(out.contains(&format!("skipped {host} fault-steps/a data directory: not started: interrupted")), "{out}");
+    assert!(
+        lab.try_exec(&host, "test -e /root/slow-done").0,
+        "the running task was cut off"
+    );
+    assert!(
+        out.contains(&format!(
+            "skipped {host} fault-steps/a data directory: not started: interrupted"
+        )),
+        "{out}"
+    );
     assert_eq!(lab.exec(&host, "hostname").trim(), "debian");
     for h in ["master1", "worker1", "gpu1"] {
-        assert!(!lab.try_exec(h, "test -e /run/gantry.lock").0, "{h}: the lock was not released");
+        assert!(
+            !lab.try_exec(h, "test -e /run/gantry.lock").0,
+            "{h}: the lock was not released"
+        );
     }
     retry_converges(&lab);
 }

@@ -10,7 +10,8 @@ use gantry::playbook::Playbook;
 
 fn load(inv: &str) -> (Inventory, Playbook) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let pb = loader::load_playbook(&root.join("playbooks/cluster.yaml"), &[root.join("roles")]).unwrap();
+    let pb =
+        loader::load_playbook(&root.join("playbooks/cluster.yaml"), &[root.join("roles")]).unwrap();
     let (inv, _) = loader::load_inventory(&root.join(inv), |i| pb.known_host_roles(i)).unwrap();
     (inv, pb)
 }
@@ -45,52 +46,87 @@ vm.swappiness = 0
 #[test]
 fn firewall_rules_follow_the_port_table_per_role() {
     let (inv, pb) = load("inventory/ha-3-masters.yaml");
-    let master = render_template(&inv, &pb, "master2", "firewall", "firewall.nft.j2", facts()).unwrap();
+    let master =
+        render_template(&inv, &pb, "master2", "firewall", "firewall.nft.j2", facts()).unwrap();
     let gpu = render_template(&inv, &pb, "gpu1", "firewall", "firewall.nft.j2", facts()).unwrap();
     let cp_set = "elements = { 55.192.0.125, 55.192.0.126, 55.192.0.127 }";
     assert!(master.contains(cp_set), "{master}");
     // etcd only from control planes, and only on control planes.
-    assert!(master.contains("ip saddr @control_planes tcp dport { 2379-2380 } accept"), "{master}");
+    assert!(
+        master.contains("ip saddr @control_planes tcp dport { 2379-2380 } accept"),
+        "{master}"
+    );
     assert!(master.contains("tcp dport { 2379-2380 } drop"), "{master}");
     assert!(!gpu.contains("2379"), "{gpu}");
     // VXLAN only from cluster hosts, on every host.
     for f in [&master, &gpu] {
-        assert!(f.contains("ip saddr @cluster_hosts udp dport { 8472 } accept"), "{f}");
+        assert!(
+            f.contains("ip saddr @cluster_hosts udp dport { 8472 } accept"),
+            "{f}"
+        );
         assert!(f.contains("udp dport { 8472 } drop"), "{f}");
-        assert!(f.contains("tcp dport { 30000-32767 } accept comment \"NodePort range\""), "{f}");
+        assert!(
+            f.contains("tcp dport { 30000-32767 } accept comment \"NodePort range\""),
+            "{f}"
+        );
     }
     // The VIP's frontend and VRRP on control planes only.
     assert!(master.contains("tcp dport 6553 accept"), "{master}");
-    assert!(master.contains("ip protocol 112 ip saddr @control_planes accept"), "{master}");
+    assert!(
+        master.contains("ip protocol 112 ip saddr @control_planes accept"),
+        "{master}"
+    );
     assert!(!gpu.contains("6553") && !gpu.contains("112"), "{gpu}");
     // It replaces only its own table.
-    assert!(master.contains("table inet gantry {}\ndelete table inet gantry\n"), "{master}");
+    assert!(
+        master.contains("table inet gantry {}\ndelete table inet gantry\n"),
+        "{master}"
+    );
 }
 
 #[test]
 fn firewalld_zone_lists_cluster_sources_and_role_ports() {
     let (inv, pb) = load("inventory/ha-3-masters.yaml");
-    let zone = render_template(&inv, &pb, "master1", "firewall", "gantry-cluster.xml.j2", facts()).unwrap();
+    let zone = render_template(
+        &inv,
+        &pb,
+        "master1",
+        "firewall",
+        "gantry-cluster.xml.j2",
+        facts(),
+    )
+    .unwrap();
     assert_eq!(zone.matches("<source address=").count(), 7, "{zone}");
-    assert!(zone.contains("<port protocol=\"tcp\" port=\"2379-2380\"/>"), "{zone}");
+    assert!(
+        zone.contains("<port protocol=\"tcp\" port=\"2379-2380\"/>"),
+        "{zone}"
+    );
     assert!(zone.contains("<protocol value=\"vrrp\"/>"), "{zone}");
 }
 
 #[test]
 fn every_role_template_renders_for_every_example_host() {
-    for inv_file in ["inventory/single-master.yaml", "inventory/ha-3-masters.yaml"] {
+    for inv_file in [
+        "inventory/single-master.yaml",
+        "inventory/ha-3-masters.yaml",
+    ] {
         let (mut inv, pb) = load(inv_file);
-        inv.secrets.insert("keepalived_auth_pass".into(), "s3cretPW".into());
+        inv.secrets
+            .insert("keepalived_auth_pass".into(), "s3cretPW".into());
         for h in &inv.hosts {
             for role in pb.roles.values() {
                 // The load balancer roles run only where there is a VIP.
-                if ["haproxy", "keepalived"].contains(&role.name.as_str()) && inv.template_view()["cluster"]["api_lb"] != true {
+                if ["haproxy", "keepalived"].contains(&role.name.as_str())
+                    && inv.template_view()["cluster"]["api_lb"] != true
+                {
                     continue;
                 }
                 for t in role.templates.keys() {
                     let mut f = facts();
-                    f["ipv4"] = serde_json::json!({ h.address.clone(): {"iface": "eth0", "prefix": 24} });
-                    render_template(&inv, &pb, &h.name, &role.name, t, f).unwrap_or_else(|e| panic!("{inv_file} {} {}/{t}: {e}", h.name, role.name));
+                    f["ipv4"] =
+                        serde_json::json!({ h.address.clone(): {"iface": "eth0", "prefix": 24} });
+                    render_template(&inv, &pb, &h.name, &role.name, t, f)
+                        .unwrap_or_else(|e| panic!("{inv_file} {} {}/{t}: {e}", h.name, role.name));
                 }
             }
         }
@@ -100,22 +136,67 @@ fn every_role_template_renders_for_every_example_host() {
 #[test]
 fn keepalived_priorities_follow_host_order_and_the_interface_comes_from_facts() {
     let (mut inv, pb) = load("inventory/ha-3-masters.yaml");
-    inv.secrets.insert("keepalived_auth_pass".into(), "s3cretPW".into());
+    inv.secrets
+        .insert("keepalived_auth_pass".into(), "s3cretPW".into());
     let facts = |ip: &str| serde_json::json!({"firewalld": "inactive", "init": "systemd", "ipv4": {ip: {"iface": "ens192", "prefix": 24}}});
-    let m1 = render_template(&inv, &pb, "master1", "keepalived", "keepalived.conf.j2", facts("55.192.0.125")).unwrap();
-    let m3 = render_template(&inv, &pb, "master3", "keepalived", "keepalived.conf.j2", facts("55.192.0.127")).unwrap();
-    assert!(m1.contains("    priority 150\n") && m3.contains("    priority 148\n"), "{m1}\n{m3}");
+    let m1 = render_template(
+        &inv,
+        &pb,
+        "master1",
+        "keepalived",
+        "keepalived.conf.j2",
+        facts("55.192.0.125"),
+    )
+    .unwrap();
+    let m3 = render_template(
+        &inv,
+        &pb,
+        "master3",
+        "keepalived",
+        "keepalived.conf.j2",
+        facts("55.192.0.127"),
+    )
+    .unwrap();
+    assert!(
+        m1.contains("    priority 150\n") && m3.contains("    priority 148\n"),
+        "{m1}\n{m3}"
+    );
     assert!(m1.contains("    interface ens192\n"), "{m1}");
     assert!(m1.contains("        55.192.0.1/24 dev ens192\n"), "{m1}");
-    assert!(m1.contains(&format!("    virtual_router_id {}\n", inv.vrrp_router_id())), "{m1}");
+    assert!(
+        m1.contains(&format!("    virtual_router_id {}\n", inv.vrrp_router_id())),
+        "{m1}"
+    );
     assert!(m1.contains("        auth_pass s3cretPW\n"), "{m1}");
     assert!(!m1.contains("nopreempt"), "{m1}");
-    let check = render_template(&inv, &pb, "master1", "keepalived", "check_haproxy.sh.j2", facts("55.192.0.125")).unwrap();
-    assert!(check.contains("</dev/tcp/127.0.0.1/6553"), "the check is the local haproxy frontend: {check}");
-    let hap = render_template(&inv, &pb, "master2", "haproxy", "haproxy.cfg.j2", facts("55.192.0.126")).unwrap();
+    let check = render_template(
+        &inv,
+        &pb,
+        "master1",
+        "keepalived",
+        "check_haproxy.sh.j2",
+        facts("55.192.0.125"),
+    )
+    .unwrap();
+    assert!(
+        check.contains("</dev/tcp/127.0.0.1/6553"),
+        "the check is the local haproxy frontend: {check}"
+    );
+    let hap = render_template(
+        &inv,
+        &pb,
+        "master2",
+        "haproxy",
+        "haproxy.cfg.j2",
+        facts("55.192.0.126"),
+    )
+    .unwrap();
     assert!(hap.contains("    bind *:6553\n"), "{hap}");
     for (n, ip) in [("master1", "125"), ("master2", "126"), ("master3", "127")] {
-        assert!(hap.contains(&format!("    server {n} 55.192.0.{ip}:6443\n")), "{hap}");
+        assert!(
+            hap.contains(&format!("    server {n} 55.192.0.{ip}:6443\n")),
+            "{hap}"
+        );
     }
 }
 
@@ -124,8 +205,20 @@ fn load_balancer_roles_run_only_with_a_vip_and_no_external_lb() {
     let (inv, _) = load("inventory/ha-3-masters.yaml");
     assert_eq!(inv.template_view()["cluster"]["api_lb"], true);
     let (single, _) = load("inventory/single-master.yaml");
-    assert_eq!(single.template_view()["cluster"]["api_lb"], false, "no VIP: no keepalived/haproxy");
+    assert_eq!(
+        single.template_view()["cluster"]["api_lb"],
+        false,
+        "no VIP: no keepalived/haproxy"
+    );
     let mut ext = inv.clone();
-    ext.cluster.control_plane_endpoint.as_mut().unwrap().external = true;
-    assert_eq!(ext.template_view()["cluster"]["api_lb"], false, "external LB: gantry installs none");
+    ext.cluster
+        .control_plane_endpoint
+        .as_mut()
+        .unwrap()
+        .external = true;
+    assert_eq!(
+        ext.template_view()["cluster"]["api_lb"],
+        false,
+        "external LB: gantry installs none"
+    );
 }

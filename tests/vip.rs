@@ -8,9 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{root, summary, text, Lab};
+use common::{Lab, root, summary, text};
 
-const HOSTS: &str = "master1:control-plane,master2:control-plane,master3:control-plane,client:worker";
+const HOSTS: &str =
+    "master1:control-plane,master2:control-plane,master3:control-plane,client:worker";
 
 fn vip_lab(name: &str, net: u8) -> Lab {
     Lab::up_with(name, net, HOSTS)
@@ -21,7 +22,10 @@ fn vip_lab(name: &str, net: u8) -> Lab {
 /// something already listens on 6443).
 fn start_api_servers(lab: &Lab) {
     for m in ["master1", "master2", "master3"] {
-        let out = std::process::Command::new(root().join("lab/standin-apiserver.sh")).args([lab.name.as_str(), m]).output().unwrap();
+        let out = std::process::Command::new(root().join("lab/standin-apiserver.sh"))
+            .args([lab.name.as_str(), m])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
 }
@@ -38,7 +42,13 @@ fn served_by(lab: &Lab) -> Option<String> {
 }
 
 fn holder(lab: &Lab) -> Option<String> {
-    ["master1", "master2", "master3"].into_iter().find(|m| lab.try_exec(m, &format!("ip -o -4 addr show | grep -qw {}", vip(lab))).0).map(str::to_string)
+    ["master1", "master2", "master3"]
+        .into_iter()
+        .find(|m| {
+            lab.try_exec(m, &format!("ip -o -4 addr show | grep -qw {}", vip(lab)))
+                .0
+        })
+        .map(str::to_string)
 }
 
 /// Seconds until the client is served through the VIP by a master other than
@@ -57,7 +67,10 @@ fn wait_for_service(lab: &Lab, old: Option<&str>, limit: Duration) -> Option<(f6
 }
 
 fn main_pids(lab: &Lab) -> String {
-    ["master1", "master2", "master3"].iter().map(|m| lab.exec(m, "systemctl show -p MainPID --value keepalived haproxy")).collect()
+    ["master1", "master2", "master3"]
+        .iter()
+        .map(|m| lab.exec(m, "systemctl show -p MainPID --value keepalived haproxy"))
+        .collect()
 }
 
 #[test]
@@ -69,48 +82,92 @@ fn keepalived_and_haproxy_serve_the_vip_and_fail_over() {
     start_api_servers(&lab);
     // The configs went through the real daemons' checks and are live.
     for m in ["master1", "master2", "master3"] {
-        assert_eq!(lab.exec(m, "systemctl is-active keepalived haproxy"), "active\nactive\n");
-        assert_eq!(lab.exec(m, "stat -c %a /etc/keepalived/keepalived.conf").trim(), "600");
-        assert!(lab.exec(m, "cat /etc/haproxy/haproxy.cfg").contains(&format!("server master3 172.29.{}.13:6443", lab.net)));
+        assert_eq!(
+            lab.exec(m, "systemctl is-active keepalived haproxy"),
+            "active\nactive\n"
+        );
+        assert_eq!(
+            lab.exec(m, "stat -c %a /etc/keepalived/keepalived.conf")
+                .trim(),
+            "600"
+        );
+        assert!(
+            lab.exec(m, "cat /etc/haproxy/haproxy.cfg")
+                .contains(&format!("server master3 172.29.{}.13:6443", lab.net))
+        );
     }
     // Workers get no load balancer config (the image has the packages, as a
     // server might; gantry leaves them alone there).
-    assert!(!lab.try_exec("client", "test -e /etc/keepalived/keepalived.conf").0);
-    assert!(!lab.exec("client", "cat /etc/haproxy/haproxy.cfg").contains("gantry"));
+    assert!(
+        !lab.try_exec("client", "test -e /etc/keepalived/keepalived.conf")
+            .0
+    );
+    assert!(
+        !lab.exec("client", "cat /etc/haproxy/haproxy.cfg")
+            .contains("gantry")
+    );
     // The VRRP password is generated, kept 0600 beside the inventory, never printed.
     let secrets = lab.inventory.parent().unwrap().join(".gantry/secrets.json");
-    let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(&secrets).unwrap()).unwrap();
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&secrets).unwrap()).unwrap();
     let pass = stored["keepalived_auth_pass"].as_str().unwrap().to_string();
-    assert!(lab.exec("master1", "cat /etc/keepalived/keepalived.conf").contains(&format!("auth_pass {pass}")));
-    assert!(!format!("{}{}", text(&out.stdout), text(&out.stderr)).contains(&pass), "the VRRP password was printed");
+    assert!(
+        lab.exec("master1", "cat /etc/keepalived/keepalived.conf")
+            .contains(&format!("auth_pass {pass}"))
+    );
+    assert!(
+        !format!("{}{}", text(&out.stdout), text(&out.stderr)).contains(&pass),
+        "the VRRP password was printed"
+    );
 
     // The first master holds the VIP; the client is served through it.
-    let (_, first) = wait_for_service(&lab, None, Duration::from_secs(15)).expect("VIP:6553 never answered");
+    let (_, first) =
+        wait_for_service(&lab, None, Duration::from_secs(15)).expect("VIP:6553 never answered");
     assert_eq!(holder(&lab).as_deref(), Some("master1"));
     println!("served by {first} through the VIP");
 
     // A second apply changes nothing and restarts no daemon.
     let pids = main_pids(&lab);
     let again = lab.gantry(&["apply", "-p", "cluster"]);
-    assert!(summary(&again).contains(" changed=0 failed=0"), "{}", summary(&again));
-    assert_eq!(main_pids(&lab), pids, "a daemon was restarted by a no-op apply");
+    assert!(
+        summary(&again).contains(" changed=0 failed=0"),
+        "{}",
+        summary(&again)
+    );
+    assert_eq!(
+        main_pids(&lab),
+        pids,
+        "a daemon was restarted by a no-op apply"
+    );
 
     // keepalived stopped on the holder: the VIP moves.
     lab.exec("master1", "systemctl stop keepalived");
-    let (secs, by) = wait_for_service(&lab, Some("master1"), Duration::from_secs(20)).expect("the VIP did not move after keepalived stopped");
-    println!("MEASURED: keepalived stopped on master1 -> client served by {by} again after {secs:.1}s");
-    assert_eq!(holder(&lab).as_deref(), Some("master2"), "the next master in host order takes it");
+    let (secs, by) = wait_for_service(&lab, Some("master1"), Duration::from_secs(20))
+        .expect("the VIP did not move after keepalived stopped");
+    println!(
+        "MEASURED: keepalived stopped on master1 -> client served by {by} again after {secs:.1}s"
+    );
+    assert_eq!(
+        holder(&lab).as_deref(),
+        Some("master2"),
+        "the next master in host order takes it"
+    );
     // Back: preemption (the default) gives the VIP back to master1.
     lab.exec("master1", "systemctl start keepalived");
     let t0 = Instant::now();
     while holder(&lab).as_deref() != Some("master1") && t0.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(holder(&lab).as_deref(), Some("master1"), "preempt: master1 takes the VIP back");
+    assert_eq!(
+        holder(&lab).as_deref(),
+        Some("master1"),
+        "preempt: master1 takes the VIP back"
+    );
 
     // haproxy down on the holder: the check script fails, keepalived gives up the VIP.
     lab.exec("master1", "systemctl stop haproxy");
-    let (secs, by) = wait_for_service(&lab, Some("master1"), Duration::from_secs(20)).expect("the VIP did not move after haproxy stopped");
+    let (secs, by) = wait_for_service(&lab, Some("master1"), Duration::from_secs(20))
+        .expect("the VIP did not move after haproxy stopped");
     println!("MEASURED: haproxy stopped on master1 -> client served by {by} after {secs:.1}s");
     lab.exec("master1", "systemctl start haproxy");
     // An API server restart behind haproxy does not move the VIP.
@@ -120,12 +177,20 @@ fn keepalived_and_haproxy_serve_the_vip_and_fail_over() {
     }
     lab.exec("master1", "systemctl restart standin-apiserver");
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(holder(&lab).as_deref(), Some("master1"), "the VIP flapped on an API server restart");
+    assert_eq!(
+        holder(&lab).as_deref(),
+        Some("master1"),
+        "the VIP flapped on an API server restart"
+    );
 
     // The whole holder dies (SIGKILL to the container): the VIP moves.
-    let kill = std::process::Command::new("docker").args(["kill", &lab.container("master1")]).output().unwrap();
+    let kill = std::process::Command::new("docker")
+        .args(["kill", &lab.container("master1")])
+        .output()
+        .unwrap();
     assert!(kill.status.success());
-    let (secs, by) = wait_for_service(&lab, Some("master1"), Duration::from_secs(20)).expect("the VIP did not move after the host died");
+    let (secs, by) = wait_for_service(&lab, Some("master1"), Duration::from_secs(20))
+        .expect("the VIP did not move after the host died");
     println!("MEASURED: master1 killed -> client served by {by} after {secs:.1}s");
 }
 
@@ -135,9 +200,17 @@ fn nopreempt_keeps_the_vip_where_it_is() {
     let lab = vip_lab("t-nopreempt", 42);
     let inv = std::fs::read_to_string(&lab.inventory).unwrap() + "  keepalived_preempt: false\n";
     std::fs::write(&lab.inventory, inv).unwrap();
-    assert_eq!(lab.gantry(&["apply", "--accept-new-host-keys", "-p", "cluster"]).status.code(), Some(0));
+    assert_eq!(
+        lab.gantry(&["apply", "--accept-new-host-keys", "-p", "cluster"])
+            .status
+            .code(),
+        Some(0)
+    );
     start_api_servers(&lab);
-    assert!(lab.exec("master1", "cat /etc/keepalived/keepalived.conf").contains("    nopreempt\n"));
+    assert!(
+        lab.exec("master1", "cat /etc/keepalived/keepalived.conf")
+            .contains("    nopreempt\n")
+    );
     wait_for_service(&lab, None, Duration::from_secs(15)).expect("VIP:6553 never answered");
     let first = holder(&lab).unwrap();
     lab.exec(&first, "systemctl stop keepalived");
@@ -145,7 +218,11 @@ fn nopreempt_keeps_the_vip_where_it_is() {
     let second = holder(&lab).unwrap();
     lab.exec(&first, "systemctl start keepalived");
     std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(holder(&lab).unwrap(), second, "nopreempt: the VIP stays where it went");
+    assert_eq!(
+        holder(&lab).unwrap(),
+        second,
+        "nopreempt: the VIP stays where it went"
+    );
 }
 
 #[test]
@@ -158,9 +235,15 @@ fn a_vip_taken_by_another_host_and_an_invalid_config_never_go_live() {
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out.stdout);
     assert!(shown.contains(&format!("FAILED master1 keepalived/the VIP is not answering for another host: VIP {} already answers on the network", vip(&lab))), "{shown}");
-    assert!(!lab.try_exec("master1", "test -e /etc/keepalived/keepalived.conf").0);
+    assert!(
+        !lab.try_exec("master1", "test -e /etc/keepalived/keepalived.conf")
+            .0
+    );
     lab.exec("client", &format!("ip addr del {}/24 dev eth0", vip(&lab)));
-    assert_eq!(lab.gantry(&["apply", "-p", "cluster"]).status.code(), Some(0));
+    assert_eq!(
+        lab.gantry(&["apply", "-p", "cluster"]).status.code(),
+        Some(0)
+    );
 
     // A config haproxy rejects is checked by haproxy itself and never replaces the live one.
     let live = lab.exec("master2", "cat /etc/haproxy/haproxy.cfg");
@@ -171,20 +254,39 @@ fn a_vip_taken_by_another_host_and_an_invalid_config_never_go_live() {
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out.stdout);
     assert!(shown.contains("FAILED master2 haproxy/haproxy configuration: command failed\n    command: write /etc/haproxy/haproxy.cfg (mode 0644)"), "{shown}");
-    assert!(shown.contains("99999"), "haproxy's own complaint is shown: {shown}");
+    assert!(
+        shown.contains("99999"),
+        "haproxy's own complaint is shown: {shown}"
+    );
     assert_eq!(lab.exec("master2", "cat /etc/haproxy/haproxy.cfg"), live);
-    assert_eq!(lab.exec("master2", "systemctl show -p MainPID --value haproxy"), pid);
-    assert_eq!(lab.exec("master2", "ls /etc/haproxy | grep -c gantry || true").trim(), "0", "a temp file was left");
+    assert_eq!(
+        lab.exec("master2", "systemctl show -p MainPID --value haproxy"),
+        pid
+    );
+    assert_eq!(
+        lab.exec("master2", "ls /etc/haproxy | grep -c gantry || true")
+            .trim(),
+        "0",
+        "a temp file was left"
+    );
 
     // The same for keepalived: a router id out of range is caught by
     // `keepalived --config-test`, and the running config stays.
     let live = lab.exec("master3", "cat /etc/keepalived/keepalived.conf");
-    let inv = std::fs::read_to_string(&lab.inventory).unwrap().replace("  apiserver_port: 99999\n", "  keepalived_router_id: 999\n");
+    let inv = std::fs::read_to_string(&lab.inventory)
+        .unwrap()
+        .replace("  apiserver_port: 99999\n", "  keepalived_router_id: 999\n");
     std::fs::write(&lab.inventory, inv).unwrap();
     let out = lab.gantry(&["apply", "-p", "cluster"]);
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out.stdout);
-    assert!(shown.contains("FAILED master3 keepalived/keepalived configuration: command failed"), "{shown}");
+    assert!(
+        shown.contains("FAILED master3 keepalived/keepalived configuration: command failed"),
+        "{shown}"
+    );
     assert!(shown.contains("'999' outside range [1, 255]"), "{shown}");
-    assert_eq!(lab.exec("master3", "cat /etc/keepalived/keepalived.conf"), live);
+    assert_eq!(
+        lab.exec("master3", "cat /etc/keepalived/keepalived.conf"),
+        live
+    );
 }

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-
 pub struct Lab {
     pub name: String,
     pub inventory: PathBuf,
@@ -23,22 +22,51 @@ pub fn text(b: &[u8]) -> String {
 
 impl Lab {
     pub fn up(name: &str, net: u8) -> Lab {
-        Self::up_with(name, net, "master1:control-plane,worker1:worker,gpu1:worker+gpu")
+        Self::up_with(
+            name,
+            net,
+            "master1:control-plane,worker1:worker,gpu1:worker+gpu",
+        )
     }
 
     pub fn up_with(name: &str, net: u8, hosts: &str) -> Lab {
-        let out = Command::new(root().join("lab/up.sh")).args([name, hosts, &net.to_string()]).output().unwrap();
-        assert!(out.status.success(), "lab/up.sh failed:\n{}{}", text(&out.stdout), text(&out.stderr));
+        let out = Command::new(root().join("lab/up.sh"))
+            .args([name, hosts, &net.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "lab/up.sh failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         let inventory = PathBuf::from(text(&out.stdout).lines().last().unwrap().trim());
-        let hosts = hosts.split(',').map(|s| s.split(':').next().unwrap().to_string()).collect();
-        Lab { name: name.into(), inventory, hosts, net }
+        let hosts = hosts
+            .split(',')
+            .map(|s| s.split(':').next().unwrap().to_string())
+            .collect();
+        Lab {
+            name: name.into(),
+            inventory,
+            hosts,
+            net,
+        }
     }
 
     pub fn gantry(&self, args: &[&str]) -> Output {
         let mut a: Vec<&str> = args.to_vec();
         a.extend(["-i", self.inventory.to_str().unwrap()]);
-        let out = Command::new(env!("CARGO_BIN_EXE_gantry")).args(&a).current_dir(root()).output().unwrap();
-        println!("$ gantry {}\n{}{}", a.join(" "), text(&out.stdout), text(&out.stderr));
+        let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(&a)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        println!(
+            "$ gantry {}\n{}{}",
+            a.join(" "),
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         out
     }
 
@@ -47,14 +75,24 @@ impl Lab {
     }
 
     pub fn exec(&self, host: &str, script: &str) -> String {
-        let out = Command::new("docker").args(["exec", &self.container(host), "sh", "-c", script]).output().unwrap();
-        assert!(out.status.success(), "on {host}: {script}: {}", text(&out.stderr));
+        let out = Command::new("docker")
+            .args(["exec", &self.container(host), "sh", "-c", script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "on {host}: {script}: {}",
+            text(&out.stderr)
+        );
         text(&out.stdout)
     }
 
     /// Run a script on a host; its output whether it succeeds or not.
     pub fn try_exec(&self, host: &str, script: &str) -> (bool, String) {
-        let out = Command::new("docker").args(["exec", &self.container(host), "sh", "-c", script]).output().unwrap();
+        let out = Command::new("docker")
+            .args(["exec", &self.container(host), "sh", "-c", script])
+            .output()
+            .unwrap();
         (out.status.success(), text(&out.stdout))
     }
 
@@ -77,21 +115,30 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = Command::new(root().join("lab/down.sh")).arg(&self.name).output();
+        let _ = Command::new(root().join("lab/down.sh"))
+            .arg(&self.name)
+            .output();
     }
 }
 
 pub fn summary(out: &Output) -> String {
-    text(&out.stdout).lines().rev().find(|l| l.contains(" hosts: ok=")).unwrap_or_default().to_string()
+    text(&out.stdout)
+        .lines()
+        .rev()
+        .find(|l| l.contains(" hosts: ok="))
+        .unwrap_or_default()
+        .to_string()
 }
-
 
 /// Fail naming the /etc entries (path, mode, owner, size, mtime) that differ
 /// between two `etc_state` snapshots of the same hosts.
 pub fn assert_same_etc(before: &[String], after: &[String], what: &str) {
     let mut changed = Vec::new();
     for (b, a) in before.iter().zip(after) {
-        let (bl, al): (std::collections::BTreeSet<&str>, std::collections::BTreeSet<&str>) = (b.lines().collect(), a.lines().collect());
+        let (bl, al): (
+            std::collections::BTreeSet<&str>,
+            std::collections::BTreeSet<&str>,
+        ) = (b.lines().collect(), a.lines().collect());
         changed.extend(bl.symmetric_difference(&al).map(|l| l.to_string()));
     }
     assert!(changed.is_empty(), "{what}: {changed:#?}");
