@@ -8,6 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --check || { echo "test.sh: the code is not formatted; run cargo fmt" >&2; exit 1; }
+else
+  echo "test.sh: SKIPPED the format check: rustfmt is not installed"
+fi
+
 lab/ensure-docker.sh
 echo "test.sh: lab image $(lab/build-image.sh)"
 

@@ -95,6 +95,13 @@ exit 1"#,
     }
 }
 
+/// `case` on the lock's one line holding the quoted `mine`, for the caller
+/// to finish with `ACTION;; esac`: builtins only, so the check spawns no
+/// process.
+fn if_mine(mine: &str) -> String {
+    format!("IFS= read -r l < {PATH} && case $l in *{mine}*)")
+}
+
 /// Touch the lock every few seconds until the returned task is aborted.
 pub fn heartbeat(conn: Arc<Conn>, run: String) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -103,7 +110,7 @@ pub fn heartbeat(conn: Arc<Conn>, run: String) -> tokio::task::JoinHandle<()> {
             tokio::time::sleep(HEARTBEAT).await;
             let _ = conn
                 .run(
-                    &format!("grep -qF -- {mine} {PATH} && touch {PATH}"),
+                    &format!("{} touch {PATH};; esac", if_mine(&mine)),
                     None,
                     Some(HEARTBEAT),
                 )
@@ -117,7 +124,7 @@ pub async fn release(conn: &Conn, run: &str) {
     if let Ok(mine) = quote(&format!("run={run} ")) {
         let _ = conn
             .run(
-                &format!("grep -qF -- {mine} {PATH} && rm -f {PATH}"),
+                &format!("{} rm -f {PATH};; esac", if_mine(&mine)),
                 None,
                 None,
             )

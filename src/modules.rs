@@ -469,7 +469,8 @@ impl FileState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Replace a file atomically: temp file in the same directory, mode and
-    /// owner set while it is still empty, content over stdin, fsync, rename.
+    /// owner set while it is still empty, content from the request's input,
+    /// fsync, rename.
     Write {
         path: String,
         content: String,
@@ -494,6 +495,9 @@ pub enum Touches {
     /// One path (a write, chmod, chown, mkdir -p, rm -rf): what file probes
     /// read at that path, above it or below it, and what scripts read.
     Path(String),
+    /// A directory made (`mkdir -p`): what file probes read at that path or
+    /// above it, and what scripts read. What lies below is as it was.
+    Made(String),
     /// Live kernel or service state (hostname, sysctl -w, modprobe,
     /// systemctl): what scripts read, not files.
     Live,
@@ -507,7 +511,10 @@ impl Action {
     pub fn run(argv: &[&str]) -> Result<Action, String> {
         let line = command(argv)?;
         let touches = match argv.first().copied() {
-            Some("chmod" | "chown" | "mkdir" | "rm") => argv
+            Some("mkdir") => argv
+                .last()
+                .map_or(Touches::All, |p| Touches::Made(p.to_string())),
+            Some("chmod" | "chown" | "rm") => argv
                 .last()
                 .map_or(Touches::All, |p| Touches::Path(p.to_string())),
             Some("hostname" | "sysctl" | "modprobe" | "systemctl") => Touches::Live,
@@ -535,7 +542,8 @@ impl Action {
         }
     }
 
-    /// The script and stdin that carry the action out.
+    /// The script, and the input it reads as `$gantry_stdin`, that carry
+    /// the action out.
     pub fn script(&self) -> Result<(String, Option<String>), String> {
         match self {
             Action::Write {
@@ -551,9 +559,10 @@ impl Action {
                 // Created exclusively (noclobber) with its final mode and
                 // owner while still empty; a mode the umask can give needs no
                 // chmod, which saves a process on every write of every host.
-                // The content cannot arrive cut short: the executor sends
-                // stdin only through the host's shell, which runs a request
-                // only once every byte of it has arrived (ssh.rs `request`).
+                // The content cannot arrive cut short: input goes only
+                // through the host's shell, which runs a request only once
+                // every byte of it has arrived (ssh.rs `request`). It lands
+                // through the `printf` builtin, so no process carries it.
                 // The script runs in a subshell of its own, so umask and
                 // noclobber stay in it.
                 let mut s = format!(
@@ -562,7 +571,9 @@ impl Action {
                 let by_umask = mode & !0o666 == 0;
                 let umask = if by_umask { 0o666 & !mode } else { 0o077 };
                 if by_umask && owner.is_none() && group.is_none() {
-                    s.push_str(&format!("umask {umask:03o}; set -C\ncat > \"$t\"\n"));
+                    s.push_str(&format!(
+                        "umask {umask:03o}; set -C\nprintf %s \"$gantry_stdin\" > \"$t\"\n"
+                    ));
                 } else {
                     s.push_str(&format!("umask {umask:03o}; set -C\n: > \"$t\"\n"));
                     if !by_umask {
@@ -576,7 +587,7 @@ impl Action {
                         );
                         s.push_str(&format!("chown -- {} \"$t\"\n", quote(&spec)?));
                     }
-                    s.push_str("cat >| \"$t\"\n");
+                    s.push_str("printf %s \"$gantry_stdin\" >| \"$t\"\n");
                 }
                 if let Some(argv) = validate {
                     // The candidate is checked in place; on failure `set -e`
@@ -599,7 +610,21 @@ impl Action {
                 ));
                 Ok((s, Some(content.clone())))
             }
-            Action::Run { script, stdin, .. } => Ok((script.clone(), stdin.clone())),
+            // The request's input is a shell variable; a command reads it
+            // on its stdin.
+            Action::Run {
+                script,
+                stdin: Some(text),
+                ..
+            } => Ok((
+                format!("printf %s \"$gantry_stdin\" | {{\n{script}\n}}"),
+                Some(text.clone()),
+            )),
+            Action::Run {
+                script,
+                stdin: None,
+                ..
+            } => Ok((script.clone(), None)),
         }
     }
 }
@@ -1114,15 +1139,25 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                     return Ok(Decision::ok(format!("{r} does not exist")));
                 }
             }
-            let body = match (&p.argv, &p.cmd) {
-                (Some(argv), _) => command(argv)?,
-                (None, Some(cmd)) if *shell => cmd.clone(),
+            let words = match (&p.argv, &p.cmd) {
+                (Some(argv), _) => Some(argv.clone()),
+                (None, Some(_)) if *shell => None,
                 // `command` with a string: split as a shell would, then quote
                 // each word, so no expansion, pipe or `;` takes effect.
-                (None, Some(cmd)) => command(
-                    &shlex::split(cmd).ok_or_else(|| format!("cannot split {cmd:?} into words"))?,
-                )?,
+                (None, Some(cmd)) => Some(
+                    shlex::split(cmd).ok_or_else(|| format!("cannot split {cmd:?} into words"))?,
+                ),
                 _ => unreachable!("checked in parse"),
+            };
+            let body = match &words {
+                Some(w) => command(w)?,
+                None => p.cmd.clone().unwrap_or_default(),
+            };
+            // A program that changes only live kernel state leaves the files
+            // read before it good; any other command could change anything.
+            let touches = match words.as_ref().and_then(|w| w.first()).map(String::as_str) {
+                Some("sysctl" | "nft" | "modprobe" | "hostname") => Touches::Live,
+                _ => Touches::All,
             };
             let script = match &p.chdir {
                 Some(d) => format!("cd -- {} && {body}", quote(d)?),
@@ -1138,7 +1173,7 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                     script,
                     show: body,
                     stdin: p.stdin.clone(),
-                    touches: Touches::All,
+                    touches,
                 }],
             );
             if p.changed_when == Some(false) {
@@ -1562,6 +1597,54 @@ mod tests {
             "{:?}",
             d.actions
         );
+        // A program that changes only live kernel state keeps file answers
+        // good; anything else, and any shell script, may change anything.
+        let touches = |module_name: &str, v: Json| {
+            decide(&module(module_name, v), &[]).unwrap().actions[0].touches()
+        };
+        assert_eq!(
+            touches(
+                "command",
+                json!({"argv": ["sysctl", "-p", "/etc/sysctl.d/k8s.conf"]})
+            ),
+            Touches::Live
+        );
+        assert_eq!(
+            touches("command", json!({"cmd": "nft -f /etc/nftables.conf"})),
+            Touches::Live
+        );
+        assert_eq!(
+            touches(
+                "command",
+                json!({"argv": ["systemctl", "enable", "kubelet"]})
+            ),
+            Touches::All
+        );
+        assert_eq!(
+            touches("shell", json!({"cmd": "sysctl -p; rm -rf /etc/x"})),
+            Touches::All
+        );
+    }
+
+    /// A command's `stdin` reaches it on its stdin, byte for byte, from the
+    /// request's input variable.
+    #[test]
+    fn command_stdin_is_fed_from_the_input() {
+        let secret = "token: 'abc'\n$(id)\nno newline";
+        let m = module("command", json!({"argv": ["cat"], "stdin": secret}));
+        let d = decide(&m, &[]).unwrap();
+        let (script, input) = d.actions[0].script().unwrap();
+        assert!(
+            !script.contains("abc"),
+            "the secret is in the script: {script}"
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("gantry_stdin", input.unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), secret);
     }
 
     #[test]
@@ -1613,21 +1696,15 @@ mod tests {
         std::fs::write(&path, "old\n").unwrap();
         let p = path.to_str().unwrap().to_string();
         let run = |a: &Action| {
-            let (script, stdin) = a.script().unwrap();
-            let mut c = std::process::Command::new("sh")
+            // The input as the remote shell has it: a variable of the
+            // shell running the script (here from its environment).
+            let (script, input) = a.script().unwrap();
+            std::process::Command::new("sh")
                 .arg("-c")
                 .arg(&script)
-                .stdin(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            c.stdin
-                .take()
+                .env("gantry_stdin", input.unwrap())
+                .output()
                 .unwrap()
-                .write_all(stdin.unwrap().as_bytes())
-                .unwrap();
-            c.wait_with_output().unwrap()
         };
         let bad = Action::Write {
             path: p.clone(),
@@ -1669,7 +1746,7 @@ mod tests {
         // file. Owner and group are set on the empty file too.
         let (script, _) = good.script().unwrap();
         assert!(
-            script.contains("umask 066; set -C\ncat > \"$t\""),
+            script.contains("umask 066; set -C\nprintf %s \"$gantry_stdin\" > \"$t\""),
             "{script}"
         );
         let exec = Action::Write {
@@ -1689,7 +1766,7 @@ mod tests {
         assert!(
             at(": > \"$t\"") < at("chmod 755")
                 && at("chmod 755") < at("chown")
-                && at("chown") < at("cat >")
+                && at("chown") < at("printf %s")
         );
         let euid = std::process::Command::new("id").arg("-u").output().unwrap();
         if String::from_utf8_lossy(&euid.stdout).trim() == "0" {

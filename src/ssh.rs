@@ -127,7 +127,7 @@ impl client::Handler for Verifier {
     }
 }
 
-/// How long a command without stdin waits for the busy shell before it takes
+/// How long a command without input waits for the busy shell before it takes
 /// a channel of its own.
 const SHELL_WAIT: Duration = Duration::from_secs(1);
 
@@ -137,6 +137,7 @@ const LIVENESS: Duration = Duration::from_secs(5);
 /// An open, authenticated connection to one host.
 pub struct Conn {
     handle: Handle<Verifier>,
+    host: String,
     become_: bool,
     pub command_timeout: Duration,
     /// The long-lived remote shell that runs commands one after another, so
@@ -150,29 +151,31 @@ pub struct Conn {
 /// Each request is one brace group, parsed whole before any of it runs:
 ///
 /// ```sh
-/// { printf %s 'STDIN' | ( eval 'SCRIPT' ); printf '\n%s %d\n' NONCE $?; printf '\n%s\n' NONCE >&2; }
+/// { gantry_stdin='INPUT'; ( eval 'SCRIPT' ) </dev/null; printf '\n%s %d\n' NONCE $?; unset gantry_stdin; printf '\n%s\n' NONCE >&2; }
 /// ```
 ///
-/// Script and stdin are shell-quoted, so whatever their bytes, the group
+/// Script and input are shell-quoted, so whatever their bytes, the group
 /// stays balanced; a request cut short by a lost connection is a syntax error
 /// at end of input, and the shell exits without running any of it. The script
-/// runs in a subshell, so its `exit`, `cd`, traps and `set -e` stay there, and
-/// its stdin is the quoted text (or /dev/null). `printf` is a builtin: stdin,
-/// secrets among it, is never in a file or a process argument, and no process
-/// is spent on framing. The nonce is random per connection plus a counter, so
-/// no output can end a frame early by accident.
-fn request(nonce: &str, script: &str, stdin: Option<&[u8]>) -> Result<String, ConnError> {
+/// runs in a subshell, so its `exit`, `cd`, traps and `set -e` stay there.
+/// The input (file content, secrets) is a shell variable the script reads,
+/// never exported: it is in no file, no process argument and no child's
+/// environment, and a write puts it in place with the `printf` builtin, with
+/// no process spent (`printf %s "$gantry_stdin" | cmd` gives it to a command
+/// as stdin). The nonce is random per connection plus a counter, so no output
+/// can end a frame early by accident.
+fn request(nonce: &str, script: &str, input: Option<&[u8]>) -> Result<String, ConnError> {
     let script = quote(script).map_err(fatal)?;
-    let (feed, redirect) = match stdin {
+    let set = match input {
         Some(d) => {
             let text = std::str::from_utf8(d)
-                .map_err(|_| fatal("stdin for a remote command must be text".into()))?;
-            (format!("printf %s {} | ", quote(text).map_err(fatal)?), "")
+                .map_err(|_| fatal("input for a remote command must be text".into()))?;
+            format!("gantry_stdin={}; ", quote(text).map_err(fatal)?)
         }
-        None => (String::new(), " </dev/null"),
+        None => String::new(),
     };
     Ok(format!(
-        "{{ {feed}( eval {script} ){redirect}; printf '\\n%s %d\\n' {nonce} $?; printf '\\n%s\\n' {nonce} >&2; }}\n"
+        "{{ {set}( eval {script} ) </dev/null; printf '\\n%s %d\\n' {nonce} $?; unset gantry_stdin; printf '\\n%s\\n' {nonce} >&2; }}\n"
     ))
 }
 
@@ -239,6 +242,7 @@ pub async fn connect(
     authenticate(&mut handle, &cfg.user, cfg.identity_file.as_deref()).await?;
     Ok(Conn {
         handle,
+        host: address.to_string(),
         become_: cfg.become_,
         command_timeout: Duration::from_secs(cfg.command_timeout),
         shell: tokio::sync::Mutex::new(None),
@@ -314,27 +318,42 @@ async fn authenticate(
 
 impl Conn {
     /// Run a POSIX sh script on the host (as root through `sudo -n` when the
-    /// host uses become), with optional stdin, within `timeout`. Commands go
-    /// through the host's long-lived shell.
+    /// host uses become), within `timeout`. Commands go through the host's
+    /// long-lived shell. `input` (file content, a secret) reaches the script
+    /// as the shell variable `$gantry_stdin`, not as its stdin (see `request`).
     pub async fn run(
         &self,
         script: &str,
-        stdin: Option<&[u8]>,
+        input: Option<&[u8]>,
+        timeout: Option<Duration>,
+    ) -> Result<Output, ConnError> {
+        let started = std::time::Instant::now();
+        let result = self.run_timed(script, input, timeout).await;
+        // `GANTRY_LOG=gantry::ssh=debug` times each remote command. Only the
+        // script's first line is shown: the input, where secrets travel, never.
+        tracing::debug!(host = %self.host, ms = started.elapsed().as_millis() as u64, rc = result.as_ref().map_or(-1, |o| o.rc), "{}", script.lines().next().unwrap_or("").chars().take(60).collect::<String>());
+        result
+    }
+
+    async fn run_timed(
+        &self,
+        script: &str,
+        input: Option<&[u8]>,
         timeout: Option<Duration>,
     ) -> Result<Output, ConnError> {
         let timeout = timeout.unwrap_or(self.command_timeout);
-        // Stdin always goes through the shell, which runs a request only
+        // Input always goes through the shell, which runs a request only
         // once all of it has arrived (see `request`), so a write's content
-        // can never land cut short. A command without stdin (the lock
+        // can never land cut short. A command without input (the lock
         // heartbeat beside a task) waits a moment for the shell, then takes
         // a channel of its own.
-        let shell = match stdin {
+        let shell = match input {
             Some(_) => Ok(self.shell.lock().await),
             None => tokio::time::timeout(SHELL_WAIT, self.shell.lock()).await,
         };
         let result = match shell {
             Ok(mut slot) => {
-                match tokio::time::timeout(timeout, self.in_shell(&mut slot, script, stdin)).await {
+                match tokio::time::timeout(timeout, self.in_shell(&mut slot, script, input)).await {
                     Ok(r) => {
                         if r.is_err() {
                             *slot = None;
@@ -352,7 +371,7 @@ impl Conn {
             }
             Err(_elapsed) => {
                 let line = self.wrap(script)?;
-                tokio::time::timeout(timeout, self.exec(&line, stdin))
+                tokio::time::timeout(timeout, self.exec(&line))
                     .await
                     .ok()
                     .map(|r| match r {
@@ -367,7 +386,7 @@ impl Conn {
             // A command past its time, or a host that stopped answering?
             // Ask the host something trivial: no answer means the host is
             // gone (unreachable), an answer means the command is just slow.
-            None => match tokio::time::timeout(LIVENESS, self.exec("true", None)).await {
+            None => match tokio::time::timeout(LIVENESS, self.exec("true")).await {
                 Ok(Ok(_)) => Err(transient(format!(
                     "command timed out after {}s",
                     timeout.as_secs()
@@ -401,7 +420,7 @@ impl Conn {
         &self,
         slot: &mut Option<Shell>,
         script: &str,
-        stdin: Option<&[u8]>,
+        input: Option<&[u8]>,
     ) -> Result<Output, ConnError> {
         let lost = |e: russh::Error| transient(format!("connection lost: {e}"));
         if slot.is_none() {
@@ -420,7 +439,7 @@ impl Conn {
         sh.count += 1;
         let nonce = format!("{}-{}", sh.prefix, sh.count);
         sh.ch
-            .data_bytes(request(&nonce, script, stdin)?.into_bytes())
+            .data_bytes(request(&nonce, script, input)?.into_bytes())
             .await
             .map_err(lost)?;
         let out_end = format!("\n{nonce} ");
@@ -474,13 +493,11 @@ impl Conn {
         })
     }
 
-    async fn exec(&self, line: &str, stdin: Option<&[u8]>) -> Result<Output, ConnError> {
+    /// A command line on a channel of its own, stdin empty.
+    async fn exec(&self, line: &str) -> Result<Output, ConnError> {
         let lost = |e: russh::Error| transient(format!("connection lost: {e}"));
         let mut ch = self.handle.channel_open_session().await.map_err(lost)?;
         ch.exec(true, line).await.map_err(lost)?;
-        if let Some(data) = stdin {
-            ch.data_bytes(data.to_vec()).await.map_err(lost)?;
-        }
         ch.eof().await.map_err(lost)?;
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let mut rc = None;
@@ -557,17 +574,31 @@ mod tests {
     #[test]
     fn a_request_runs_whole_with_its_stdin_or_not_at_all() {
         let data = "it's $(reboot)\n`id`\n'; echo injected; '\nno newline";
-        let req = request("N-1", "cat; exit 3", Some(data.as_bytes())).unwrap();
+        let req = request(
+            "N-1",
+            "printf %s \"$gantry_stdin\"; exit 3",
+            Some(data.as_bytes()),
+        )
+        .unwrap();
         assert_eq!(sh(req.as_bytes()), format!("{data}\nN-1 3\n"));
         // Two requests back to back, the second without stdin.
+        // The second, without input, sees none, and its stdin is empty.
         let two = format!(
             "{req}{}",
-            request("N-2", "echo two; read x || echo eof", None).unwrap()
+            request(
+                "N-2",
+                "echo \"two[$gantry_stdin]\"; read x || echo eof",
+                None
+            )
+            .unwrap()
         );
         assert_eq!(
             sh(two.as_bytes()),
-            format!("{data}\nN-1 3\ntwo\neof\n\nN-2 0\n")
+            format!("{data}\nN-1 3\ntwo[]\neof\n\nN-2 0\n")
         );
+        // The input is in no child's environment.
+        let env = request("N-4", "env | grep -c gantry_stdin", Some(b"secret")).unwrap();
+        assert_eq!(sh(env.as_bytes()), "0\n\nN-4 1\n");
         // Cut anywhere short of its end, a request runs nothing.
         let req = request("N-3", "echo RAN", Some(b"x'y")).unwrap();
         for cut in 0..req.len() - 1 {
