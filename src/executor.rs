@@ -141,6 +141,8 @@ struct Shared {
     pb: Playbook,
     dag: Dag,
     templates: Templates,
+    /// What `gather_facts` runs on each host.
+    facts_script: String,
     opts: Options,
     /// Each node's outcome once it is known; dependents wait on these.
     results: Vec<watch::Sender<Option<Outcome>>>,
@@ -215,6 +217,7 @@ pub async fn run(
         }
     }
     let templates = Templates::new(&pb);
+    let facts_script = facts_script(&templates, &dag);
     let n = dag.graph.node_count();
     let results = (0..n).map(|_| watch::channel(None).0).collect();
     let forks = Semaphore::new(opts.forks.max(1));
@@ -226,6 +229,7 @@ pub async fn run(
         pb,
         dag,
         templates,
+        facts_script,
         opts,
         results,
         hostvars: Arc::new(Mutex::new(HashMap::new())),
@@ -412,7 +416,7 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
         }
         heartbeat = Some(lock::heartbeat(conn.clone(), run));
     }
-    let facts = match gather_facts(&conn).await {
+    let facts = match gather_facts(&conn, &s.facts_script).await {
         Ok(f) => f,
         Err(e) => {
             host_lost(&s, h, &chain, &format!("gathering facts: {e}"));
@@ -534,26 +538,75 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
     conn.close().await;
 }
 
-/// Mostly shell builtins reading /proc: each process spawned here is paid on
-/// every host of every run.
+/// Shell builtins reading /proc: each process spawned here is paid on every
+/// host of every run.
 const FACTS_SCRIPT: &str = r#". /etc/os-release 2>/dev/null
 echo "os_id=${ID:-unknown}"
 echo "os_version=${VERSION_ID:-}"
 echo "os_like=${ID_LIKE:-${ID:-}}"
 read -r v < /proc/sys/kernel/osrelease; echo "kernel=$v"
-echo "arch=$(uname -m)"
+{ read -r v < /proc/sys/kernel/arch; } 2>/dev/null || v=$(uname -m); echo "arch=$v"
 read -r v < /proc/sys/kernel/hostname; echo "hostname=$v"
 n=0; { read -r _; while read -r _; do n=$((n + 1)); done; } < /proc/swaps 2>/dev/null; echo "swap_devices=$n"
-if [ -d /run/systemd/system ]; then echo "firewalld=$(systemctl is-active firewalld 2>/dev/null)"; else echo "firewalld="; fi
 read -r v < /proc/1/comm; echo "init=$v"
 command -v nft >/dev/null && echo "has_nft=true" || echo "has_nft=false"
-nft list table inet gantry >/dev/null 2>&1 && echo "nft_gantry_table=true" || echo "nft_gantry_table=false"
-ip -o -4 addr show 2>/dev/null | while read -r _ iface _ cidr _; do echo "ipv4=$iface $cidr"; done
 "#;
 
+/// Facts that cost processes to read: each is read only in runs where some
+/// task refers to it (see `facts_script`).
+const COSTLY_FACTS: [(&str, &str); 3] = [
+    (
+        "firewalld",
+        r#"if [ -d /run/systemd/system ]; then echo "firewalld=$(systemctl is-active firewalld 2>/dev/null)"; else echo "firewalld="; fi"#,
+    ),
+    (
+        "nft_gantry_table",
+        r#"nft list table inet gantry >/dev/null 2>&1 && echo "nft_gantry_table=true" || echo "nft_gantry_table=false""#,
+    ),
+    (
+        "ipv4",
+        r#"ip -o -4 addr show 2>/dev/null | while read -r _ iface _ cidr _; do echo "ipv4=$iface $cidr"; done"#,
+    ),
+];
+
+/// The facts script for a run: the cheap facts, and each costly one that a
+/// task of the run names as `facts.NAME`. A task that reads `facts` whole,
+/// by a computed key, or through `hostvars` gets them all.
+fn facts_script(templates: &Templates, dag: &Dag) -> String {
+    let mut names = std::collections::BTreeSet::new();
+    let mut seen = HashSet::new();
+    for n in dag.graph.node_indices() {
+        let t = &dag.graph[n].task;
+        if seen.insert((&t.id, &t.source)) {
+            names.extend(referenced(templates, t, true));
+        }
+    }
+    facts_script_for(&names)
+}
+
+/// The facts script for tasks that refer to `names` (nested paths).
+fn facts_script_for(names: &std::collections::BTreeSet<String>) -> String {
+    let all = names
+        .iter()
+        .any(|n| n == "facts" || n == "hostvars" || n.starts_with("hostvars."));
+    let mut script = FACTS_SCRIPT.to_string();
+    for (name, part) in COSTLY_FACTS {
+        if all
+            || names.contains(&format!("facts.{name}"))
+            || names
+                .iter()
+                .any(|n| n.starts_with(&format!("facts.{name}.")))
+        {
+            script.push_str(part);
+            script.push('\n');
+        }
+    }
+    script
+}
+
 /// The host facts every template and `when:` can use, in one round trip.
-async fn gather_facts(conn: &Conn) -> Result<Json, ConnError> {
-    let out = conn.run(FACTS_SCRIPT, None, None).await?;
+async fn gather_facts(conn: &Conn, script: &str) -> Result<Json, ConnError> {
+    let out = conn.run(script, None, None).await?;
     let mut m = serde_json::Map::new();
     // Each IPv4 address the host has -> its interface and prefix, so roles can
     // find the interface that carries the host's inventory address.
@@ -727,6 +780,27 @@ fn input_value(
     }
 }
 
+/// The variables a task refers to in its parameters, `when`, `loop` and
+/// template file; see `Templates::referenced_in` for `nested`.
+fn referenced(templates: &Templates, t: &Task, nested: bool) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let strings = crate::template::strings_in(&t.params, "")
+        .into_iter()
+        .map(|(_, s)| s);
+    let exprs = t
+        .when
+        .iter()
+        .map(|w| format!("{{{{ {w} }}}}"))
+        .chain(t.loop_.iter().map(|l| l.to_string()));
+    for src in strings.chain(exprs) {
+        names.extend(templates.referenced_in(&src, nested));
+    }
+    if let Some(src) = t.params.get("src").and_then(Json::as_str) {
+        names.extend(templates.referenced_in_file(&t.role, src, nested));
+    }
+    names
+}
+
 /// Each node's input hash: the task's definition, the role files it uses, and
 /// the values of exactly the variables it refers to, as the inventory and role
 /// defaults give them (facts and registered results are runtime, not input).
@@ -745,18 +819,8 @@ pub fn input_hashes(inv: &Inventory, pb: &Playbook, dag: &Dag) -> Vec<String> {
             let t = &node.task;
             let (names, files) = refs.entry(format!("{}@{}", t.id, t.source)).or_insert_with(|| {
                 let role = &pb.roles[&t.role];
-                let mut names = std::collections::BTreeSet::new();
-                let mut files = Vec::new();
-                let strings = crate::template::strings_in(&t.params, "").into_iter().map(|(_, s)| s);
-                let exprs = t.when.iter().map(|w| format!("{{{{ {w} }}}}")).chain(t.loop_.iter().map(|l| l.to_string()));
-                for src in strings.chain(exprs) {
-                    names.extend(templates.referenced_in(&src));
-                }
-                if let Some(src) = t.params.get("src").and_then(Json::as_str) {
-                    names.extend(templates.referenced_in_file(&t.role, src));
-                    files.push(role.templates.get(src).or_else(|| role.files.get(src)).cloned().unwrap_or_default());
-                }
-                (names, files)
+                let files = t.params.get("src").and_then(Json::as_str).map(|src| role.templates.get(src).or_else(|| role.files.get(src)).cloned().unwrap_or_default()).into_iter().collect::<Vec<_>>();
+                (referenced(&templates, t, false), files)
             });
             let values: serde_json::Map<String, Json> = names.iter().filter_map(|k| input_value(&view, inv, pb, node.host, &t.role, k).map(|v| (k.clone(), v))).collect();
             let def = json!({"module": t.module, "params": t.params, "when": t.when, "loop": t.loop_, "register": t.register, "values": values, "files": files});
@@ -870,20 +934,32 @@ async fn run_probes(
         Ok(r) => format!("gantry-probe-{r}"),
         Err(e) => return Ok(Err(e)),
     };
-    let script = match probe_script(probes, &marker) {
-        Ok(s) => s,
+    let out = match probe_script(probes, &marker) {
+        Ok(script) => conn.run(&script, None, timeout).await?,
         Err(e) => return Ok(Err(e)),
     };
-    let out = conn.run(&script, None, timeout).await?;
-    Ok(read_answers(probes, &out.stdout, &marker).ok_or_else(|| {
-        format!(
-            "reading state: the answers came back malformed (stderr: {})",
-            tail(&out.stderr)
-        )
-    }))
+    if let Some(answers) = read_answers(probes, &out.stdout, &marker) {
+        return Ok(Ok(answers));
+    }
+    // The one `cat` could not be cut into files (one changed while it was
+    // read, a symlink, content that is not text): read each on its own.
+    let out = match probe_script_each(probes, &marker) {
+        Ok(script) => conn.run(&script, None, timeout).await?,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(
+        read_answers_each(probes, &out.stdout, &marker).ok_or_else(|| {
+            format!(
+                "reading state: the answers came back malformed (stderr: {})",
+                tail(&out.stderr)
+            )
+        }),
+    )
 }
 
+/// The paths of the file probes, each once, in order.
 fn file_paths(probes: &[Probe]) -> Vec<&str> {
+    let mut seen = HashSet::new();
     probes
         .iter()
         .filter_map(|p| {
@@ -893,12 +969,29 @@ fn file_paths(probes: &[Probe]) -> Vec<&str> {
                 None
             }
         })
+        .filter(|f| seen.insert(*f))
         .collect()
 }
 
-/// File probes: one `stat` for all their paths first, then each content
-/// read on its own (`cat` of what is not a directory). Script probes as
-/// written. Every part ends with `\nMARKER INDEX RC\n`.
+/// Per path: its name, the head a file probe answers with, and what tells
+/// a change apart (size, inode, mtime, ctime).
+const STAT: &str = "stat --printf '%n\\0%a %U %G %F\\0%s %i %y %z\\0' --";
+
+/// Every part of a probe script ends with `\nMARKER INDEX RC\n`.
+fn framed(parts: &[String], marker: &str) -> String {
+    let mut script = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        script.push_str(&format!(
+            "{part} 2>/dev/null </dev/null; printf '\\n%s %d %d\\n' {marker} {i} $?\n"
+        ));
+    }
+    script
+}
+
+/// All file probes in three processes, whatever their number: a `stat` of
+/// every path, one `cat` of them all, the same `stat` again. `read_answers`
+/// cuts the contents by the sizes the first stat gave; the second stat shows
+/// that nothing changed while cat read. Script probes follow, as written.
 fn probe_script(probes: &[Probe], marker: &str) -> Result<String, String> {
     let mut parts = Vec::new();
     let paths = file_paths(probes);
@@ -906,11 +999,96 @@ fn probe_script(probes: &[Probe], marker: &str) -> Result<String, String> {
         let quoted = paths
             .iter()
             .map(|p| quote(p))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(" ");
+        parts.push(format!("{STAT} {quoted}"));
+        parts.push(format!("cat -- {quoted}"));
+        parts.push(format!("{STAT} {quoted}"));
+    }
+    for p in probes {
+        if let Probe::Script(_) = p {
+            parts.push(format!("( {}\n)", p.script()?));
+        }
+    }
+    Ok(framed(&parts, marker))
+}
+
+/// The probes' answers from the output of `probe_script`. A file probe's
+/// answer is what `Probe::File` reads: the stat line, then the content; a
+/// missing path is rc 1 and no output. None where the output is malformed
+/// or the contents cannot be cut with certainty: then `probe_script_each`.
+fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Option<Vec<ProbeOut>> {
+    let paths = file_paths(probes);
+    let scripts = probes
+        .iter()
+        .filter(|p| matches!(p, Probe::Script(_)))
+        .count();
+    let stats = if paths.is_empty() { 0 } else { 3 };
+    let mut answers = split_answers(stdout, marker, stats + scripts)?;
+    let mut files: HashMap<&str, ProbeOut> = HashMap::new();
+    if stats == 3 {
+        let (before, body, after) = (&answers[0].out, &answers[1].out, &answers[2].out);
+        if before != after {
+            return None;
+        }
+        let fields: Vec<&str> = before.split('\0').collect();
+        let found: HashMap<&str, (&str, &str)> = fields
+            .chunks_exact(3)
+            .map(|c| (c[0], (c[1], c[2])))
+            .collect();
+        let mut at = 0;
+        for path in paths {
+            let answer = match found.get(path) {
+                None => ProbeOut {
+                    rc: 1,
+                    out: String::new(),
+                },
+                Some((head, meta)) => {
+                    let size: usize = meta.split(' ').next()?.parse().ok()?;
+                    let len = match head {
+                        h if h.ends_with(" directory") => 0,
+                        h if h.ends_with(" regular file") || h.ends_with(" regular empty file") => {
+                            size
+                        }
+                        // A symlink's size is its target's name, not what cat reads.
+                        _ => return None,
+                    };
+                    let content = body.get(at..at + len)?;
+                    at += len;
+                    ProbeOut {
+                        rc: 0,
+                        out: format!("{head}\n{content}"),
+                    }
+                }
+            };
+            files.insert(path, answer);
+        }
+        if at != body.len() {
+            return None;
+        }
+    }
+    let mut scripts = answers.split_off(stats).into_iter();
+    probes
+        .iter()
+        .map(|p| match p {
+            Probe::File(path) => files.get(path.as_str()).cloned(),
+            Probe::Script(_) => scripts.next(),
+        })
+        .collect()
+}
+
+/// File probes one by one: one `stat` for all paths, then a `cat` per path
+/// that is not a directory. Script probes as written. Slower than
+/// `probe_script`, and right whatever the files are.
+fn probe_script_each(probes: &[Probe], marker: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    let paths = file_paths(probes);
+    if !paths.is_empty() {
+        let quoted = paths
+            .iter()
+            .map(|p| quote(p))
             .collect::<Result<Vec<_>, _>>()?;
-        parts.push(format!(
-            "stat --printf '%n\\0%a %U %G %F\\0' -- {}",
-            quoted.join(" ")
-        ));
+        parts.push(format!("{STAT} {}", quoted.join(" ")));
     }
     for p in probes {
         parts.push(match p {
@@ -921,28 +1099,20 @@ fn probe_script(probes: &[Probe], marker: &str) -> Result<String, String> {
             Probe::Script(_) => format!("( {}\n)", p.script()?),
         });
     }
-    let mut script = String::new();
-    for (i, part) in parts.iter().enumerate() {
-        script.push_str(&format!(
-            "{part} 2>/dev/null </dev/null; printf '\\n%s %d %d\\n' {marker} {i} $?\n"
-        ));
-    }
-    Ok(script)
+    Ok(framed(&parts, marker))
 }
 
-/// The probes' answers from the output of `probe_script`. A file probe's
-/// answer is what `Probe::File` reads: the stat line, then the content; a
-/// missing (or unreadable) path is rc 1 and no output.
-fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Option<Vec<ProbeOut>> {
+/// The answers from the output of `probe_script_each`; a missing (or
+/// unreadable) path is rc 1 and no output.
+fn read_answers_each(probes: &[Probe], stdout: &str, marker: &str) -> Option<Vec<ProbeOut>> {
     let stat = !file_paths(probes).is_empty();
     let mut answers = split_answers(stdout, marker, probes.len() + usize::from(stat))?;
     if !stat {
         return Some(answers);
     }
-    // `%n\0HEAD\0` for each path that exists; a missing one prints nothing.
     let heads = answers.remove(0).out;
     let fields: Vec<&str> = heads.split('\0').collect();
-    let found: HashMap<&str, &str> = fields.chunks_exact(2).map(|c| (c[0], c[1])).collect();
+    let found: HashMap<&str, &str> = fields.chunks_exact(3).map(|c| (c[0], c[1])).collect();
     for (p, a) in probes.iter().zip(answers.iter_mut()) {
         if let Probe::File(path) = p {
             *a = match found.get(path.as_str()) {
@@ -1059,6 +1229,12 @@ impl ProbeCache {
                     Probe::File(f) => !(Path::new(f).starts_with(p) || p.starts_with(f)),
                     Probe::Script(_) => false,
                 });
+            }
+            Touches::Made(path) => {
+                let p = Path::new(&path);
+                self.answers.retain(
+                    |_, (probe, _)| matches!(probe, Probe::File(f) if !p.starts_with(f.as_str())),
+                );
             }
             Touches::Live => self
                 .answers
@@ -1349,8 +1525,8 @@ mod tests {
         assert!(split_answers(&format!("{out}junk"), m, 3).is_none());
     }
 
-    /// The batched file probes read exactly what one `Probe::File` script
-    /// per path reads, run through a real sh.
+    /// Both ways of reading many probes at once read exactly what one
+    /// `Probe::File` script per path reads, run through a real sh.
     #[test]
     fn batched_file_probes_read_what_single_probes_read() {
         let dir = tempfile::tempdir().unwrap();
@@ -1358,27 +1534,38 @@ mod tests {
         std::fs::write(d.join("plain"), "a\nb\n").unwrap();
         std::fs::write(d.join("no newline"), "x").unwrap();
         std::fs::write(d.join("it's"), "").unwrap();
+        std::fs::write(d.join("utf8"), "héllo ✓\n").unwrap();
         std::fs::create_dir(d.join("sub")).unwrap();
-        let names = ["plain", "no newline", "it's", "sub", "missing", "plain"];
+        let names = [
+            "plain",
+            "no newline",
+            "it's",
+            "sub",
+            "missing",
+            "utf8",
+            "plain",
+        ];
         let mut probes: Vec<Probe> = names
             .iter()
             .map(|n| Probe::File(d.join(n).display().to_string()))
             .collect();
         probes.insert(2, Probe::Script("echo between; exit 4".into()));
         let sh = |script: &str| {
-            String::from_utf8(
-                std::process::Command::new("sh")
+            String::from_utf8_lossy(
+                &std::process::Command::new("sh")
                     .arg("-c")
                     .arg(script)
                     .output()
                     .unwrap()
                     .stdout,
             )
-            .unwrap()
+            .into_owned()
         };
-        let batched =
+        let one_cat =
             read_answers(&probes, &sh(&probe_script(&probes, "M").unwrap()), "M").unwrap();
-        for (p, got) in probes.iter().zip(&batched) {
+        let each = read_answers_each(&probes, &sh(&probe_script_each(&probes, "M").unwrap()), "M")
+            .unwrap();
+        for (i, p) in probes.iter().enumerate() {
             let one = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(p.script().unwrap())
@@ -1396,9 +1583,77 @@ mod tests {
             } else {
                 want
             };
-            assert_eq!(got, &want, "{p:?}");
+            assert_eq!(one_cat[i], want, "one cat: {p:?}");
+            assert_eq!(each[i], want, "each: {p:?}");
         }
-        assert!(batched[4].out.contains("directory") && batched[5].rc == 1);
+        assert!(one_cat[4].out.contains("directory") && one_cat[5].rc == 1);
+        // What one cat cannot be cut into with certainty is read file by
+        // file: a symlink (stat gives the link's size), bytes that are not
+        // text, a file that changed between the two stats.
+        std::os::unix::fs::symlink(d.join("plain"), d.join("link")).unwrap();
+        std::fs::write(d.join("binary"), b"\xff\xfe").unwrap();
+        for odd in ["link", "binary"] {
+            let probes = vec![
+                Probe::File(d.join(odd).display().to_string()),
+                Probe::File(d.join("plain").display().to_string()),
+            ];
+            assert!(
+                read_answers(&probes, &sh(&probe_script(&probes, "M").unwrap()), "M").is_none(),
+                "{odd}"
+            );
+            let each =
+                read_answers_each(&probes, &sh(&probe_script_each(&probes, "M").unwrap()), "M")
+                    .unwrap();
+            assert_eq!(each[1], one_cat[0], "{odd}");
+        }
+        let probes = vec![Probe::File(d.join("plain").display().to_string())];
+        let out = sh(&probe_script(&probes, "M").unwrap());
+        let changed = out.replacen("\u{0}4 ", "\u{0}5 ", 1);
+        assert_ne!(out, changed);
+        assert!(
+            read_answers(&probes, &changed, "M").is_none(),
+            "a size that changed between the stats"
+        );
+    }
+
+    /// A costly fact is read where a task names it, and all of them where a
+    /// task reads facts in a way that cannot be followed.
+    #[test]
+    fn costly_facts_are_read_only_where_a_task_names_them() {
+        let t = Templates::new(&Playbook {
+            path: Default::default(),
+            plays: Vec::new(),
+            roles: Default::default(),
+        });
+        let script = |srcs: &[&str]| {
+            facts_script_for(&srcs.iter().flat_map(|s| t.referenced_in(s, true)).collect())
+        };
+        let none = script(&["{{ inventory_hostname }}", "{{ facts.os_id }}"]);
+        assert!(
+            !none.contains("nft list") && !none.contains("ip -o") && !none.contains("systemctl"),
+            "{none}"
+        );
+        let ipv4 = script(&["{% set a = facts.ipv4[host.ip] %}{{ a.iface }}"]);
+        assert!(
+            ipv4.contains("ip -o") && !ipv4.contains("nft list"),
+            "{ipv4}"
+        );
+        let fw = script(&["{{ facts.firewalld != 'active' and not facts.nft_gantry_table }}"]);
+        assert!(
+            fw.contains("systemctl") && fw.contains("nft list") && !fw.contains("ip -o"),
+            "{fw}"
+        );
+        for whole in [
+            "{{ facts['ipv4'] }}",
+            "{{ facts }}",
+            "{{ hostvars[h].facts.ipv4 }}",
+        ] {
+            let all = script(&[whole]);
+            assert!(
+                all.contains("systemctl") && all.contains("nft list") && all.contains("ip -o"),
+                "{whole}: {all}"
+            );
+        }
     }
 
     #[test]
@@ -1431,10 +1686,15 @@ mod tests {
         });
         assert!(!has(&c, &file("/etc/a")) && !has(&c, &sysctl));
         assert!(has(&c, &file("/etc/b")) && has(&c, &file("/etc/c")));
-        // mkdir -p reaches the paths above and below the one it names.
+        // rm -rf reaches the paths above and below the one it names; mkdir -p
+        // only the path and those above it.
+        let mut c = cache();
+        c.after(&Action::run(&["rm", "-rf", "--", "/etc/c/d"]).unwrap());
+        assert!(!has(&c, &file("/etc/c")) && !has(&c, &file("/etc/c/d/x")));
+        assert!(has(&c, &file("/etc/b")));
         let mut c = cache();
         c.after(&Action::run(&["mkdir", "-p", "-m", "755", "--", "/etc/c/d"]).unwrap());
-        assert!(!has(&c, &file("/etc/c")) && !has(&c, &file("/etc/c/d/x")));
+        assert!(!has(&c, &file("/etc/c")) && has(&c, &file("/etc/c/d/x")) && !has(&c, &sysctl));
         assert!(has(&c, &file("/etc/b")));
         // Live state is what scripts read; files stay good.
         let mut c = cache();

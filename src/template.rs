@@ -102,17 +102,24 @@ impl Templates {
         Templates { env }
     }
 
-    /// Top-level variables a string or a role template refers to.
-    pub fn referenced_in(&self, source: &str) -> std::collections::BTreeSet<String> {
+    /// Variables a string or a role template refers to: top-level names, or
+    /// with `nested` their attribute paths as far as they are fixed
+    /// (`facts.ipv4`; `facts[k]` is just `facts`).
+    pub fn referenced_in(&self, source: &str, nested: bool) -> std::collections::BTreeSet<String> {
         match self.env.template_from_str(source) {
-            Ok(t) => t.undeclared_variables(false).into_iter().collect(),
+            Ok(t) => t.undeclared_variables(nested).into_iter().collect(),
             Err(_) => Default::default(),
         }
     }
 
-    pub fn referenced_in_file(&self, role: &str, name: &str) -> std::collections::BTreeSet<String> {
+    pub fn referenced_in_file(
+        &self,
+        role: &str,
+        name: &str,
+        nested: bool,
+    ) -> std::collections::BTreeSet<String> {
         match self.env.get_template(&format!("{role}/{name}")) {
-            Ok(t) => t.undeclared_variables(false).into_iter().collect(),
+            Ok(t) => t.undeclared_variables(nested).into_iter().collect(),
             Err(_) => Default::default(),
         }
     }
