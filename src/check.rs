@@ -674,7 +674,7 @@ pub async fn host_report(conn: &Conn, host: &HostSpec, w: &Wanted) -> Result<Hos
         .any(|r| r == crate::inventory::ROLE_CONTROL_PLANE);
     let script = gather_script(w, cp)?;
     let out = conn
-        .run(&script, None, Some(Duration::from_secs(60)))
+        .run(&script, &[], Some(Duration::from_secs(60)))
         .await
         .map_err(|e| e.message)?;
     let sec = sections(&out.stdout);
@@ -682,7 +682,7 @@ pub async fn host_report(conn: &Conn, host: &HostSpec, w: &Wanted) -> Result<Hos
     // t1, so the midpoint is the best guess, off by at most half the round trip.
     let t0 = now_secs();
     let clock = conn
-        .run("date +%s.%N", None, Some(Duration::from_secs(10)))
+        .run("date +%s.%N", &[], Some(Duration::from_secs(10)))
         .await
         .map_err(|e| e.message)?;
     let t1 = now_secs();
@@ -723,7 +723,7 @@ pub async fn reachability(
     }
     s.push_str("wait\n");
     let out = conn
-        .run(&s, None, Some(Duration::from_secs(30)))
+        .run(&s, &[], Some(Duration::from_secs(30)))
         .await
         .map_err(|e| e.message)?;
     let mut blocked = Vec::new();
@@ -886,20 +886,29 @@ pub struct RunOptions {
     pub reachability: bool,
     pub policy: crate::ssh::HostKeyPolicy,
     pub forks: usize,
+    /// Hand each checked host's connection back (to `Checked::conns`) for
+    /// the apply that follows, rather than closing it: one login per host.
+    pub keep: bool,
 }
 
-/// Each selected host's report, or why it could not be checked.
+/// Each selected host's report, or why it could not be checked, and the
+/// connections kept open (`RunOptions::keep`), by host index.
+pub struct Checked {
+    pub results: Vec<Result<HostReport, (String, String)>>,
+    pub conns: HashMap<usize, crate::ssh::Conn>,
+}
+
 pub async fn run(
     inv: std::sync::Arc<Inventory>,
     w: std::sync::Arc<Wanted>,
     selected: &[usize],
     o: &RunOptions,
-) -> Vec<Result<HostReport, (String, String)>> {
+) -> Checked {
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(o.forks.max(1)));
     let mut tasks = Vec::new();
     for &h in selected {
         let (inv, w, sem) = (inv.clone(), w.clone(), sem.clone());
-        let (policy, reach) = (o.policy, o.reachability);
+        let (policy, reach, keep) = (o.policy, o.reachability, o.keep);
         let all: Vec<usize> = selected.to_vec();
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await.expect("open");
@@ -928,15 +937,30 @@ pub async fn run(
                     Err(e) => rep.findings.push(finding("ports-reachable", Level::Warn, format!("not tested: {e}"), "", "")),
                 }
             }
+            if keep {
+                return Ok((rep, Some(conn)));
+            }
             conn.close().await;
-            Ok(rep)
+            Ok((rep, None))
         }));
     }
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.unwrap_or_else(|e| Err(("?".into(), e.to_string()))));
+    let mut checked = Checked {
+        results: Vec::new(),
+        conns: HashMap::new(),
+    };
+    for (t, &h) in tasks.into_iter().zip(selected) {
+        checked.results.push(match t.await {
+            Ok(Ok((rep, conn))) => {
+                if let Some(c) = conn {
+                    checked.conns.insert(h, c);
+                }
+                Ok(rep)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(("?".into(), e.to_string())),
+        });
     }
-    out
+    checked
 }
 
 fn mark(l: Level) -> console::StyledObject<&'static str> {

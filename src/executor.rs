@@ -115,6 +115,9 @@ pub struct Options {
     pub fail_fast: bool,
     /// Host locks (apply): a lock whose heartbeat is older is taken over.
     pub lock_stale_after: Option<Duration>,
+    /// Connections already open (preflight's), by host index: used instead
+    /// of logging in again.
+    pub conns: Mutex<HashMap<usize, ssh::Conn>>,
 }
 
 impl Options {
@@ -129,6 +132,7 @@ impl Options {
             max_fail_percent: None,
             fail_fast: false,
             lock_stale_after: None,
+            conns: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -369,9 +373,13 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
         );
     }
     let cfg = s.inv.ssh_for(host);
-    let conn = match ssh::connect(&host.address, &cfg, s.opts.host_keys).await {
-        Ok(c) => Arc::new(c),
-        Err(e) => return host_lost(&s, h, &chain, &e.message),
+    let open = s.opts.conns.lock().unwrap().remove(&h);
+    let conn = match open {
+        Some(c) => Arc::new(c),
+        None => match ssh::connect(&host.address, &cfg, s.opts.host_keys).await {
+            Ok(c) => Arc::new(c),
+            Err(e) => return host_lost(&s, h, &chain, &e.message),
+        },
     };
     // Two applies must not interleave on a host: take its lock, and keep a
     // heartbeat on it while this run holds it.
@@ -435,7 +443,13 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
     let mut overlay: HashMap<String, String> = HashMap::new();
     let mut cache = ProbeCache::default();
     let mut host_failed = false;
+    // Tasks a write-ahead finished along with an earlier one (`write_ahead`).
+    let mut finished_ahead: Vec<(NodeIndex, Outcome)> = Vec::new();
+    let mut settled: HashSet<NodeIndex> = HashSet::new();
     for (i, &n) in chain.iter().enumerate() {
+        if settled.contains(&n) {
+            continue;
+        }
         if s.opts.done.contains(&n) {
             finish_done(&s, n);
             continue;
@@ -486,6 +500,8 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
                 &facts,
                 &mut overlay,
                 &mut cache,
+                n,
+                &mut finished_ahead,
             )
             .await;
             // `retries` is for steps that fail transiently; a lost host is not retried.
@@ -514,6 +530,11 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
         };
         host_failed |= matches!(outcome, Outcome::Failed { .. });
         finish(&s, n, outcome);
+        for (m, o) in finished_ahead.drain(..) {
+            host_failed |= matches!(o, Outcome::Failed { .. });
+            settled.insert(m);
+            finish(&s, m, o);
+        }
         if let Some(why) = lost {
             if let Some(hb) = heartbeat {
                 hb.abort();
@@ -606,7 +627,7 @@ fn facts_script_for(names: &std::collections::BTreeSet<String>) -> String {
 
 /// The host facts every template and `when:` can use, in one round trip.
 async fn gather_facts(conn: &Conn, script: &str) -> Result<Json, ConnError> {
-    let out = conn.run(script, None, None).await?;
+    let out = conn.run(script, &[], None).await?;
     let mut m = serde_json::Map::new();
     // Each IPv4 address the host has -> its interface and prefix, so roles can
     // find the interface that carries the host's inventory address.
@@ -860,6 +881,15 @@ fn failed(reason: impl Into<String>) -> Outcome {
     }
 }
 
+/// Take back what `register` recorded, for a task that did not run after all.
+fn unregister(s: &Shared, h: usize, task: &Task) {
+    if let Some(name) = &task.register {
+        if let Some(m) = s.hostvars.lock().unwrap().get_mut(&s.inv.hosts[h].name) {
+            m.remove(name);
+        }
+    }
+}
+
 fn register(s: &Shared, h: usize, task: &Task, result: Json) {
     if let Some(name) = &task.register {
         if task.no_log {
@@ -935,7 +965,7 @@ async fn run_probes(
         Err(e) => return Ok(Err(e)),
     };
     let out = match probe_script(probes, &marker) {
-        Ok(script) => conn.run(&script, None, timeout).await?,
+        Ok(script) => conn.run(&script, &[], timeout).await?,
         Err(e) => return Ok(Err(e)),
     };
     if let Some(answers) = read_answers(probes, &out.stdout, &marker) {
@@ -944,7 +974,7 @@ async fn run_probes(
     // The one `cat` could not be cut into files (one changed while it was
     // read, a symlink, content that is not text): read each on its own.
     let out = match probe_script_each(probes, &marker) {
-        Ok(script) => conn.run(&script, None, timeout).await?,
+        Ok(script) => conn.run(&script, &[], timeout).await?,
         Err(e) => return Ok(Err(e)),
     };
     Ok(
@@ -977,6 +1007,10 @@ fn file_paths(probes: &[Probe]) -> Vec<&str> {
 /// a change apart (size, inode, mtime, ctime).
 const STAT: &str = "stat --printf '%n\\0%a %U %G %F\\0%s %i %y %z\\0' --";
 
+/// The same stat's change markers alone, without the owner names (whose
+/// lookup costs a stat process about as much again).
+const RESTAT: &str = "stat --printf '%n\\0%s %i %y %z\\0' --";
+
 /// Every part of a probe script ends with `\nMARKER INDEX RC\n`.
 fn framed(parts: &[String], marker: &str) -> String {
     let mut script = String::new();
@@ -989,7 +1023,7 @@ fn framed(parts: &[String], marker: &str) -> String {
 }
 
 /// All file probes in three processes, whatever their number: a `stat` of
-/// every path, one `cat` of them all, the same `stat` again. `read_answers`
+/// every path, one `cat` of them all, a `stat` of their change markers again. `read_answers`
 /// cuts the contents by the sizes the first stat gave; the second stat shows
 /// that nothing changed while cat read. Script probes follow, as written.
 fn probe_script(probes: &[Probe], marker: &str) -> Result<String, String> {
@@ -1003,7 +1037,7 @@ fn probe_script(probes: &[Probe], marker: &str) -> Result<String, String> {
             .join(" ");
         parts.push(format!("{STAT} {quoted}"));
         parts.push(format!("cat -- {quoted}"));
-        parts.push(format!("{STAT} {quoted}"));
+        parts.push(format!("{RESTAT} {quoted}"));
     }
     for p in probes {
         if let Probe::Script(_) = p {
@@ -1028,10 +1062,15 @@ fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Option<Vec<Prob
     let mut files: HashMap<&str, ProbeOut> = HashMap::new();
     if stats == 3 {
         let (before, body, after) = (&answers[0].out, &answers[1].out, &answers[2].out);
-        if before != after {
+        let fields: Vec<&str> = before.split('\0').collect();
+        // The second stat must give each path's change markers as the first.
+        let again: String = fields
+            .chunks_exact(3)
+            .map(|c| format!("{}\0{}\0", c[0], c[2]))
+            .collect();
+        if *after != again {
             return None;
         }
-        let fields: Vec<&str> = before.split('\0').collect();
         let found: HashMap<&str, (&str, &str)> = fields
             .chunks_exact(3)
             .map(|c| (c[0], (c[1], c[2])))
@@ -1295,6 +1334,44 @@ async fn read_ahead(
     Ok(Ok(()))
 }
 
+/// One decision for a task's calls: changed if any call is, with their
+/// reasons, diffs and actions in order.
+fn decide_calls(
+    task: &Task,
+    calls: &[(Module, Vec<Probe>)],
+    answers: Vec<ProbeOut>,
+) -> Result<Decision, String> {
+    let mut decision = Decision::default();
+    let mut answers = answers.into_iter();
+    let mut oks = Vec::new();
+    for (m, p) in calls {
+        let mine: Vec<ProbeOut> = answers.by_ref().take(p.len()).collect();
+        match modules::decide(m, &mine) {
+            Ok(d) if d.changed => {
+                decision.changed = true;
+                decision.reason = if decision.reason.is_empty() {
+                    d.reason
+                } else {
+                    format!("{}; {}", decision.reason, d.reason)
+                };
+                decision.diff = match (decision.diff.take(), d.diff) {
+                    (Some(a), Some(b)) => Some(a + &b),
+                    (a, b) => a.or(b),
+                };
+                decision.actions.extend(d.actions);
+            }
+            Ok(d) => oks.push(d.reason),
+            Err(e) => return Err(e),
+        }
+    }
+    if !decision.changed {
+        decision.reason = oks.join("; ");
+    } else if let (Some(w), Module::Command { .. }) = (&task.when, &calls[0].0) {
+        decision.reason = format!("runs because `{w}`");
+    }
+    Ok(decision)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_task(
     s: &Shared,
@@ -1305,6 +1382,8 @@ async fn run_task(
     facts: &Json,
     overlay: &mut HashMap<String, String>,
     cache: &mut ProbeCache,
+    me: NodeIndex,
+    finished_ahead: &mut Vec<(NodeIndex, Outcome)>,
 ) -> Outcome {
     let plan = s.opts.mode == RunMode::Plan;
     let calls = match task_calls(s, h, task, facts) {
@@ -1360,34 +1439,10 @@ async fn run_task(
             }
         }
     }
-    let mut decision = Decision::default();
-    let mut answers = answers.into_iter();
-    let mut oks = Vec::new();
-    for (m, p) in &calls {
-        let mine: Vec<ProbeOut> = answers.by_ref().take(p.len()).collect();
-        match modules::decide(m, &mine) {
-            Ok(d) if d.changed => {
-                decision.changed = true;
-                decision.reason = if decision.reason.is_empty() {
-                    d.reason
-                } else {
-                    format!("{}; {}", decision.reason, d.reason)
-                };
-                decision.diff = match (decision.diff.take(), d.diff) {
-                    (Some(a), Some(b)) => Some(a + &b),
-                    (a, b) => a.or(b),
-                };
-                decision.actions.extend(d.actions);
-            }
-            Ok(d) => oks.push(d.reason),
-            Err(e) => return failed(e),
-        }
-    }
-    if !decision.changed {
-        decision.reason = oks.join("; ");
-    } else if let (Some(w), Module::Command { .. }) = (&task.when, &calls[0].0) {
-        decision.reason = format!("runs because `{w}`");
-    }
+    let decision = match decide_calls(task, &calls, answers) {
+        Ok(d) => d,
+        Err(e) => return failed(e),
+    };
     let module = &calls[0].0;
     let Decision {
         changed,
@@ -1432,17 +1487,37 @@ async fn run_task(
             actions: shown,
         };
     }
+    if task.retries == 0 && writes_only(&actions, true) {
+        let pending = Pending {
+            task,
+            reason,
+            diff,
+            shown,
+            actions,
+        };
+        return write_ahead(
+            s,
+            h,
+            pending,
+            rest,
+            facts,
+            cache,
+            conn,
+            timeout,
+            me,
+            finished_ahead,
+        )
+        .await;
+    }
     let mut last = ssh::Output::default();
     for a in &actions {
-        let (script, stdin) = match a.script() {
+        let (script, input) = match a.script() {
             Ok(x) => x,
             Err(e) => return failed(e),
         };
         cache.after(a);
-        match conn
-            .run(&script, stdin.as_deref().map(str::as_bytes), timeout)
-            .await
-        {
+        let inputs: Vec<&str> = input.iter().map(String::as_str).collect();
+        match conn.run(&script, &inputs, timeout).await {
             Err(e) if e.message.starts_with("command timed out") => {
                 return Outcome::Failed {
                     reason: e.message,
@@ -1483,6 +1558,278 @@ async fn run_task(
         reason,
         diff,
         actions: shown,
+    }
+}
+
+/// A task decided to change by writes alone, not yet run.
+struct Pending<'a> {
+    task: &'a Task,
+    reason: String,
+    diff: Option<String>,
+    shown: Vec<String>,
+    actions: Vec<Action>,
+}
+
+/// What a write-only task registers once its writes are done.
+fn written() -> Json {
+    json!({"changed": true, "rc": 0, "stdout": "", "stderr": "", "stdout_lines": []})
+}
+
+/// The most content one request of writes carries.
+const WRITE_AHEAD_BYTES: usize = 1 << 20;
+
+/// Run a write-only task together with the tasks after it on this host that
+/// can be settled now without another round trip: those whose state is
+/// read already and not touched by the writes before them, and that are
+/// unchanged, skipped, or changed by writes alone. All their writes go in
+/// one request, with one `sync` (`modules::writes_script`). The tasks after
+/// the first come back in `finished_ahead`, in order, for the caller to
+/// finish; where a write fails, only the tasks before it and the failed one
+/// have an outcome, and the rest are left to the caller as usual. Look-ahead
+/// stops at a task that waits on an unfinished one, has retries or its own
+/// timeout, or needs to read or run anything.
+#[allow(clippy::too_many_arguments)]
+async fn write_ahead(
+    s: &Shared,
+    h: usize,
+    first: Pending<'_>,
+    rest: &[NodeIndex],
+    facts: &Json,
+    cache: &mut ProbeCache,
+    conn: &Conn,
+    timeout: Option<Duration>,
+    me: NodeIndex,
+    finished_ahead: &mut Vec<(NodeIndex, Outcome)>,
+) -> Outcome {
+    // Registered now, so later tasks' `when:` can read it; undone on failure.
+    register(s, h, first.task, written());
+    for a in &first.actions {
+        cache.after(a);
+    }
+    let mut bytes: usize = first.actions.iter().map(content_len).sum();
+    // Tasks after the first, in order: settled without writes, or pending.
+    let mut ahead: Vec<(NodeIndex, Result<Outcome, Pending>)> = Vec::new();
+    for &n in rest {
+        let task = &s.dag.graph[n].task;
+        if s.opts.done.contains(&n)
+            || s.stopped().is_some()
+            || task.retries > 0
+            || task.timeout.is_some()
+        {
+            break;
+        }
+        let ready = s.dag.preds(n).all(|(p, edge)| {
+            p == me
+                || ahead.iter().any(|(q, _)| *q == p)
+                || s.results[p.index()]
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|o| edge == Edge::Barrier || o.lets_dependents_run())
+        });
+        if !ready {
+            break;
+        }
+        let settled = match task_calls(s, h, task, facts) {
+            Err(_) => break,
+            Ok(Calls::Skip(why)) => {
+                register(
+                    s,
+                    h,
+                    task,
+                    json!({"changed": false, "skipped": true, "rc": 0, "stdout": "", "stderr": ""}),
+                );
+                Ok(Outcome::Skipped(why))
+            }
+            Ok(Calls::NoItems) => {
+                register(
+                    s,
+                    h,
+                    task,
+                    json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}),
+                );
+                Ok(Outcome::Ok("loop has no items".into()))
+            }
+            Ok(Calls::Run(calls)) => {
+                let probes: Vec<Probe> =
+                    calls.iter().flat_map(|(_, p)| p.iter().cloned()).collect();
+                let Some(answers) = cache.get(&probes) else {
+                    break;
+                };
+                let Ok(d) = decide_calls(task, &calls, answers) else {
+                    break;
+                };
+                if !d.changed {
+                    register(
+                        s,
+                        h,
+                        task,
+                        json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}),
+                    );
+                    Ok(Outcome::Ok(d.reason))
+                } else if writes_only(&d.actions, false) {
+                    bytes += d.actions.iter().map(content_len).sum::<usize>();
+                    if bytes > WRITE_AHEAD_BYTES {
+                        break;
+                    }
+                    register(s, h, task, written());
+                    for a in &d.actions {
+                        cache.after(a);
+                    }
+                    let shown = d.actions.iter().map(Action::describe).collect();
+                    Err(Pending {
+                        task,
+                        reason: d.reason,
+                        diff: d.diff,
+                        shown,
+                        actions: d.actions,
+                    })
+                } else {
+                    break;
+                }
+            }
+        };
+        ahead.push((n, settled));
+    }
+    // Settled tasks after the last pending one need no request: leave them
+    // to the caller, which settles them from the same cached answers.
+    while matches!(ahead.last(), Some((_, Ok(_)))) {
+        let (n, _) = ahead.pop().expect("not empty");
+        unregister(s, h, &s.dag.graph[n].task);
+    }
+    let (script, inputs, described) = {
+        let mut writes: Vec<&Action> = first.actions.iter().collect();
+        for (_, a) in &ahead {
+            if let Err(p) = a {
+                writes.extend(&p.actions);
+            }
+        }
+        let inputs: Vec<String> = writes
+            .iter()
+            .map(|w| {
+                if let Action::Write { content, .. } = w {
+                    content.clone()
+                } else {
+                    String::new()
+                }
+            })
+            .collect();
+        match modules::writes_script(&writes) {
+            Ok(x) => (
+                x,
+                inputs,
+                writes.iter().map(|w| w.describe()).collect::<Vec<_>>(),
+            ),
+            Err(e) => return failed(e),
+        }
+    };
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let failure = |out: &ssh::Output, at: usize| Outcome::Failed {
+        reason: "command failed".into(),
+        command: described.get(at).cloned(),
+        rc: Some(out.rc),
+        stderr: tail(&out.stderr),
+    };
+    let out = match conn.run(&script, &inputs, timeout).await {
+        Ok(out) => out,
+        Err(e) => {
+            // Nothing is known to have landed: take back what was
+            // registered ahead of it.
+            unregister(s, h, first.task);
+            for &(n, _) in &ahead {
+                unregister(s, h, &s.dag.graph[n].task);
+            }
+            if e.message.starts_with("command timed out") {
+                return Outcome::Failed {
+                    reason: e.message,
+                    command: Some(first.shown.join("; ")),
+                    rc: None,
+                    stderr: String::new(),
+                };
+            }
+            return Outcome::Unreachable(e.message);
+        }
+    };
+    let done: usize = out
+        .stdout
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("written "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let done = if out.rc == 0 && done == described.len() {
+        done
+    } else {
+        done.min(described.len().saturating_sub(1))
+    };
+    // Whose write was the first not done, if any.
+    let mut left = done;
+    if left < first.actions.len() {
+        for &(n, _) in &ahead {
+            unregister(s, h, &s.dag.graph[n].task);
+        }
+        register(
+            s,
+            h,
+            first.task,
+            json!({"changed": false, "failed": true, "rc": out.rc, "stdout": "", "stderr": out.stderr}),
+        );
+        return failure(&out, left);
+    }
+    left -= first.actions.len();
+    let mut failed_at = None;
+    for (n, a) in ahead {
+        if failed_at.is_some() {
+            unregister(s, h, &s.dag.graph[n].task);
+            continue;
+        }
+        match a {
+            Ok(o) => finished_ahead.push((n, o)),
+            Err(p) if left >= p.actions.len() => {
+                left -= p.actions.len();
+                finished_ahead.push((
+                    n,
+                    Outcome::Changed {
+                        reason: p.reason,
+                        diff: p.diff,
+                        actions: p.shown,
+                    },
+                ));
+            }
+            Err(p) => {
+                register(
+                    s,
+                    h,
+                    p.task,
+                    json!({"changed": false, "failed": true, "rc": out.rc, "stdout": "", "stderr": out.stderr}),
+                );
+                failed_at = Some(n);
+                finished_ahead.push((n, failure(&out, done)));
+            }
+        }
+    }
+    Outcome::Changed {
+        reason: first.reason,
+        diff: first.diff,
+        actions: first.shown,
+    }
+}
+
+/// Whether actions can go in one request of writes (`writes_script`): all
+/// writes, and none validated after another, since a validator checks its
+/// candidate before any write of the request lands, and may read what an
+/// earlier write puts in place (keepalived's config names its check
+/// script). `first`: the actions open the request.
+fn writes_only(actions: &[Action], first: bool) -> bool {
+    !actions.is_empty()
+        && actions.iter().enumerate().all(|(i, a)| {
+            matches!(a, Action::Write { validate, .. } if validate.is_none() || (first && i == 0))
+        })
+}
+
+fn content_len(a: &Action) -> usize {
+    match a {
+        Action::Write { content, .. } => content.len(),
+        Action::Run { .. } => 0,
     }
 }
 
@@ -1654,6 +2001,29 @@ mod tests {
                 "{whole}: {all}"
             );
         }
+    }
+
+    /// A validated write may open a request of writes, never follow one:
+    /// its validator would not see the earlier writes in place.
+    #[test]
+    fn validated_writes_only_open_a_request_of_writes() {
+        let w = |validate: bool| Action::Write {
+            path: "/etc/x".into(),
+            content: String::new(),
+            mode: 0o644,
+            owner: None,
+            group: None,
+            validate: validate.then(|| vec!["true".into()]),
+        };
+        assert!(writes_only(&[w(true), w(false)], true));
+        assert!(!writes_only(&[w(true)], false));
+        assert!(!writes_only(&[w(false), w(true)], true));
+        assert!(writes_only(&[w(false), w(false)], false));
+        assert!(!writes_only(&[], true));
+        assert!(!writes_only(
+            &[w(false), Action::run(&["true"]).unwrap()],
+            true
+        ));
     }
 
     #[test]

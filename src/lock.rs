@@ -82,7 +82,7 @@ exit 1"#,
         stale = stale.as_secs()
     );
     let out = conn
-        .run(&script, None, None)
+        .run(&script, &[], None)
         .await
         .map_err(LockError::Conn)?;
     let line = out.stdout.trim();
@@ -111,7 +111,7 @@ pub fn heartbeat(conn: Arc<Conn>, run: String) -> tokio::task::JoinHandle<()> {
             let _ = conn
                 .run(
                     &format!("{} touch {PATH};; esac", if_mine(&mine)),
-                    None,
+                    &[],
                     Some(HEARTBEAT),
                 )
                 .await;
@@ -125,7 +125,7 @@ pub async fn release(conn: &Conn, run: &str) {
         let _ = conn
             .run(
                 &format!("{} rm -f {PATH};; esac", if_mine(&mine)),
-                None,
+                &[],
                 None,
             )
             .await;
@@ -137,7 +137,7 @@ pub async fn force_release(conn: &Conn) -> Result<Option<String>, ConnError> {
     let out = conn
         .run(
             &format!("cat {PATH} 2>/dev/null && rm -f {PATH}"),
-            None,
+            &[],
             None,
         )
         .await?;

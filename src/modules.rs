@@ -546,70 +546,7 @@ impl Action {
     /// the action out.
     pub fn script(&self) -> Result<(String, Option<String>), String> {
         match self {
-            Action::Write {
-                path,
-                content,
-                mode,
-                owner,
-                group,
-                validate,
-            } => {
-                let q = quote(path)?;
-                let tmp = quote(&format!("{path}.gantry.{}", crate::secrets::random_hex(6)?))?;
-                // Created exclusively (noclobber) with its final mode and
-                // owner while still empty; a mode the umask can give needs no
-                // chmod, which saves a process on every write of every host.
-                // The content cannot arrive cut short: input goes only
-                // through the host's shell, which runs a request only once
-                // every byte of it has arrived (ssh.rs `request`). It lands
-                // through the `printf` builtin, so no process carries it.
-                // The script runs in a subshell of its own, so umask and
-                // noclobber stay in it.
-                let mut s = format!(
-                    "set -e\nt={tmp}\ntrap 'rm -f -- \"$t\"' EXIT\ntrap 'rm -f -- \"$t\"; exit 1' HUP INT TERM PIPE\n"
-                );
-                let by_umask = mode & !0o666 == 0;
-                let umask = if by_umask { 0o666 & !mode } else { 0o077 };
-                if by_umask && owner.is_none() && group.is_none() {
-                    s.push_str(&format!(
-                        "umask {umask:03o}; set -C\nprintf %s \"$gantry_stdin\" > \"$t\"\n"
-                    ));
-                } else {
-                    s.push_str(&format!("umask {umask:03o}; set -C\n: > \"$t\"\n"));
-                    if !by_umask {
-                        s.push_str(&format!("chmod {mode:o} \"$t\"\n"));
-                    }
-                    if owner.is_some() || group.is_some() {
-                        let spec = format!(
-                            "{}:{}",
-                            owner.as_deref().unwrap_or(""),
-                            group.as_deref().unwrap_or("")
-                        );
-                        s.push_str(&format!("chown -- {} \"$t\"\n", quote(&spec)?));
-                    }
-                    s.push_str("printf %s \"$gantry_stdin\" >| \"$t\"\n");
-                }
-                if let Some(argv) = validate {
-                    // The candidate is checked in place; on failure `set -e`
-                    // ends the script and the trap removes it: the live file
-                    // is never replaced by one the validator refused.
-                    let words: Vec<String> = argv
-                        .iter()
-                        .map(|w| {
-                            if w == "%s" {
-                                Ok("\"$t\"".to_string())
-                            } else {
-                                quote(w)
-                            }
-                        })
-                        .collect::<Result<_, _>>()?;
-                    s.push_str(&format!("{} >&2\n", words.join(" ")));
-                }
-                s.push_str(&format!(
-                    "sync -- \"$t\" 2>/dev/null || true\nmv -f -- \"$t\" {q}\ntrap - EXIT\n"
-                ));
-                Ok((s, Some(content.clone())))
-            }
+            Action::Write { content, .. } => Ok((writes_script(&[self])?, Some(content.clone()))),
             // The request's input is a shell variable; a command reads it
             // on its stdin.
             Action::Run {
@@ -627,6 +564,96 @@ impl Action {
             } => Ok((script.clone(), None)),
         }
     }
+}
+
+/// One script for consecutive writes, in order: each file's content is the
+/// request's input of the same index (`ssh::input_var`). Each lands in a
+/// temp file in its own directory, created exclusively with its final mode
+/// and owner while still empty (a mode the umask can give needs no chmod),
+/// filled by the `printf` builtin and checked by its `validate`; then one
+/// `sync` makes them all durable, and each is renamed over its path. The
+/// first write that fails stops the rest: those before it are renamed, those
+/// after it are not, and no temp file is left. The script prints
+/// `written N`, the number of files renamed, and exits with the failing
+/// command's status.
+///
+/// The content cannot arrive cut short: input goes only through the host's
+/// shell, which runs a request only once every byte of it has arrived
+/// (ssh.rs `request`).
+pub fn writes_script(writes: &[&Action]) -> Result<String, String> {
+    let mut s = String::new();
+    let mut prep = Vec::new();
+    for (i, w) in writes.iter().enumerate() {
+        let Action::Write {
+            path,
+            mode,
+            owner,
+            group,
+            validate,
+            ..
+        } = w
+        else {
+            return Err(format!("not a write: {}", w.describe()));
+        };
+        let tmp = format!("{path}.gantry.{}", crate::secrets::random_hex(6)?);
+        s.push_str(&format!("t{i}={}; d{i}={}\n", quote(&tmp)?, quote(path)?));
+        let t = format!("\"$t{i}\"");
+        let input = format!("\"${}\"", crate::ssh::input_var(i));
+        let by_umask = mode & !0o666 == 0;
+        let umask = if by_umask { 0o666 & !mode } else { 0o077 };
+        // Created empty and exclusively (noclobber), so nothing already at
+        // the temp path, a planted symlink say, is ever written through.
+        let mut steps = vec![
+            format!("umask {umask:03o}"),
+            "set -C".to_string(),
+            format!(": > {t}"),
+        ];
+        if !by_umask {
+            steps.push(format!("chmod {mode:o} {t}"));
+        }
+        if owner.is_some() || group.is_some() {
+            let spec = format!(
+                "{}:{}",
+                owner.as_deref().unwrap_or(""),
+                group.as_deref().unwrap_or("")
+            );
+            steps.push(format!("chown -- {} {t}", quote(&spec)?));
+        }
+        // dash's printf builtin calls every write error "I/O error"; where
+        // it fails, cat writes the content again and names the cause (No
+        // space left on device).
+        steps.push(format!(
+            "{{ printf %s {input} >| {t} || printf %s {input} | cat >| {t}; }}"
+        ));
+        if let Some(argv) = validate {
+            // The candidate is checked in place: the live file is never
+            // replaced by one the validator refused.
+            let words: Vec<String> = argv
+                .iter()
+                .map(|w| if w == "%s" { Ok(t.clone()) } else { quote(w) })
+                .collect::<Result<_, _>>()?;
+            steps.push(format!("{} >&2", words.join(" ")));
+        }
+        // `&&`, not `set -e`: a shell ignores -e inside an `&&` list.
+        prep.push(format!(
+            "( {} ) && n={} && set -- \"$@\" {t}",
+            steps.join(" && "),
+            i + 1
+        ));
+    }
+    let temps: Vec<String> = (0..writes.len()).map(|i| format!("\"$t{i}\"")).collect();
+    let temps = temps.join(" ");
+    s.push_str(&format!(
+        "trap 'rm -f -- {temps}' EXIT\ntrap 'rm -f -- {temps}; exit 1' HUP INT TERM PIPE\n"
+    ));
+    s.push_str(&format!("set --; n=0\n{}\nr=$?\n", prep.join(" &&\n")));
+    s.push_str("[ $# -eq 0 ] || sync -- \"$@\" 2>/dev/null || true\n");
+    s.push_str("m=0\nwhile [ $m -lt $n ]; do eval \"mv -f -- \\\"\\$t$m\\\" \\\"\\$d$m\\\"\" || { r=$?; break; }; m=$((m + 1)); done\n");
+    s.push_str(&format!(
+        "[ $m -lt {} ] || trap - EXIT\nprintf 'written %d\\n' $m\nexit $r\n",
+        writes.len()
+    ));
+    Ok(s)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -1746,7 +1773,8 @@ mod tests {
         // file. Owner and group are set on the empty file too.
         let (script, _) = good.script().unwrap();
         assert!(
-            script.contains("umask 066; set -C\nprintf %s \"$gantry_stdin\" > \"$t\""),
+            script
+                .contains("( umask 066 && set -C && : > \"$t0\" && { printf %s \"$gantry_stdin\" >| \"$t0\" || "),
             "{script}"
         );
         let exec = Action::Write {
@@ -1764,7 +1792,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{needle} not in {script}"))
         };
         assert!(
-            at(": > \"$t\"") < at("chmod 755")
+            at(": > \"$t0\"") < at("chmod 755")
                 && at("chmod 755") < at("chown")
                 && at("chown") < at("printf %s")
         );
@@ -1776,5 +1804,68 @@ mod tests {
                 0o755
             );
         }
+    }
+
+    /// Several writes in one script: the first refused stops the rest; those
+    /// before it land, none after it does, no temp file is left, and the
+    /// script says how many landed.
+    #[test]
+    fn writes_in_one_script_stop_at_the_first_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |n: &str| dir.path().join(n).display().to_string();
+        let write = |n: &str, content: &str, validate: Option<&str>| Action::Write {
+            path: file(n),
+            content: content.into(),
+            mode: 0o640,
+            owner: None,
+            group: None,
+            validate: validate.map(|v| vec!["grep".into(), "-q".into(), v.into(), "%s".into()]),
+        };
+        let run = |writes: &[&Action]| {
+            let script = writes_script(writes).unwrap();
+            let mut c = std::process::Command::new("sh");
+            c.arg("-c").arg(&script);
+            for (i, w) in writes.iter().enumerate() {
+                if let Action::Write { content, .. } = w {
+                    c.env(crate::ssh::input_var(i), content);
+                }
+            }
+            c.output().unwrap()
+        };
+        let (a, b, c) = (
+            write("a", "A\n", None),
+            write("b", "it's B", Some("nomatch")),
+            write("c", "C\n", None),
+        );
+        let out = run(&[&a, &b, &c]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "written 1\n");
+        let names = || {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(), ["a"]);
+        assert_eq!(std::fs::read_to_string(file("a")).unwrap(), "A\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(file("a")).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+        let b = write("b", "it's B", Some("B"));
+        let out = run(&[&a, &b, &c]);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "written 3\n");
+        assert_eq!(names(), ["a", "b", "c"]);
+        assert_eq!(std::fs::read_to_string(file("b")).unwrap(), "it's B");
+        // A directory that is not there fails the write that needs it.
+        let lost = write("no/such/dir", "x", None);
+        let out = run(&[&c, &lost]);
+        assert_ne!(out.status.code(), Some(0));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "written 1\n");
+        assert_eq!(names(), ["a", "b", "c"]);
     }
 }

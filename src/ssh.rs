@@ -164,19 +164,31 @@ pub struct Conn {
 /// no process spent (`printf %s "$gantry_stdin" | cmd` gives it to a command
 /// as stdin). The nonce is random per connection plus a counter, so no output
 /// can end a frame early by accident.
-fn request(nonce: &str, script: &str, input: Option<&[u8]>) -> Result<String, ConnError> {
+fn request(nonce: &str, script: &str, inputs: &[&str]) -> Result<String, ConnError> {
     let script = quote(script).map_err(fatal)?;
-    let set = match input {
-        Some(d) => {
-            let text = std::str::from_utf8(d)
-                .map_err(|_| fatal("input for a remote command must be text".into()))?;
-            format!("gantry_stdin={}; ", quote(text).map_err(fatal)?)
-        }
-        None => String::new(),
-    };
+    let mut set = String::new();
+    let mut unset = String::new();
+    for (i, text) in inputs.iter().enumerate() {
+        set.push_str(&format!(
+            "{}={}; ",
+            input_var(i),
+            quote(text).map_err(fatal)?
+        ));
+        unset.push_str(&format!("unset {}; ", input_var(i)));
+    }
     Ok(format!(
-        "{{ {set}( eval {script} ) </dev/null; printf '\\n%s %d\\n' {nonce} $?; unset gantry_stdin; printf '\\n%s\\n' {nonce} >&2; }}\n"
+        "{{ {set}( eval {script} ) </dev/null; printf '\\n%s %d\\n' {nonce} $?; {unset}printf '\\n%s\\n' {nonce} >&2; }}\n"
     ))
+}
+
+/// The shell variable that holds a request's input number `i`:
+/// `gantry_stdin`, then `gantry_stdin_1`, `gantry_stdin_2`, ...
+pub fn input_var(i: usize) -> String {
+    if i == 0 {
+        "gantry_stdin".into()
+    } else {
+        format!("gantry_stdin_{i}")
+    }
 }
 
 struct Shell {
@@ -319,16 +331,17 @@ async fn authenticate(
 impl Conn {
     /// Run a POSIX sh script on the host (as root through `sudo -n` when the
     /// host uses become), within `timeout`. Commands go through the host's
-    /// long-lived shell. `input` (file content, a secret) reaches the script
-    /// as the shell variable `$gantry_stdin`, not as its stdin (see `request`).
+    /// long-lived shell. Each of `inputs` (file content, a secret) reaches
+    /// the script as a shell variable (`input_var`), not as its stdin (see
+    /// `request`).
     pub async fn run(
         &self,
         script: &str,
-        input: Option<&[u8]>,
+        inputs: &[&str],
         timeout: Option<Duration>,
     ) -> Result<Output, ConnError> {
         let started = std::time::Instant::now();
-        let result = self.run_timed(script, input, timeout).await;
+        let result = self.run_timed(script, inputs, timeout).await;
         // `GANTRY_LOG=gantry::ssh=debug` times each remote command. Only the
         // script's first line is shown: the input, where secrets travel, never.
         tracing::debug!(host = %self.host, ms = started.elapsed().as_millis() as u64, rc = result.as_ref().map_or(-1, |o| o.rc), "{}", script.lines().next().unwrap_or("").chars().take(60).collect::<String>());
@@ -338,7 +351,7 @@ impl Conn {
     async fn run_timed(
         &self,
         script: &str,
-        input: Option<&[u8]>,
+        inputs: &[&str],
         timeout: Option<Duration>,
     ) -> Result<Output, ConnError> {
         let timeout = timeout.unwrap_or(self.command_timeout);
@@ -347,13 +360,14 @@ impl Conn {
         // can never land cut short. A command without input (the lock
         // heartbeat beside a task) waits a moment for the shell, then takes
         // a channel of its own.
-        let shell = match input {
+        let shell = match inputs.first() {
             Some(_) => Ok(self.shell.lock().await),
             None => tokio::time::timeout(SHELL_WAIT, self.shell.lock()).await,
         };
         let result = match shell {
             Ok(mut slot) => {
-                match tokio::time::timeout(timeout, self.in_shell(&mut slot, script, input)).await {
+                match tokio::time::timeout(timeout, self.in_shell(&mut slot, script, inputs)).await
+                {
                     Ok(r) => {
                         if r.is_err() {
                             *slot = None;
@@ -420,7 +434,7 @@ impl Conn {
         &self,
         slot: &mut Option<Shell>,
         script: &str,
-        input: Option<&[u8]>,
+        inputs: &[&str],
     ) -> Result<Output, ConnError> {
         let lost = |e: russh::Error| transient(format!("connection lost: {e}"));
         if slot.is_none() {
@@ -439,7 +453,7 @@ impl Conn {
         sh.count += 1;
         let nonce = format!("{}-{}", sh.prefix, sh.count);
         sh.ch
-            .data_bytes(request(&nonce, script, input)?.into_bytes())
+            .data_bytes(request(&nonce, script, inputs)?.into_bytes())
             .await
             .map_err(lost)?;
         let out_end = format!("\n{nonce} ");
@@ -574,21 +588,16 @@ mod tests {
     #[test]
     fn a_request_runs_whole_with_its_stdin_or_not_at_all() {
         let data = "it's $(reboot)\n`id`\n'; echo injected; '\nno newline";
-        let req = request(
-            "N-1",
-            "printf %s \"$gantry_stdin\"; exit 3",
-            Some(data.as_bytes()),
-        )
-        .unwrap();
+        let req = request("N-1", "printf %s \"$gantry_stdin\"; exit 3", &[data]).unwrap();
         assert_eq!(sh(req.as_bytes()), format!("{data}\nN-1 3\n"));
-        // Two requests back to back, the second without stdin.
-        // The second, without input, sees none, and its stdin is empty.
+        // Two requests back to back: the second, without input, sees none,
+        // and its stdin is empty.
         let two = format!(
             "{req}{}",
             request(
                 "N-2",
                 "echo \"two[$gantry_stdin]\"; read x || echo eof",
-                None
+                &[]
             )
             .unwrap()
         );
@@ -597,10 +606,18 @@ mod tests {
             format!("{data}\nN-1 3\ntwo[]\neof\n\nN-2 0\n")
         );
         // The input is in no child's environment.
-        let env = request("N-4", "env | grep -c gantry_stdin", Some(b"secret")).unwrap();
+        let env = request("N-4", "env | grep -c gantry_stdin", &["secret"]).unwrap();
         assert_eq!(sh(env.as_bytes()), "0\n\nN-4 1\n");
+        // Several inputs, each in its own variable.
+        let many = request(
+            "N-5",
+            "printf '%s|' \"$gantry_stdin\" \"$gantry_stdin_1\" \"$gantry_stdin_2\"",
+            &["a", "b'c", ""],
+        )
+        .unwrap();
+        assert_eq!(sh(many.as_bytes()), "a|b'c||\nN-5 0\n");
         // Cut anywhere short of its end, a request runs nothing.
-        let req = request("N-3", "echo RAN", Some(b"x'y")).unwrap();
+        let req = request("N-3", "echo RAN", &["x'y", "z"]).unwrap();
         for cut in 0..req.len() - 1 {
             assert_eq!(
                 sh(&req.as_bytes()[..cut]),

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::cli::{Cli, Command, Connect, Format, Input, RunControl};
 use crate::error::{Error, Result};
@@ -179,6 +179,9 @@ fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result
     let selected = selected_hosts(&inv, input, connect)?;
     let dag = Dag::build(&inv, &pb, &selected)?;
     let inputs = executor::input_hashes(&inv, &pb, &dag);
+    // One runtime for preflight and the run: it drives the connections
+    // preflight opens and the run goes on with.
+    let rt = runtime()?;
     let mut opts = Options::new(
         mode,
         connect.forks,
@@ -242,8 +245,9 @@ fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result
             }
         }
         if !rc.skip_preflight {
-            if let Some(code) = preflight(&inv, &pb, &selected, connect, &input.inventory)? {
-                return Ok(code);
+            match preflight(&rt, &inv, &pb, &selected, connect, &input.inventory)? {
+                Err(code) => return Ok(code),
+                Ok(conns) => opts.conns = std::sync::Mutex::new(conns),
             }
         }
         opts.max_fail_percent = rc.max_fail_percent;
@@ -267,7 +271,6 @@ fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result
         dag.graph.node_count() as u64,
         &names,
     ));
-    let rt = runtime()?;
     let result = rt.block_on(executor::run(inv, pb, dag, opts, reporter.clone()));
     reporter.finish();
     Ok(if result.any_failed() { 1 } else { 0 })
@@ -406,8 +409,11 @@ fn check(input: &Input, connect: &Connect, format: Format, fsync_probe: bool) ->
         reachability: true,
         policy: policy(connect),
         forks: connect.forks,
+        keep: false,
     };
-    let results = runtime()?.block_on(crate::check::run(inv, w.clone(), &selected, &o));
+    let results = runtime()?
+        .block_on(crate::check::run(inv, w.clone(), &selected, &o))
+        .results;
     let (mut reports, mut down) = (Vec::new(), Vec::new());
     for r in results {
         match r {
@@ -435,14 +441,17 @@ fn check(input: &Input, connect: &Connect, format: Format, fsync_probe: bool) ->
 /// Before apply changes anything: the fail-level checks. Hosts gantry has
 /// already worked on (per the journal) are past the install-time checks (no
 /// existing Kubernetes, ports free): their cluster is gantry's own. Returns
-/// an exit code when apply must not go on.
+/// an exit code when apply must not go on, else the checked hosts' open
+/// connections for apply to go on with (on the same runtime, which drives
+/// them).
 fn preflight(
+    rt: &tokio::runtime::Runtime,
     inv: &Inventory,
     pb: &crate::playbook::Playbook,
     selected: &[usize],
     connect: &Connect,
     inventory: &Path,
-) -> Result<Option<i32>> {
+) -> Result<std::result::Result<HashMap<usize, crate::ssh::Conn>, i32>> {
     let managed: HashSet<String> = journal::state(inventory)?
         .map(|st| {
             st.records
@@ -458,13 +467,15 @@ fn preflight(
         reachability: false,
         policy: policy(connect),
         forks: connect.forks,
+        keep: true,
     };
-    let results = runtime()?.block_on(crate::check::run(
+    let checked = rt.block_on(crate::check::run(
         Arc::new(inv.clone()),
         w.clone(),
         selected,
         &o,
     ));
+    let results = checked.results;
     // An unreachable host is the executor's to report, per host; here only
     // what a reachable host fails stops the run.
     let mut reports: Vec<_> = results.into_iter().filter_map(|r| r.ok()).collect();
@@ -483,7 +494,10 @@ fn preflight(
         }
     }
     if failing.is_empty() {
-        return Ok(None);
+        return Ok(Ok(checked.conns));
+    }
+    for conn in checked.conns.into_values() {
+        rt.block_on(conn.close());
     }
     for l in &failing {
         println!("{l}");
@@ -492,5 +506,5 @@ fn preflight(
         "preflight: {} check(s) failed; nothing was changed. Fix them, or rerun with --skip-preflight",
         failing.len()
     );
-    Ok(Some(1))
+    Ok(Err(1))
 }
