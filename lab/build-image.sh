@@ -7,7 +7,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-hash=$(sha256sum "$here/build-image.sh" "$here/init.sh" | sha256sum | cut -c1-12)
+# Contents only: the same scripts in another checkout (CI's fresh clone) reuse the image.
+hash=$(cat "$here/build-image.sh" "$here/init.sh" | sha256sum | cut -c1-12)
 tag="gantry-lab:$hash"
 mirror=${GANTRY_LAB_MIRROR:-http://deb.debian.org/debian}
 
