@@ -881,6 +881,28 @@ fn failed(reason: impl Into<String>) -> Outcome {
     }
 }
 
+/// A task `when:` skipped: registered as such.
+fn skipped(s: &Shared, h: usize, task: &Task, why: String) -> Outcome {
+    register(
+        s,
+        h,
+        task,
+        json!({"changed": false, "skipped": true, "rc": 0, "stdout": "", "stderr": ""}),
+    );
+    Outcome::Skipped(why)
+}
+
+/// A task with nothing to change: registered as such.
+fn unchanged(s: &Shared, h: usize, task: &Task, reason: String) -> Outcome {
+    register(
+        s,
+        h,
+        task,
+        json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}),
+    );
+    Outcome::Ok(reason)
+}
+
 /// Take back what `register` recorded, for a task that did not run after all.
 fn unregister(s: &Shared, h: usize, task: &Task) {
     if let Some(name) = &task.register {
@@ -1003,6 +1025,22 @@ fn file_paths(probes: &[Probe]) -> Vec<&str> {
         .collect()
 }
 
+/// The file probes' paths, each once, quoted for one command line; None
+/// where there are none.
+fn quoted_paths(probes: &[Probe]) -> Result<Option<String>, String> {
+    let paths = file_paths(probes);
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        paths
+            .iter()
+            .map(|p| quote(p))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(" "),
+    ))
+}
+
 /// Per path: its name, the head a file probe answers with, and what tells
 /// a change apart (size, inode, mtime, ctime).
 const STAT: &str = "stat --printf '%n\\0%a %U %G %F\\0%s %i %y %z\\0' --";
@@ -1028,13 +1066,7 @@ fn framed(parts: &[String], marker: &str) -> String {
 /// that nothing changed while cat read. Script probes follow, as written.
 fn probe_script(probes: &[Probe], marker: &str) -> Result<String, String> {
     let mut parts = Vec::new();
-    let paths = file_paths(probes);
-    if !paths.is_empty() {
-        let quoted = paths
-            .iter()
-            .map(|p| quote(p))
-            .collect::<Result<Vec<_>, _>>()?
-            .join(" ");
+    if let Some(quoted) = quoted_paths(probes)? {
         parts.push(format!("{STAT} {quoted}"));
         parts.push(format!("cat -- {quoted}"));
         parts.push(format!("{RESTAT} {quoted}"));
@@ -1121,13 +1153,8 @@ fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Option<Vec<Prob
 /// `probe_script`, and right whatever the files are.
 fn probe_script_each(probes: &[Probe], marker: &str) -> Result<String, String> {
     let mut parts = Vec::new();
-    let paths = file_paths(probes);
-    if !paths.is_empty() {
-        let quoted = paths
-            .iter()
-            .map(|p| quote(p))
-            .collect::<Result<Vec<_>, _>>()?;
-        parts.push(format!("{STAT} {}", quoted.join(" ")));
+    if let Some(quoted) = quoted_paths(probes)? {
+        parts.push(format!("{STAT} {quoted}"));
     }
     for p in probes {
         parts.push(match p {
@@ -1388,24 +1415,8 @@ async fn run_task(
     let plan = s.opts.mode == RunMode::Plan;
     let calls = match task_calls(s, h, task, facts) {
         Err(e) => return failed(e),
-        Ok(Calls::Skip(why)) => {
-            register(
-                s,
-                h,
-                task,
-                json!({"changed": false, "skipped": true, "rc": 0, "stdout": "", "stderr": ""}),
-            );
-            return Outcome::Skipped(why);
-        }
-        Ok(Calls::NoItems) => {
-            register(
-                s,
-                h,
-                task,
-                json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}),
-            );
-            return Outcome::Ok("loop has no items".into());
-        }
+        Ok(Calls::Skip(why)) => return skipped(s, h, task, why),
+        Ok(Calls::NoItems) => return unchanged(s, h, task, "loop has no items".into()),
         Ok(Calls::Run(calls)) => calls,
     };
     let probes: Vec<Probe> = calls.iter().flat_map(|(_, p)| p.iter().cloned()).collect();
@@ -1452,13 +1463,7 @@ async fn run_task(
     } = decision;
     let read_only = matches!(module, Module::Command { p, .. } if p.changed_when == Some(false));
     if !changed {
-        register(
-            s,
-            h,
-            task,
-            json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}),
-        );
-        return Outcome::Ok(reason);
+        return unchanged(s, h, task, reason);
     }
     let shown: Vec<String> = actions.iter().map(Action::describe).collect();
     if actions.is_empty() {
@@ -1631,24 +1636,8 @@ async fn write_ahead(
         }
         let settled = match task_calls(s, h, task, facts) {
             Err(_) => break,
-            Ok(Calls::Skip(why)) => {
-                register(
-                    s,
-                    h,
-                    task,
-                    json!({"changed": false, "skipped": true, "rc": 0, "stdout": "", "stderr": ""}),
-                );
-                Ok(Outcome::Skipped(why))
-            }
-            Ok(Calls::NoItems) => {
-                register(
-                    s,
-                    h,
-                    task,
-                    json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}),
-                );
-                Ok(Outcome::Ok("loop has no items".into()))
-            }
+            Ok(Calls::Skip(why)) => Ok(skipped(s, h, task, why)),
+            Ok(Calls::NoItems) => Ok(unchanged(s, h, task, "loop has no items".into())),
             Ok(Calls::Run(calls)) => {
                 let probes: Vec<Probe> =
                     calls.iter().flat_map(|(_, p)| p.iter().cloned()).collect();
@@ -1659,13 +1648,7 @@ async fn write_ahead(
                     break;
                 };
                 if !d.changed {
-                    register(
-                        s,
-                        h,
-                        task,
-                        json!({"changed": false, "rc": 0, "stdout": "", "stderr": ""}),
-                    );
-                    Ok(Outcome::Ok(d.reason))
+                    Ok(unchanged(s, h, task, d.reason))
                 } else if writes_only(&d.actions, false) {
                     bytes += d.actions.iter().map(content_len).sum::<usize>();
                     if bytes > WRITE_AHEAD_BYTES {
@@ -1723,12 +1706,6 @@ async fn write_ahead(
         }
     };
     let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-    let failure = |out: &ssh::Output, at: usize| Outcome::Failed {
-        reason: "command failed".into(),
-        command: described.get(at).cloned(),
-        rc: Some(out.rc),
-        stderr: tail(&out.stderr),
-    };
     let out = match conn.run(&script, &inputs, timeout).await {
         Ok(out) => out,
         Err(e) => {
@@ -1761,24 +1738,33 @@ async fn write_ahead(
     } else {
         done.min(described.len().saturating_sub(1))
     };
+    // The task whose write `at` failed: registered and reported as failed.
+    let failure = |task: &Task, at: usize| {
+        register(
+            s,
+            h,
+            task,
+            json!({"changed": false, "failed": true, "rc": out.rc, "stdout": "", "stderr": out.stderr}),
+        );
+        Outcome::Failed {
+            reason: "command failed".into(),
+            command: described.get(at).cloned(),
+            rc: Some(out.rc),
+            stderr: tail(&out.stderr),
+        }
+    };
     // Whose write was the first not done, if any.
     let mut left = done;
     if left < first.actions.len() {
         for &(n, _) in &ahead {
             unregister(s, h, &s.dag.graph[n].task);
         }
-        register(
-            s,
-            h,
-            first.task,
-            json!({"changed": false, "failed": true, "rc": out.rc, "stdout": "", "stderr": out.stderr}),
-        );
-        return failure(&out, left);
+        return failure(first.task, left);
     }
     left -= first.actions.len();
-    let mut failed_at = None;
+    let mut stopped = false;
     for (n, a) in ahead {
-        if failed_at.is_some() {
+        if stopped {
             unregister(s, h, &s.dag.graph[n].task);
             continue;
         }
@@ -1796,14 +1782,8 @@ async fn write_ahead(
                 ));
             }
             Err(p) => {
-                register(
-                    s,
-                    h,
-                    p.task,
-                    json!({"changed": false, "failed": true, "rc": out.rc, "stdout": "", "stderr": out.stderr}),
-                );
-                failed_at = Some(n);
-                finished_ahead.push((n, failure(&out, done)));
+                stopped = true;
+                finished_ahead.push((n, failure(p.task, done)));
             }
         }
     }

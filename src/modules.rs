@@ -505,6 +505,13 @@ pub enum Touches {
     All,
 }
 
+/// Programs that change only live kernel state, never files: what file
+/// probes read before them stays good. `systemctl` is not among them for a
+/// user's command: `enable` writes links under /etc.
+fn live_only(program: &str) -> bool {
+    matches!(program, "hostname" | "sysctl" | "modprobe" | "nft")
+}
+
 impl Action {
     /// A command from argv; what it touches follows from the program, for
     /// the few programs gantry's own modules run, and is anything otherwise.
@@ -517,7 +524,10 @@ impl Action {
             Some("chmod" | "chown" | "rm") => argv
                 .last()
                 .map_or(Touches::All, |p| Touches::Path(p.to_string())),
-            Some("hostname" | "sysctl" | "modprobe" | "systemctl") => Touches::Live,
+            // gantry's own systemctl calls start, stop, enable and reload:
+            // what they change, scripts read.
+            Some("systemctl") => Touches::Live,
+            Some(p) if live_only(p) => Touches::Live,
             _ => Touches::All,
         };
         Ok(Action::Run {
@@ -1180,10 +1190,9 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                 Some(w) => command(w)?,
                 None => p.cmd.clone().unwrap_or_default(),
             };
-            // A program that changes only live kernel state leaves the files
-            // read before it good; any other command could change anything.
-            let touches = match words.as_ref().and_then(|w| w.first()).map(String::as_str) {
-                Some("sysctl" | "nft" | "modprobe" | "hostname") => Touches::Live,
+            // Any other command, and any shell script, could change anything.
+            let touches = match words.as_ref().and_then(|w| w.first()) {
+                Some(p) if live_only(p) => Touches::Live,
                 _ => Touches::All,
             };
             let script = match &p.chdir {
