@@ -384,6 +384,7 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
     // Two applies must not interleave on a host: take its lock, and keep a
     // heartbeat on it while this run holds it.
     let mut heartbeat = None;
+    let mut facts_out = None;
     if let (RunMode::Apply, Some(stale)) = (s.opts.mode, s.opts.lock_stale_after) {
         let run = s
             .opts
@@ -391,17 +392,20 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
             .as_ref()
             .map(|j| j.run.clone())
             .unwrap_or_default();
-        let mut got = lock::acquire(&conn, &run, stale).await;
+        // The lock, then the facts, in one round trip.
+        let mut got = lock::acquire(&conn, &run, stale, &s.facts_script).await;
         if let Err(lock::LockError::Held(by)) = &got {
             if lock::owner_is_gone(by) {
-                got = lock::acquire(&conn, &run, Duration::ZERO).await;
+                got = lock::acquire(&conn, &run, Duration::ZERO, &s.facts_script).await;
             }
         }
         match got {
-            Ok(lock::Acquired::Fresh) => {}
-            Ok(lock::Acquired::TookOver(old)) => s
-                .reporter
-                .notice(&format!("{}: took over a stale lock ({old})", host.name)),
+            Ok((lock::Acquired::Fresh, out)) => facts_out = Some(out),
+            Ok((lock::Acquired::TookOver(old), out)) => {
+                s.reporter
+                    .notice(&format!("{}: took over a stale lock ({old})", host.name));
+                facts_out = Some(out);
+            }
             Err(lock::LockError::Held(by)) => {
                 conn.close().await;
                 let why = format!(
@@ -424,14 +428,18 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
         }
         heartbeat = Some(lock::heartbeat(conn.clone(), run));
     }
-    let facts = match gather_facts(&conn, &s.facts_script).await {
-        Ok(f) => f,
-        Err(e) => {
-            host_lost(&s, h, &chain, &format!("gathering facts: {e}"));
-            conn.close().await;
-            return;
-        }
+    let facts_out = match facts_out {
+        Some(out) => out,
+        None => match conn.run_own(&s.facts_script, &[], None).await {
+            Ok(out) => out.stdout,
+            Err(e) => {
+                host_lost(&s, h, &chain, &format!("gathering facts: {e}"));
+                conn.close().await;
+                return;
+            }
+        },
     };
+    let facts = parse_facts(&facts_out);
     s.hostvars
         .lock()
         .unwrap()
@@ -560,15 +568,20 @@ async fn host_worker(s: Arc<Shared>, h: usize) {
 }
 
 /// Shell builtins reading /proc: each process spawned here is paid on every
-/// host of every run.
-const FACTS_SCRIPT: &str = r#". /etc/os-release 2>/dev/null
-echo "os_id=${ID:-unknown}"
-echo "os_version=${VERSION_ID:-}"
-echo "os_like=${ID_LIKE:-${ID:-}}"
+/// host of every run. It runs in the host's shell itself (`Scope::Own`), so
+/// /etc/os-release is read line by line, not sourced into it.
+const FACTS_SCRIPT: &str = r#"local k v n id ver like
+while IFS='=' read -r k v; do
+  v=${v#[\"\']}; v=${v%[\"\']}
+  case $k in ID) id=$v ;; VERSION_ID) ver=$v ;; ID_LIKE) like=$v ;; esac
+done < /etc/os-release 2>/dev/null
+echo "os_id=${id:-unknown}"
+echo "os_version=$ver"
+echo "os_like=${like:-$id}"
 read -r v < /proc/sys/kernel/osrelease; echo "kernel=$v"
 { read -r v < /proc/sys/kernel/arch; } 2>/dev/null || v=$(uname -m); echo "arch=$v"
 read -r v < /proc/sys/kernel/hostname; echo "hostname=$v"
-n=0; { read -r _; while read -r _; do n=$((n + 1)); done; } < /proc/swaps 2>/dev/null; echo "swap_devices=$n"
+n=0; { read -r k; while read -r k; do n=$((n + 1)); done; } < /proc/swaps 2>/dev/null; echo "swap_devices=$n"
 read -r v < /proc/1/comm; echo "init=$v"
 command -v nft >/dev/null && echo "has_nft=true" || echo "has_nft=false"
 "#;
@@ -625,14 +638,14 @@ fn facts_script_for(names: &std::collections::BTreeSet<String>) -> String {
     script
 }
 
-/// The host facts every template and `when:` can use, in one round trip.
-async fn gather_facts(conn: &Conn, script: &str) -> Result<Json, ConnError> {
-    let out = conn.run(script, &[], None).await?;
+/// The host facts every template and `when:` can use, from what the facts
+/// script printed.
+fn parse_facts(stdout: &str) -> Json {
     let mut m = serde_json::Map::new();
     // Each IPv4 address the host has -> its interface and prefix, so roles can
     // find the interface that carries the host's inventory address.
     let mut ipv4 = serde_json::Map::new();
-    for line in out.stdout.lines() {
+    for line in stdout.lines() {
         if let Some(rest) = line.strip_prefix("ipv4=") {
             if let Some((iface, cidr)) = rest.split_once(' ') {
                 let (ip, prefix) = cidr.split_once('/').unwrap_or((cidr, "32"));
@@ -656,7 +669,7 @@ async fn gather_facts(conn: &Conn, script: &str) -> Result<Json, ConnError> {
         }
     }
     m.insert("ipv4".into(), Json::Object(ipv4));
-    Ok(Json::Object(m))
+    Json::Object(m)
 }
 
 /// What a host is to its own templates: `host`.
@@ -987,7 +1000,7 @@ async fn run_probes(
         Err(e) => return Ok(Err(e)),
     };
     let out = match probe_script(probes, &marker) {
-        Ok(script) => conn.run(&script, &[], timeout).await?,
+        Ok(script) => conn.run_own(&script, &[], timeout).await?,
         Err(e) => return Ok(Err(e)),
     };
     if let Some(answers) = read_answers(probes, &out.stdout, &marker) {
@@ -996,7 +1009,7 @@ async fn run_probes(
     // The one `cat` could not be cut into files (one changed while it was
     // read, a symlink, content that is not text): read each on its own.
     let out = match probe_script_each(probes, &marker) {
-        Ok(script) => conn.run(&script, &[], timeout).await?,
+        Ok(script) => conn.run_own(&script, &[], timeout).await?,
         Err(e) => return Ok(Err(e)),
     };
     Ok(
@@ -1049,9 +1062,11 @@ const STAT: &str = "stat --printf '%n\\0%a %U %G %F\\0%s %i %y %z\\0' --";
 /// lookup costs a stat process about as much again).
 const RESTAT: &str = "stat --printf '%n\\0%s %i %y %z\\0' --";
 
-/// Every part of a probe script ends with `\nMARKER INDEX RC\n`.
+/// Every part of a probe script ends with `\nMARKER INDEX RC\n`. Probe
+/// scripts run in the host's shell itself (`Scope::Own`); the variables
+/// modules' script probes use are declared here (`modules::PROBE_LOCALS`).
 fn framed(parts: &[String], marker: &str) -> String {
-    let mut script = String::new();
+    let mut script = format!("local {}\n", modules::PROBE_LOCALS);
     for (i, part) in parts.iter().enumerate() {
         script.push_str(&format!(
             "{part} 2>/dev/null </dev/null; printf '\\n%s %d %d\\n' {marker} {i} $?\n"
@@ -1073,7 +1088,7 @@ fn probe_script(probes: &[Probe], marker: &str) -> Result<String, String> {
     }
     for p in probes {
         if let Probe::Script(_) = p {
-            parts.push(format!("( {}\n)", p.script()?));
+            parts.push(format!("{{ {}\n}}", p.script()?));
         }
     }
     Ok(framed(&parts, marker))
@@ -1162,7 +1177,7 @@ fn probe_script_each(probes: &[Probe], marker: &str) -> Result<String, String> {
                 let q = quote(path)?;
                 format!("{{ [ -d {q} ] || cat -- {q}; }}")
             }
-            Probe::Script(_) => format!("( {}\n)", p.script()?),
+            Probe::Script(_) => format!("{{ {}\n}}", p.script()?),
         });
     }
     Ok(framed(&parts, marker))
@@ -1461,7 +1476,7 @@ async fn run_task(
         diff,
         actions,
     } = decision;
-    let read_only = matches!(module, Module::Command { p, .. } if p.changed_when == Some(false));
+    let read_only = read_only(module);
     if !changed {
         return unchanged(s, h, task, reason);
     }
@@ -1492,7 +1507,7 @@ async fn run_task(
             actions: shown,
         };
     }
-    if task.retries == 0 && writes_only(&actions, true) {
+    if task.retries == 0 && !read_only && batchable(task, &actions, true) {
         let pending = Pending {
             task,
             reason,
@@ -1522,7 +1537,7 @@ async fn run_task(
         };
         cache.after(a);
         let inputs: Vec<&str> = input.iter().map(String::as_str).collect();
-        match conn.run(&script, &inputs, timeout).await {
+        match conn.run_in(a.scope(), &script, &inputs, timeout).await {
             Err(e) if e.message.starts_with("command timed out") => {
                 return Outcome::Failed {
                     reason: e.message,
@@ -1583,16 +1598,19 @@ fn written() -> Json {
 /// The most content one request of writes carries.
 const WRITE_AHEAD_BYTES: usize = 1 << 20;
 
-/// Run a write-only task together with the tasks after it on this host that
-/// can be settled now without another round trip: those whose state is
-/// read already and not touched by the writes before them, and that are
-/// unchanged, skipped, or changed by writes alone. All their writes go in
-/// one request, with one `sync` (`modules::writes_script`). The tasks after
-/// the first come back in `finished_ahead`, in order, for the caller to
-/// finish; where a write fails, only the tasks before it and the failed one
-/// have an outcome, and the rest are left to the caller as usual. Look-ahead
-/// stops at a task that waits on an unfinished one, has retries or its own
-/// timeout, or needs to read or run anything.
+/// Run a task of writes (and of commands that change only live state or
+/// make a directory, `modules::batchable`) together with the tasks after it
+/// on this host that can be settled now without another round trip: those
+/// whose state is read already and not touched by the actions before them,
+/// and that are unchanged, skipped, or changed by such actions alone. All
+/// their actions go in one request (`modules::writes_script`). The tasks
+/// after the first come back in `finished_ahead`, in order, for the caller
+/// to finish; where an action fails, only the tasks before it and the
+/// failed one have an outcome, and the rest are left to the caller as
+/// usual. Look-ahead stops at a task that waits on an unfinished one, has
+/// retries or its own timeout, or needs to read or run anything else, and
+/// after a task that registers a command's output (a later task could read
+/// it).
 #[allow(clippy::too_many_arguments)]
 async fn write_ahead(
     s: &Shared,
@@ -1614,9 +1632,11 @@ async fn write_ahead(
     let mut bytes: usize = first.actions.iter().map(content_len).sum();
     // Tasks after the first, in order: settled without writes, or pending.
     let mut ahead: Vec<(NodeIndex, Result<Outcome, Pending>)> = Vec::new();
+    let mut open = !registers_output(first.task, &first.actions);
     for &n in rest {
         let task = &s.dag.graph[n].task;
-        if s.opts.done.contains(&n)
+        if !open
+            || s.opts.done.contains(&n)
             || s.stopped().is_some()
             || task.retries > 0
             || task.timeout.is_some()
@@ -1649,7 +1669,8 @@ async fn write_ahead(
                 };
                 if !d.changed {
                     Ok(unchanged(s, h, task, d.reason))
-                } else if writes_only(&d.actions, false) {
+                } else if batchable(task, &d.actions, false) && !read_only(&calls[0].0) {
+                    open = !registers_output(task, &d.actions);
                     bytes += d.actions.iter().map(content_len).sum::<usize>();
                     if bytes > WRITE_AHEAD_BYTES {
                         break;
@@ -1679,34 +1700,23 @@ async fn write_ahead(
         let (n, _) = ahead.pop().expect("not empty");
         unregister(s, h, &s.dag.graph[n].task);
     }
-    let (script, inputs, described) = {
-        let mut writes: Vec<&Action> = first.actions.iter().collect();
-        for (_, a) in &ahead {
-            if let Err(p) = a {
-                writes.extend(&p.actions);
-            }
-        }
-        let inputs: Vec<String> = writes
-            .iter()
-            .map(|w| {
-                if let Action::Write { content, .. } = w {
-                    content.clone()
-                } else {
-                    String::new()
-                }
-            })
-            .collect();
-        match modules::writes_script(&writes) {
-            Ok(x) => (
-                x,
-                inputs,
-                writes.iter().map(|w| w.describe()).collect::<Vec<_>>(),
-            ),
-            Err(e) => return failed(e),
-        }
+    let marker = match crate::secrets::random_hex(8) {
+        Ok(r) => format!("gantry-run-{r}"),
+        Err(e) => return failed(e),
     };
-    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-    let out = match conn.run(&script, &inputs, timeout).await {
+    let mut actions: Vec<&Action> = first.actions.iter().collect();
+    for (_, a) in &ahead {
+        if let Err(p) = a {
+            actions.extend(&p.actions);
+        }
+    }
+    let script = match modules::writes_script(&actions, &marker) {
+        Ok(x) => x,
+        Err(e) => return failed(e),
+    };
+    let inputs = modules::batch_inputs(&actions);
+    let described: Vec<String> = actions.iter().map(|w| w.describe()).collect();
+    let out = match conn.run_own(&script, &inputs, timeout).await {
         Ok(out) => out,
         Err(e) => {
             // Nothing is known to have landed: take back what was
@@ -1726,13 +1736,7 @@ async fn write_ahead(
             return Outcome::Unreachable(e.message);
         }
     };
-    let done: usize = out
-        .stdout
-        .lines()
-        .last()
-        .and_then(|l| l.strip_prefix("written "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let (done, runs) = modules::batch_output(&out.stdout, &marker);
     let done = if out.rc == 0 && done == described.len() {
         done
     } else {
@@ -1753,7 +1757,20 @@ async fn write_ahead(
             stderr: tail(&out.stderr),
         }
     };
-    // Whose write was the first not done, if any.
+    // A task whose actions, from index `at` on, are all done: registered
+    // with its last command's output where it ran one.
+    let finished = |task: &Task, at: usize, count: usize| {
+        if let Some((stdout, rc)) = (at..at + count).rev().find_map(|j| runs.get(&j)) {
+            let lines: Vec<&str> = stdout.lines().collect();
+            register(
+                s,
+                h,
+                task,
+                json!({"changed": true, "rc": rc, "stdout": stdout.trim_end(), "stderr": "", "stdout_lines": lines}),
+            );
+        }
+    };
+    // Whose action was the first not done, if any.
     let mut left = done;
     if left < first.actions.len() {
         for &(n, _) in &ahead {
@@ -1761,7 +1778,9 @@ async fn write_ahead(
         }
         return failure(first.task, left);
     }
+    finished(first.task, 0, first.actions.len());
     left -= first.actions.len();
+    let mut at = first.actions.len();
     let mut stopped = false;
     for (n, a) in ahead {
         if stopped {
@@ -1772,6 +1791,8 @@ async fn write_ahead(
             Ok(o) => finished_ahead.push((n, o)),
             Err(p) if left >= p.actions.len() => {
                 left -= p.actions.len();
+                finished(p.task, at, p.actions.len());
+                at += p.actions.len();
                 finished_ahead.push((
                     n,
                     Outcome::Changed {
@@ -1794,16 +1815,33 @@ async fn write_ahead(
     }
 }
 
-/// Whether actions can go in one request of writes (`writes_script`): all
-/// writes, and none validated after another, since a validator checks its
-/// candidate before any write of the request lands, and may read what an
-/// earlier write puts in place (keepalived's config names its check
-/// script). `first`: the actions open the request.
-fn writes_only(actions: &[Action], first: bool) -> bool {
+/// Whether a task's actions can go in one request of writes
+/// (`modules::writes_script`): writes and `modules::batchable` commands,
+/// with no write validated after another action, since a validator checks
+/// its candidate before the actions before it in its stretch are done, and
+/// may read what an earlier write puts in place (keepalived's config names
+/// its check script). A task with commands goes only where its output
+/// cannot leak or be needed midway: not `no_log`. `first`: the actions
+/// open the request.
+fn batchable(task: &Task, actions: &[Action], first: bool) -> bool {
+    let runs = actions.iter().any(|a| matches!(a, Action::Run { .. }));
     !actions.is_empty()
-        && actions.iter().enumerate().all(|(i, a)| {
-            matches!(a, Action::Write { validate, .. } if validate.is_none() || (first && i == 0))
+        && !(runs && task.no_log)
+        && actions.iter().enumerate().all(|(i, a)| match a {
+            Action::Write { validate, .. } => validate.is_none() || (first && i == 0),
+            a => modules::batchable(a),
         })
+}
+
+/// A command whose result is registered: the tasks after it may read its
+/// output, known only once it has run.
+fn registers_output(task: &Task, actions: &[Action]) -> bool {
+    task.register.is_some() && actions.iter().any(|a| matches!(a, Action::Run { .. }))
+}
+
+/// A command marked `changed_when: false`: reported ok, not changed.
+fn read_only(m: &Module) -> bool {
+    matches!(m, Module::Command { p, .. } if p.changed_when == Some(false))
 }
 
 fn content_len(a: &Action) -> usize {
@@ -1876,12 +1914,12 @@ mod tests {
             .iter()
             .map(|n| Probe::File(d.join(n).display().to_string()))
             .collect();
-        probes.insert(2, Probe::Script("echo between; exit 4".into()));
+        probes.insert(2, Probe::Script("echo between; sh -c 'exit 4'".into()));
         let sh = |script: &str| {
             String::from_utf8_lossy(
                 &std::process::Command::new("sh")
                     .arg("-c")
-                    .arg(script)
+                    .arg(crate::ssh::own_call(script).unwrap())
                     .output()
                     .unwrap()
                     .stdout,
@@ -1943,6 +1981,78 @@ mod tests {
         );
     }
 
+    /// Probe requests run in the host's shell itself: with every kind of
+    /// module's probes in them, they leave it as they found it.
+    #[test]
+    fn probe_requests_leave_the_shell_as_found() {
+        use serde_json::json;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f").display().to_string();
+        std::fs::write(&file, "x\n").unwrap();
+        let mut probes = Vec::new();
+        for (name, params) in [
+            ("copy", json!({"dest": file, "content": "y"})),
+            (
+                "sysctl",
+                json!({"values": {"kernel.ostype": "Linux", "kernel.pid_max": 1, "no.such.key": 1}}),
+            ),
+            ("hostname", json!({"name": "n1"})),
+            ("modprobe", json!({"name": "br_netfilter"})),
+            ("command", json!({"argv": ["true"], "creates": file})),
+            ("package", json!({"name": ["bash"]})),
+        ] {
+            probes.extend(modules::probes(&Module::parse(name, params).unwrap()).unwrap());
+        }
+        type Reader = fn(&[Probe], &str, &str) -> Option<Vec<ProbeOut>>;
+        let ways: [(String, Reader); 2] = [
+            (probe_script(&probes, "M").unwrap(), read_answers),
+            (probe_script_each(&probes, "M").unwrap(), read_answers_each),
+        ];
+        for (script, read) in ways {
+            let out = crate::ssh::tests::shell_left_as_found(&script, &[]).unwrap();
+            let answers = read(&probes, &out, "M").unwrap_or_else(|| panic!("malformed: {out}"));
+            // The sysctl probe read the kernel's values whole, string and
+            // number (keys in order), and found no key where there is none.
+            let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap();
+            assert_eq!(
+                answers[1].out,
+                format!("0 Linux\n0 {pid_max}1\n"),
+                "{:?}",
+                answers[1]
+            );
+        }
+    }
+
+    /// The facts script runs in the host's shell itself: it reads
+    /// /etc/os-release as sourcing it would, and leaves the shell as found.
+    #[test]
+    fn facts_leave_the_shell_as_found() {
+        let all: std::collections::BTreeSet<String> = ["facts".to_string()].into();
+        let out = crate::ssh::tests::shell_left_as_found(&facts_script_for(&all), &[]).unwrap();
+        let facts = parse_facts(&out);
+        let sourced = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(". /etc/os-release; printf '%s|%s|%s' \"${ID:-unknown}\" \"$VERSION_ID\" \"${ID_LIKE:-$ID}\"")
+            .output()
+            .unwrap();
+        assert_eq!(
+            format!(
+                "{}|{}|{}",
+                facts["os_id"], facts["os_version"], facts["os_like"]
+            )
+            .replace('"', ""),
+            String::from_utf8_lossy(&sourced.stdout)
+        );
+        assert!(
+            facts["kernel"].as_str().is_some_and(|k| !k.is_empty()),
+            "{facts}"
+        );
+        assert!(
+            facts.get("swap_devices").is_some_and(|n| n.is_i64()),
+            "{facts}"
+        );
+    }
+
     /// A costly fact is read where a task names it, and all of them where a
     /// task reads facts in a way that cannot be followed.
     #[test]
@@ -1995,15 +2105,63 @@ mod tests {
             group: None,
             validate: validate.then(|| vec!["true".into()]),
         };
-        assert!(writes_only(&[w(true), w(false)], true));
-        assert!(!writes_only(&[w(true)], false));
-        assert!(!writes_only(&[w(false), w(true)], true));
-        assert!(writes_only(&[w(false), w(false)], false));
-        assert!(!writes_only(&[], true));
-        assert!(!writes_only(
-            &[w(false), Action::run(&["true"]).unwrap()],
+        let mut task = Task {
+            id: "r/t".into(),
+            name: "t".into(),
+            role: "r".into(),
+            module: "copy".into(),
+            params: Json::Null,
+            when: None,
+            register: None,
+            no_log: false,
+            wait_for: Vec::new(),
+            loop_: None,
+            timeout: None,
+            retries: 0,
+            delay: 0,
+            source: "r/tasks.yaml:1".into(),
+        };
+        let t = &task;
+        assert!(batchable(t, &[w(true), w(false)], true));
+        assert!(!batchable(t, &[w(true)], false));
+        assert!(!batchable(t, &[w(false), w(true)], true));
+        assert!(batchable(t, &[w(false), w(false)], false));
+        assert!(!batchable(t, &[], true));
+        // Commands that change live state or make a directory go along;
+        // others, and commands that read input, do not.
+        let run = |argv: &[&str]| Action::run(argv).unwrap();
+        assert!(!batchable(t, &[w(false), run(&["true"])], true));
+        assert!(!batchable(
+            t,
+            &[w(false), run(&["sh", "-c", "sysctl -p"])],
             true
         ));
+        let sysctl = run(&["sysctl", "-q", "-p", "/etc/sysctl.d/x.conf"]);
+        let mkdir = run(&["mkdir", "-p", "-m", "755", "--", "/etc/d"]);
+        assert!(batchable(
+            t,
+            &[w(false), sysctl.clone(), mkdir.clone()],
+            false
+        ));
+        assert!(!batchable(
+            t,
+            &[run(&["chmod", "600", "--", "/etc/x"])],
+            false
+        ));
+        let mut fed = sysctl.clone();
+        if let Action::Run { stdin, .. } = &mut fed {
+            *stdin = Some("x".into());
+        }
+        assert!(!batchable(t, &[fed], false));
+        // A secret task's command goes on its own; a registered command's
+        // output closes the request.
+        task.no_log = true;
+        assert!(!batchable(&task, std::slice::from_ref(&sysctl), false));
+        assert!(batchable(&task, &[w(false)], false));
+        task.no_log = false;
+        task.register = Some("out".into());
+        assert!(registers_output(&task, std::slice::from_ref(&sysctl)));
+        assert!(!registers_output(&task, &[w(false)]));
     }
 
     #[test]

@@ -5,11 +5,14 @@
 //! executor runs probes and actions, and `plan` never runs actions. That makes
 //! plan read-only by construction, and every module testable from fixtures.
 
+use std::collections::HashMap;
+
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::shell::{command, quote};
+use crate::ssh::Scope;
 
 pub const NAMES: &[&str] = &[
     "copy",
@@ -479,12 +482,15 @@ pub enum Action {
         group: Option<String>,
         validate: Option<Vec<String>>,
     },
-    /// A command; `show` is how it is displayed.
+    /// A command; `show` is how it is displayed. `own`: a plain command of
+    /// a known external program (`own_program`), which the host's shell can
+    /// run in itself (`ssh::Scope::Own`) with no subshell around it.
     Run {
         script: String,
         show: String,
         stdin: Option<String>,
         touches: Touches,
+        own: bool,
     },
 }
 
@@ -512,6 +518,13 @@ fn live_only(program: &str) -> bool {
     matches!(program, "hostname" | "sysctl" | "modprobe" | "nft")
 }
 
+/// External programs whose plain command line can run in the host's shell
+/// itself (`ssh::Scope::Own`): none is a shell builtin, so none can end the
+/// shell or change its directory, options or traps.
+fn own_program(program: &str) -> bool {
+    live_only(program) || matches!(program, "mkdir" | "chmod" | "chown" | "rm" | "systemctl")
+}
+
 impl Action {
     /// A command from argv; what it touches follows from the program, for
     /// the few programs gantry's own modules run, and is anything otherwise.
@@ -535,6 +548,7 @@ impl Action {
             show: line,
             stdin: None,
             touches,
+            own: argv.first().is_some_and(|p| own_program(p)),
         })
     }
 
@@ -552,11 +566,22 @@ impl Action {
         }
     }
 
+    /// Where the host's shell runs the action's script: writes and plain
+    /// commands of known programs in itself, anything else in a subshell.
+    pub fn scope(&self) -> Scope {
+        match self {
+            Action::Write { .. } | Action::Run { own: true, .. } => Scope::Own,
+            Action::Run { .. } => Scope::Subshell,
+        }
+    }
+
     /// The script, and the input it reads as `$gantry_stdin`, that carry
-    /// the action out.
+    /// the action out, in `scope`.
     pub fn script(&self) -> Result<(String, Option<String>), String> {
         match self {
-            Action::Write { content, .. } => Ok((writes_script(&[self])?, Some(content.clone()))),
+            Action::Write { content, .. } => {
+                Ok((writes_script(&[self], "-")?, Some(content.clone())))
+            }
             // The request's input is a shell variable; a command reads it
             // on its stdin.
             Action::Run {
@@ -576,94 +601,229 @@ impl Action {
     }
 }
 
-/// One script for consecutive writes, in order: each file's content is the
-/// request's input of the same index (`ssh::input_var`). Each lands in a
-/// temp file in its own directory, created exclusively with its final mode
-/// and owner while still empty (a mode the umask can give needs no chmod),
-/// filled by the `printf` builtin and checked by its `validate`; then one
-/// `sync` makes them all durable, and each is renamed over its path. The
-/// first write that fails stops the rest: those before it are renamed, those
-/// after it are not, and no temp file is left. The script prints
-/// `written N`, the number of files renamed, and exits with the failing
+/// Whether an action can go in a request of writes (`writes_script`): a
+/// write, or a plain command of a known program that changes only live
+/// state or makes a directory, with no input (`hostname`, `sysctl -p`,
+/// `nft -f`, `mkdir -p`).
+pub fn batchable(a: &Action) -> bool {
+    match a {
+        Action::Write { .. } => true,
+        Action::Run {
+            own: true,
+            stdin: None,
+            touches,
+            ..
+        } => matches!(touches, Touches::Live | Touches::Made(_)),
+        Action::Run { .. } => false,
+    }
+}
+
+/// One script for consecutive actions, in order, all `batchable`: writes,
+/// and between them commands that change live state or make a directory.
+/// Each write's content is the request's input of the same index
+/// (`ssh::input_var`; a command's input is empty and unused). Each write
+/// lands in a temp file in its own directory, created exclusively with its
+/// final mode and owner while still empty (a mode the umask can give needs
+/// no chmod), filled by the `printf` builtin and checked by its `validate`;
+/// then one `sync` makes the temp files durable, and each is renamed over
+/// its path in its turn. The temp files are made and synced a stretch at a
+/// time: up to and including the next command that makes a directory,
+/// since a later write may go into it. A command runs in its turn, after
+/// the renames before it and before those after it; its stdout is followed
+/// by `\nMARKER INDEX RC\n` (`batch_output` reads it).
+///
+/// The first action that fails stops the rest: those before it are done,
+/// those after it are not, and no temp file is left. The script prints
+/// `written N`, the number of actions done, and returns the failing
 /// command's status.
+///
+/// It runs in the host's shell itself (`ssh::Scope::Own`): no subshell per
+/// write or per request. Its variables are `local`; the umask and noclobber
+/// it sets per write are put back, and its traps (which remove the temp
+/// files if the connection drops midway) are cleared before it returns.
 ///
 /// The content cannot arrive cut short: input goes only through the host's
 /// shell, which runs a request only once every byte of it has arrived
 /// (ssh.rs `request`).
-pub fn writes_script(writes: &[&Action]) -> Result<String, String> {
+pub fn writes_script(actions: &[&Action], marker: &str) -> Result<String, String> {
+    let mut vars = vec![
+        "lim".to_string(),
+        "r".into(),
+        "c".into(),
+        "u".into(),
+        "k".into(),
+    ];
     let mut s = String::new();
-    let mut prep = Vec::new();
-    for (i, w) in writes.iter().enumerate() {
-        let Action::Write {
-            path,
-            mode,
-            owner,
-            group,
-            validate,
-            ..
-        } = w
-        else {
-            return Err(format!("not a write: {}", w.describe()));
-        };
-        let tmp = format!("{path}.gantry.{}", crate::secrets::random_hex(6)?);
-        s.push_str(&format!("t{i}={}; d{i}={}\n", quote(&tmp)?, quote(path)?));
-        let t = format!("\"$t{i}\"");
-        let input = format!("\"${}\"", crate::ssh::input_var(i));
-        let by_umask = mode & !0o666 == 0;
-        let umask = if by_umask { 0o666 & !mode } else { 0o077 };
-        // Created empty and exclusively (noclobber), so nothing already at
-        // the temp path, a planted symlink say, is ever written through.
-        let mut steps = vec![
-            format!("umask {umask:03o}"),
-            "set -C".to_string(),
-            format!(": > {t}"),
-        ];
-        if !by_umask {
-            steps.push(format!("chmod {mode:o} {t}"));
+    let mut temps = Vec::new();
+    // Stretches of actions: each ends after a command that makes a
+    // directory, or at the end.
+    let mut stretches: Vec<Vec<usize>> = vec![Vec::new()];
+    for (j, a) in actions.iter().enumerate() {
+        if !batchable(a) {
+            return Err(format!(
+                "cannot go in a request of writes: {}",
+                a.describe()
+            ));
         }
-        if owner.is_some() || group.is_some() {
-            let spec = format!(
-                "{}:{}",
-                owner.as_deref().unwrap_or(""),
-                group.as_deref().unwrap_or("")
-            );
-            steps.push(format!("chown -- {} {t}", quote(&spec)?));
+        stretches.last_mut().expect("one at least").push(j);
+        if matches!(
+            a,
+            Action::Run {
+                touches: Touches::Made(_),
+                ..
+            }
+        ) {
+            stretches.push(Vec::new());
         }
-        // dash's printf builtin calls every write error "I/O error"; where
-        // it fails, cat writes the content again and names the cause (No
-        // space left on device).
-        steps.push(format!(
-            "{{ printf %s {input} >| {t} || printf %s {input} | cat >| {t}; }}"
-        ));
-        if let Some(argv) = validate {
-            // The candidate is checked in place: the live file is never
-            // replaced by one the validator refused.
-            let words: Vec<String> = argv
-                .iter()
-                .map(|w| if w == "%s" { Ok(t.clone()) } else { quote(w) })
-                .collect::<Result<_, _>>()?;
-            steps.push(format!("{} >&2", words.join(" ")));
+    }
+    let mut body = String::new();
+    for stretch in stretches.iter().filter(|s| !s.is_empty()) {
+        let mut synced = Vec::new();
+        for &j in stretch {
+            let Action::Write {
+                path,
+                mode,
+                owner,
+                group,
+                validate,
+                ..
+            } = actions[j]
+            else {
+                continue;
+            };
+            let tmp = quote(&format!("{path}.gantry.{}", crate::secrets::random_hex(6)?))?;
+            vars.push(format!("t{j}"));
+            vars.push(format!("d{j}"));
+            s.push_str(&format!("t{j}={tmp}; d{j}={}\n", quote(path)?));
+            temps.push(tmp);
+            let t = format!("\"$t{j}\"");
+            synced.push(t.clone());
+            let input = format!("\"${}\"", crate::ssh::input_var(j));
+            let by_umask = mode & !0o666 == 0;
+            let umask = if by_umask { 0o666 & !mode } else { 0o077 };
+            // Created empty and exclusively (noclobber), so nothing already
+            // at the temp path, a planted symlink say, is ever written
+            // through. By `true`, not `:`: a failed redirection of a special
+            // builtin such as `:` ends a non-interactive shell, and this is
+            // the host's long-lived one.
+            let mut steps = vec![
+                format!("umask {umask:03o}"),
+                "set -C".to_string(),
+                format!("true > {t}"),
+                "set +C".to_string(),
+            ];
+            if !by_umask {
+                steps.push(format!("chmod {mode:o} {t}"));
+            }
+            if owner.is_some() || group.is_some() {
+                let spec = format!(
+                    "{}:{}",
+                    owner.as_deref().unwrap_or(""),
+                    group.as_deref().unwrap_or("")
+                );
+                steps.push(format!("chown -- {} {t}", quote(&spec)?));
+            }
+            // dash's printf builtin calls every write error "I/O error";
+            // where it fails, cat writes the content again and names the
+            // cause (No space left on device).
+            steps.push(format!(
+                "{{ printf %s {input} >| {t} || printf %s {input} | cat >| {t}; }}"
+            ));
+            if let Some(argv) = validate {
+                // The candidate is checked in place: the live file is never
+                // replaced by one the validator refused.
+                let words: Vec<String> = argv
+                    .iter()
+                    .map(|w| if w == "%s" { Ok(t.clone()) } else { quote(w) })
+                    .collect::<Result<_, _>>()?;
+                steps.push(format!("{} >&2", words.join(" ")));
+            }
+            // `&&`, not `set -e`: a shell ignores -e inside an `&&` list.
+            body.push_str(&format!(
+                "[ $lim -gt {j} ] && {{ {{ {}; }} || {{ r=$?; lim={j}; }}; }}\n",
+                steps.join(" && ")
+            ));
         }
-        // `&&`, not `set -e`: a shell ignores -e inside an `&&` list.
-        prep.push(format!(
-            "( {} ) && n={} && set -- \"$@\" {t}",
-            steps.join(" && "),
-            i + 1
+        body.push_str("set +C; umask \"$u\"\n");
+        if !synced.is_empty() {
+            body.push_str(&format!(
+                "sync -- {} 2>/dev/null || true\n",
+                synced.join(" ")
+            ));
+        }
+        for &j in stretch {
+            match actions[j] {
+                Action::Write { .. } => body.push_str(&format!(
+                    "[ $lim -gt {j} ] && {{ mv -f -- \"$t{j}\" \"$d{j}\" || {{ r=$?; lim={j}; }}; }}\n"
+                )),
+                Action::Run { script, .. } => body.push_str(&format!(
+                    "[ $lim -gt {j} ] && {{ {script}\nc=$?; printf '\\n%s %d %d\\n' {marker} {j} $c; [ $c -eq 0 ] || {{ r=$c; lim={j}; }}; }}\n"
+                )),
+            }
+        }
+    }
+    let temps = temps.join(" ");
+    let trap = |action: &str| quote(&format!("rm -f -- {temps}{action}"));
+    let mut head = format!("local {}\n", vars.join(" "));
+    // The shell's umask, to put back: read from /proc with builtins (no
+    // process), by `umask` where that fails.
+    head.push_str("u=; while read -r k u; do [ \"$k\" = Umask: ] && break; u=; done < /proc/$$/status 2>/dev/null\n[ -n \"$u\" ] || u=$(umask)\n");
+    if !temps.is_empty() {
+        head.push_str(&format!(
+            "trap {} EXIT\ntrap {} HUP INT TERM PIPE\n",
+            trap("")?,
+            trap("; exit 1")?
         ));
     }
-    let temps: Vec<String> = (0..writes.len()).map(|i| format!("\"$t{i}\"")).collect();
-    let temps = temps.join(" ");
-    s.push_str(&format!(
-        "trap 'rm -f -- {temps}' EXIT\ntrap 'rm -f -- {temps}; exit 1' HUP INT TERM PIPE\n"
-    ));
-    s.push_str(&format!("set --; n=0\n{}\nr=$?\n", prep.join(" &&\n")));
-    s.push_str("[ $# -eq 0 ] || sync -- \"$@\" 2>/dev/null || true\n");
-    s.push_str("m=0\nwhile [ $m -lt $n ]; do eval \"mv -f -- \\\"\\$t$m\\\" \\\"\\$d$m\\\"\" || { r=$?; break; }; m=$((m + 1)); done\n");
-    s.push_str(&format!(
-        "[ $m -lt {} ] || trap - EXIT\nprintf 'written %d\\n' $m\nexit $r\n",
-        writes.len()
-    ));
+    head.push_str(&format!("lim={}; r=0\n", actions.len()));
+    s.insert_str(0, &head);
+    s.push_str(&body);
+    if !temps.is_empty() {
+        s.push_str(&format!(
+            "[ $lim -eq {} ] || rm -f -- {temps}\ntrap - EXIT HUP INT TERM PIPE\n",
+            actions.len()
+        ));
+    }
+    s.push_str("printf 'written %d\\n' $lim\nreturn $r\n");
     Ok(s)
+}
+
+/// The inputs of a request of `writes_script`, by index: each write's
+/// content; a command's is empty and unused.
+pub fn batch_inputs<'a>(actions: &[&'a Action]) -> Vec<&'a str> {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::Write { content, .. } => content.as_str(),
+            Action::Run { .. } => "",
+        })
+        .collect()
+}
+
+/// From what `writes_script` printed: how many actions were done, and each
+/// command's stdout and status by its index.
+pub fn batch_output(stdout: &str, marker: &str) -> (usize, HashMap<usize, (String, i32)>) {
+    let (body, last) = stdout
+        .trim_end_matches('\n')
+        .rsplit_once('\n')
+        .unwrap_or(("", stdout.trim_end_matches('\n')));
+    let done = last
+        .strip_prefix("written ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let mut runs = HashMap::new();
+    let mut rest = body;
+    let sep = format!("\n{marker} ");
+    while let Some(at) = rest.find(&sep) {
+        let (out, after) = (&rest[..at], &rest[at + sep.len()..]);
+        let (line, next) = after.split_once('\n').unwrap_or((after, ""));
+        let mut f = line.split(' ');
+        if let (Some(Ok(j)), Some(Ok(rc))) = (f.next().map(str::parse), f.next().map(str::parse)) {
+            runs.insert(j, (out.to_string(), rc));
+        }
+        rest = next;
+    }
+    (done, runs)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -715,6 +875,10 @@ fn norm_ws(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The only variables modules' script probes assign: the probe request
+/// declares them `local`, since it runs in the host's shell itself.
+pub const PROBE_LOCALS: &str = "v";
+
 /// The probes a module needs.
 pub fn probes(m: &Module) -> Result<Vec<Probe>, String> {
     Ok(match m {
@@ -727,6 +891,8 @@ pub fn probes(m: &Module) -> Result<Vec<Probe>, String> {
         }
         Module::Sysctl(p) => {
             // One line per key: "<rc> <value>", read from /proc/sys directly.
+            // By `cat`, not the shell's `read`: `read` takes a byte at a time,
+            // and a numeric /proc/sys file answers only its first byte to that.
             let mut s = String::new();
             for k in p.values.keys() {
                 s.push_str(&format!(
@@ -737,7 +903,9 @@ pub fn probes(m: &Module) -> Result<Vec<Probe>, String> {
             vec![Probe::Script(s)]
         }
         Module::Hostname(_) => vec![
-            Probe::Script("hostname".into()),
+            Probe::Script(
+                "{ IFS= read -r v < /proc/sys/kernel/hostname; } 2>/dev/null && printf '%s\\n' \"$v\" || hostname".into(),
+            ),
             Probe::File("/etc/hostname".into()),
         ],
         Module::Modprobe(p) => vec![
@@ -1195,6 +1363,12 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                 Some(p) if live_only(p) => Touches::Live,
                 _ => Touches::All,
             };
+            let own = p.chdir.is_none()
+                && p.stdin.is_none()
+                && words
+                    .as_ref()
+                    .and_then(|w| w.first())
+                    .is_some_and(|p| own_program(p));
             let script = match &p.chdir {
                 Some(d) => format!("cd -- {} && {body}", quote(d)?),
                 None => body.clone(),
@@ -1210,6 +1384,7 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                     show: body,
                     stdin: p.stdin.clone(),
                     touches,
+                    own,
                 }],
             );
             if p.changed_when == Some(false) {
@@ -1302,6 +1477,7 @@ pub fn decide(m: &Module, facts: &[ProbeOut]) -> Result<Decision, String> {
                     script,
                     stdin: None,
                     touches: Touches::All,
+                    own: false,
                 }],
             )
         }
@@ -1737,7 +1913,7 @@ mod tests {
             let (script, input) = a.script().unwrap();
             std::process::Command::new("sh")
                 .arg("-c")
-                .arg(&script)
+                .arg(crate::ssh::own_call(&script).unwrap())
                 .env("gantry_stdin", input.unwrap())
                 .output()
                 .unwrap()
@@ -1783,7 +1959,7 @@ mod tests {
         let (script, _) = good.script().unwrap();
         assert!(
             script
-                .contains("( umask 066 && set -C && : > \"$t0\" && { printf %s \"$gantry_stdin\" >| \"$t0\" || "),
+                .contains("{ umask 066 && set -C && true > \"$t0\" && set +C && { printf %s \"$gantry_stdin\" >| \"$t0\" || "),
             "{script}"
         );
         let exec = Action::Write {
@@ -1801,7 +1977,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{needle} not in {script}"))
         };
         assert!(
-            at(": > \"$t0\"") < at("chmod 755")
+            at("true > \"$t0\"") < at("chmod 755")
                 && at("chmod 755") < at("chown")
                 && at("chown") < at("printf %s")
         );
@@ -1831,9 +2007,9 @@ mod tests {
             validate: validate.map(|v| vec!["grep".into(), "-q".into(), v.into(), "%s".into()]),
         };
         let run = |writes: &[&Action]| {
-            let script = writes_script(writes).unwrap();
+            let script = writes_script(writes, "M").unwrap();
             let mut c = std::process::Command::new("sh");
-            c.arg("-c").arg(&script);
+            c.arg("-c").arg(crate::ssh::own_call(&script).unwrap());
             for (i, w) in writes.iter().enumerate() {
                 if let Action::Write { content, .. } = w {
                     c.env(crate::ssh::input_var(i), content);
@@ -1876,5 +2052,71 @@ mod tests {
         assert_ne!(out.status.code(), Some(0));
         assert_eq!(String::from_utf8_lossy(&out.stdout), "written 1\n");
         assert_eq!(names(), ["a", "b", "c"]);
+        // In the host's shell itself, landed or refused, chmod'ed or not, the
+        // writes leave its variables, umask, options and traps as they were.
+        let mut x = write("x", "X\n", None);
+        if let Action::Write { mode, .. } = &mut x {
+            *mode = 0o1750;
+        }
+        let refused = write("y", "Y\n", Some("nomatch"));
+        for (writes, landed) in [
+            (vec![&a, &x], "written 2\n"),
+            (vec![&c, &refused, &b], "written 1\n"),
+        ] {
+            let inputs = batch_inputs(&writes);
+            let script = writes_script(&writes, "M").unwrap();
+            let out = crate::ssh::tests::shell_left_as_found(&script, &inputs).unwrap();
+            assert!(out.contains(landed), "{out}");
+        }
+        assert_eq!(names(), ["a", "b", "c", "x"]);
+    }
+
+    /// Commands between the writes run in their turn, each with its own
+    /// output; a directory made midway takes the writes after it; a failed
+    /// command stops the rest.
+    #[test]
+    fn commands_run_in_their_turn_among_the_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |n: &str| dir.path().join(n).display().to_string();
+        let write = |n: &str| Action::Write {
+            path: file(n),
+            content: format!("{n}\n"),
+            mode: 0o644,
+            owner: None,
+            group: None,
+            validate: None,
+        };
+        let sub = file("sub");
+        let actions = [
+            write("a"),
+            Action::run(&["hostname"]).unwrap(),
+            Action::run(&["mkdir", "-p", "-m", "700", "--", &sub]).unwrap(),
+            write("sub/f"),
+            Action::run(&["mkdir", "-p", "--", "/proc/gantry/no"]).unwrap(),
+            write("c"),
+        ];
+        let refs: Vec<&Action> = actions.iter().collect();
+        assert!(refs.iter().all(|a| batchable(a)));
+        let script = writes_script(&refs, "M").unwrap();
+        let out = crate::ssh::tests::shell_left_as_found(&script, &batch_inputs(&refs)).unwrap();
+        let (done, runs) = batch_output(&out, "M");
+        assert_eq!(done, 4, "{out}");
+        let host = std::process::Command::new("hostname").output().unwrap();
+        assert_eq!(
+            runs[&1],
+            (String::from_utf8_lossy(&host.stdout).into_owned(), 0)
+        );
+        assert_eq!(runs[&2], (String::new(), 0));
+        assert_ne!(runs[&4].1, 0);
+        assert_eq!(runs.len(), 3);
+        assert_eq!(std::fs::read_to_string(file("sub/f")).unwrap(), "sub/f\n");
+        assert!(!std::path::Path::new(&file("c")).exists());
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .chain(std::fs::read_dir(&sub).unwrap())
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "f", "sub"], "a temp file was left");
     }
 }

@@ -147,6 +147,20 @@ pub struct Conn {
     shell: tokio::sync::Mutex<Option<Shell>>,
 }
 
+/// Where a request's script runs in the host's long-lived shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// In a subshell: the script's `exit`, `cd`, traps, `set -e` and
+    /// variables stay there. For users' commands and anything not gantry's.
+    Subshell,
+    /// In a function of the shell itself, with no process spent on it: for
+    /// gantry's own scripts (locks, facts, probes, writes). Such a script
+    /// keeps its variables `local`, ends with `return`, never `exit`s, and
+    /// leaves options, umask and traps as it found them; a unit test holds
+    /// each kind of them to that.
+    Own,
+}
+
 /// The long-lived shell is a plain `sh` reading commands from its stdin.
 /// Each request is one brace group, parsed whole before any of it runs:
 ///
@@ -154,18 +168,21 @@ pub struct Conn {
 /// { gantry_stdin='INPUT'; ( eval 'SCRIPT' ) </dev/null; printf '\n%s %d\n' NONCE $?; unset gantry_stdin; printf '\n%s\n' NONCE >&2; }
 /// ```
 ///
+/// (`Scope::Own` has `gantry_run() { eval 'SCRIPT'
+/// }; gantry_run </dev/null; ...; unset -f gantry_run` in place of the
+/// subshell: a fork is a few milliseconds on a loaded host, and gantry's own
+/// requests are most of a run's.)
+///
 /// Script and input are shell-quoted, so whatever their bytes, the group
 /// stays balanced; a request cut short by a lost connection is a syntax error
-/// at end of input, and the shell exits without running any of it. The script
-/// runs in a subshell, so its `exit`, `cd`, traps and `set -e` stay there.
-/// The input (file content, secrets) is a shell variable the script reads,
-/// never exported: it is in no file, no process argument and no child's
+/// at end of input, and the shell exits without running any of it. The input
+/// (file content, secrets) is a shell variable the script reads, never
+/// exported: it is in no file, no process argument and no child's
 /// environment, and a write puts it in place with the `printf` builtin, with
 /// no process spent (`printf %s "$gantry_stdin" | cmd` gives it to a command
 /// as stdin). The nonce is random per connection plus a counter, so no output
 /// can end a frame early by accident.
-fn request(nonce: &str, script: &str, inputs: &[&str]) -> Result<String, ConnError> {
-    let script = quote(script).map_err(fatal)?;
+fn request(nonce: &str, script: &str, inputs: &[&str], scope: Scope) -> Result<String, ConnError> {
     let mut set = String::new();
     let mut unset = String::new();
     for (i, text) in inputs.iter().enumerate() {
@@ -176,9 +193,25 @@ fn request(nonce: &str, script: &str, inputs: &[&str]) -> Result<String, ConnErr
         ));
         unset.push_str(&format!("unset {}; ", input_var(i)));
     }
+    let (run, done) = match scope {
+        Scope::Subshell => (format!("( eval {} )", quote(script).map_err(fatal)?), ""),
+        Scope::Own => (own_call(script).map_err(fatal)?, "unset -f gantry_run; "),
+    };
     Ok(format!(
-        "{{ {set}( eval {script} ) </dev/null; printf '\\n%s %d\\n' {nonce} $?; {unset}printf '\\n%s\\n' {nonce} >&2; }}\n"
+        "{{ {set}{run} </dev/null; printf '\\n%s %d\\n' {nonce} $?; {done}{unset}printf '\\n%s\\n' {nonce} >&2; }}\n"
     ))
+}
+
+/// A `Scope::Own` script as the function `gantry_run`, for the caller to
+/// call: `return` ends it, and `local` keeps its variables.
+fn own(script: &str) -> Result<String, String> {
+    Ok(format!("gantry_run() {{ eval {}\n}}", quote(script)?))
+}
+
+/// A `Scope::Own` script as one command line for `sh -c`: the function
+/// defined and called.
+pub(crate) fn own_call(script: &str) -> Result<String, String> {
+    Ok(format!("{}; gantry_run", own(script)?))
 }
 
 /// The shell variable that holds a request's input number `i`:
@@ -340,8 +373,29 @@ impl Conn {
         inputs: &[&str],
         timeout: Option<Duration>,
     ) -> Result<Output, ConnError> {
+        self.run_in(Scope::Subshell, script, inputs, timeout).await
+    }
+
+    /// `run` for gantry's own scripts, in the shell itself (`Scope::Own`).
+    pub async fn run_own(
+        &self,
+        script: &str,
+        inputs: &[&str],
+        timeout: Option<Duration>,
+    ) -> Result<Output, ConnError> {
+        self.run_in(Scope::Own, script, inputs, timeout).await
+    }
+
+    /// `run` in the given scope.
+    pub async fn run_in(
+        &self,
+        scope: Scope,
+        script: &str,
+        inputs: &[&str],
+        timeout: Option<Duration>,
+    ) -> Result<Output, ConnError> {
         let started = std::time::Instant::now();
-        let result = self.run_timed(script, inputs, timeout).await;
+        let result = self.run_timed(scope, script, inputs, timeout).await;
         // `GANTRY_LOG=gantry::ssh=debug` times each remote command. Only the
         // script's first line is shown: the input, where secrets travel, never.
         tracing::debug!(host = %self.host, ms = started.elapsed().as_millis() as u64, rc = result.as_ref().map_or(-1, |o| o.rc), "{}", script.lines().next().unwrap_or("").chars().take(60).collect::<String>());
@@ -350,6 +404,7 @@ impl Conn {
 
     async fn run_timed(
         &self,
+        scope: Scope,
         script: &str,
         inputs: &[&str],
         timeout: Option<Duration>,
@@ -366,7 +421,8 @@ impl Conn {
         };
         let result = match shell {
             Ok(mut slot) => {
-                match tokio::time::timeout(timeout, self.in_shell(&mut slot, script, inputs)).await
+                match tokio::time::timeout(timeout, self.in_shell(&mut slot, scope, script, inputs))
+                    .await
                 {
                     Ok(r) => {
                         if r.is_err() {
@@ -384,7 +440,7 @@ impl Conn {
                 }
             }
             Err(_elapsed) => {
-                let line = self.wrap(script)?;
+                let line = self.wrap(scope, script)?;
                 tokio::time::timeout(timeout, self.exec(&line))
                     .await
                     .ok()
@@ -416,8 +472,12 @@ impl Conn {
     }
 
     /// `sh -c SCRIPT`, through `sudo -n` when the host uses become.
-    fn wrap(&self, script: &str) -> Result<String, ConnError> {
-        let quoted = quote(script).map_err(fatal)?;
+    fn wrap(&self, scope: Scope, script: &str) -> Result<String, ConnError> {
+        let quoted = match scope {
+            Scope::Subshell => quote(script),
+            Scope::Own => own_call(script).and_then(|f| quote(&f)),
+        }
+        .map_err(fatal)?;
         Ok(if self.become_ {
             format!("sudo -n -- sh -c {quoted}")
         } else {
@@ -433,6 +493,7 @@ impl Conn {
     async fn in_shell(
         &self,
         slot: &mut Option<Shell>,
+        scope: Scope,
         script: &str,
         inputs: &[&str],
     ) -> Result<Output, ConnError> {
@@ -453,7 +514,7 @@ impl Conn {
         sh.count += 1;
         let nonce = format!("{}-{}", sh.prefix, sh.count);
         sh.ch
-            .data_bytes(request(&nonce, script, inputs)?.into_bytes())
+            .data_bytes(request(&nonce, script, inputs, scope)?.into_bytes())
             .await
             .map_err(lost)?;
         let out_end = format!("\n{nonce} ");
@@ -570,7 +631,7 @@ fn frame_end(out: &mut Vec<u8>, from: usize, marker: &[u8]) -> Option<i32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn sh(input: &[u8]) -> String {
@@ -588,7 +649,13 @@ mod tests {
     #[test]
     fn a_request_runs_whole_with_its_stdin_or_not_at_all() {
         let data = "it's $(reboot)\n`id`\n'; echo injected; '\nno newline";
-        let req = request("N-1", "printf %s \"$gantry_stdin\"; exit 3", &[data]).unwrap();
+        let req = request(
+            "N-1",
+            "printf %s \"$gantry_stdin\"; exit 3",
+            &[data],
+            Scope::Subshell,
+        )
+        .unwrap();
         assert_eq!(sh(req.as_bytes()), format!("{data}\nN-1 3\n"));
         // Two requests back to back: the second, without input, sees none,
         // and its stdin is empty.
@@ -597,7 +664,8 @@ mod tests {
             request(
                 "N-2",
                 "echo \"two[$gantry_stdin]\"; read x || echo eof",
-                &[]
+                &[],
+                Scope::Subshell,
             )
             .unwrap()
         );
@@ -606,26 +674,99 @@ mod tests {
             format!("{data}\nN-1 3\ntwo[]\neof\n\nN-2 0\n")
         );
         // The input is in no child's environment.
-        let env = request("N-4", "env | grep -c gantry_stdin", &["secret"]).unwrap();
+        let env = request("N-4", "env | grep -c gantry_stdin", &["secret"], Scope::Own).unwrap();
         assert_eq!(sh(env.as_bytes()), "0\n\nN-4 1\n");
         // Several inputs, each in its own variable.
         let many = request(
             "N-5",
             "printf '%s|' \"$gantry_stdin\" \"$gantry_stdin_1\" \"$gantry_stdin_2\"",
             &["a", "b'c", ""],
+            Scope::Own,
         )
         .unwrap();
         assert_eq!(sh(many.as_bytes()), "a|b'c||\nN-5 0\n");
         // Cut anywhere short of its end, a request runs nothing.
-        let req = request("N-3", "echo RAN", &["x'y", "z"]).unwrap();
-        for cut in 0..req.len() - 1 {
-            assert_eq!(
-                sh(&req.as_bytes()[..cut]),
-                "",
-                "cut at {cut}: {:?}",
-                &req[..cut]
-            );
+        for scope in [Scope::Subshell, Scope::Own] {
+            let req = request("N-3", "echo RAN", &["x'y", "z"], scope).unwrap();
+            for cut in 0..req.len() - 1 {
+                assert_eq!(
+                    sh(&req.as_bytes()[..cut]),
+                    "",
+                    "cut at {cut}: {:?}",
+                    &req[..cut]
+                );
+            }
         }
+    }
+
+    #[test]
+    fn an_own_request_runs_in_the_shell_and_returns_its_status() {
+        // `return` ends it with its status; the shell goes on to the next
+        // request, and the function is gone.
+        let one = request(
+            "N-1",
+            "local x=1; echo \"in $x\"; return 4; echo after",
+            &[],
+            Scope::Own,
+        )
+        .unwrap();
+        let two = request(
+            "N-2",
+            "command -v gantry_run || echo gone; echo \"x=[${x-unset}]\"",
+            &[],
+            Scope::Subshell,
+        )
+        .unwrap();
+        assert_eq!(
+            sh(format!("{one}{two}").as_bytes()),
+            "in 1\n\nN-1 4\ngone\nx=[unset]\n\nN-2 0\n"
+        );
+        // No process is spent on it: a variable it sets without `local`
+        // would outlive it (which is why gantry's own scripts must not).
+        let leak = request("N-3", "leaked=yes", &[], Scope::Own).unwrap();
+        let read = request("N-4", "echo \"$leaked\"", &[], Scope::Own).unwrap();
+        assert_eq!(
+            sh(format!("{leak}{read}").as_bytes()),
+            "\nN-3 0\nyes\n\nN-4 0\n"
+        );
+        assert!(shell_left_as_found("leaked=yes", &[]).is_err());
+    }
+
+    /// The state of the shell that `Scope::Own` scripts must leave as they
+    /// found it: variables, functions' absence, options, umask, traps and
+    /// the working directory.
+    const DUMP: &str = "set; umask; set +o; trap; pwd";
+
+    /// Run `script` as an own request in a real `sh` and compare the shell's
+    /// state before and after it; Err names what changed, Ok has the
+    /// script's stdout.
+    pub(crate) fn shell_left_as_found(script: &str, inputs: &[&str]) -> Result<String, String> {
+        let req = request("N-9", script, inputs, Scope::Own).unwrap();
+        let out = sh(format!(
+            "echo ==before; {DUMP}; echo ==run\n{req}echo ==after; {DUMP}; echo ==end\n"
+        )
+        .as_bytes());
+        let part = |a: &str, b: &str| {
+            out.split_once(a)
+                .and_then(|(_, r)| r.split_once(b))
+                .map(|(m, _)| m.to_string())
+                .ok_or_else(|| format!("the shell did not get to {b}: {out}"))
+        };
+        let (before, run, after) = (
+            part("==before\n", "==run\n")?,
+            part("==run\n", "==after\n")?,
+            part("==after\n", "==end\n")?,
+        );
+        if before != after {
+            let diff = similar::TextDiff::from_lines(&before, &after)
+                .unified_diff()
+                .to_string();
+            return Err(format!("the script changed the shell:\n{diff}"));
+        }
+        // The script's own output, without the request's frame.
+        Ok(run
+            .rsplit_once("\nN-9 ")
+            .map_or(run.clone(), |(o, _)| o.to_string()))
     }
 
     #[test]
