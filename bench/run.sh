@@ -14,13 +14,21 @@
 #
 #   N=50 bench/run.sh                    # all four tools
 #   N=50 TOOLS="floor gantry" bench/run.sh
-#   N=50 HEAVY=1 bench/run.sh            # root's .bashrc does ~100 ms of work
+#   N=50 HEAVY=1 bench/run.sh            # root's .bashrc does ~100 ms of work,
+#                                        # and counts the logins per host
+#   N=50 REPS=3 TOOLS="floor gantry pyinfra" bench/run.sh
+#                                        # each tool 3 times, in turn; the
+#                                        # ratios are of the medians
 #   N=50 bench/run.sh up                 # only bring the hosts up (for profiling)
+#   N=4 TOOLS="floor gantry pyinfra ansible" bench/run.sh verify
+#                                        # each tool on fresh hosts: the end
+#                                        # states must be the same
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-50}
 TOOLS=${TOOLS:-floor gantry pyinfra ansible}
 HEAVY=${HEAVY:-0}
+REPS=${REPS:-1}
 net=${BENCH_NET:-200}
 name=bench
 state=$PWD/bench/.state
@@ -39,21 +47,24 @@ addr() { echo "172.29.$net.$((10 + $1))"; }
 # The heavy login shell: a .bashrc that spends ~100 ms of CPU before it
 # returns, as pyenv/conda/nvm setups on GPU servers do. sshd runs every
 # command through root's login shell, so a tool pays it on every exec.
+# Each run of it also appends a line to a file the hosts share, so the
+# benchmark counts the logins (.bashrc runs) each tool needs per host.
 heavy_bashrc() {
-  echo 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done   # bench: heavy login shell'
+  echo 'echo x >> /logins/count; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done   # bench: heavy login shell'
 }
 
 # Fresh hosts: containers, keys, known_hosts, and every tool's inventory.
 up() {
   cleanup
-  rm -rf "$state/hosts" && mkdir -p "$state/hosts"
+  rm -rf "$state/hosts" "$state/logins" && mkdir -p "$state/hosts" "$state/logins"
+  : >"$state/logins/count"
   [ -f "$state/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$state/id_ed25519"
   cp "$state/id_ed25519.pub" "$state/hosts/authorized_keys"
   docker network create --subnet "172.29.$net.0/24" "gantry-$name" >/dev/null
   for i in $(seq 1 "$N"); do
     docker run -d --name "gantry-$name-node$i" --hostname debian --network "gantry-$name" --ip "$(addr "$i")" \
       --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined -e LAB_INIT=sshd \
-      -v "$state/hosts:/lab:ro" --label gantry-bench=$name "$image" >/dev/null
+      -v "$state/hosts:/lab:ro" -v "$state/logins:/logins" --label gantry-bench=$name "$image" >/dev/null
   done
   local pending
   for _ in $(seq 1 300); do
@@ -157,12 +168,16 @@ pyinfra() {
 # label, command: one timed run, its output kept in $state/label.log.
 measure() {
   local label=$1; shift
-  local rc=0
+  local rc=0 logins
+  logins=$(wc -l <"$state/logins/count")
   /usr/bin/time -f "%e %U %S %M" -o "$state/time" "$@" >"$state/$label.log" 2>&1 || rc=$?
   read -r wall user sys rss < <(tail -n 1 "$state/time")
   local cpu
   cpu=$(echo "$user + $sys" | bc)
-  printf '%-16s wall %7.2f s   cpu %7.2f s   peak RSS %7d KiB%s\n' "$label" "$wall" "$cpu" "$rss" "$([ $rc = 0 ] || echo "   FAILED (exit $rc, see $state/$label.log)")"
+  logins=$(( $(wc -l <"$state/logins/count") - logins ))
+  printf '%-16s wall %7.2f s   cpu %7.2f s   peak RSS %7d KiB%s%s\n' "$label" "$wall" "$cpu" "$rss" \
+    "$([ "$HEAVY" = 1 ] && printf '   logins/host %5.1f' "$(echo "scale=1; $logins / $N" | bc)")" \
+    "$([ $rc = 0 ] || echo "   FAILED (exit $rc, see $state/$label.log)")"
   echo "$label $wall $cpu $rss $rc" >>"$results"
 }
 
@@ -176,22 +191,72 @@ if [ "${1:-}" = up ]; then
 fi
 case " $TOOLS " in *" gantry "*) cargo build --release --locked --quiet ;; esac
 case " $TOOLS " in *" ansible "* | *" pyinfra "*) export venv=$(bench/tools.sh) ;; esac
+
+# What the workload leaves on a host: names, modes, owners and contents of
+# its files, the live hostname, the nftables table and a sysctl.
+end_state() {
+  local i
+  for i in $(seq 1 "$N"); do
+    docker exec "gantry-$name-node$i" sh -c 'echo "== $(hostname)"
+      for f in /etc/hostname /etc/hosts /etc/sysctl.d/90-bench.conf /etc/modules-load.d/bench.conf \
+        /etc/security/limits.d/90-bench.conf /etc/containerd /etc/containerd/config.toml /etc/crictl.yaml \
+        /etc/nftables-bench.nft /etc/keepalived/keepalived.conf; do
+        stat -c "%n %F %a %U %G" "$f" 2>&1; [ -f "$f" ] && sha256sum <"$f"
+      done
+      nft list table inet bench | sha256sum; sysctl -n net.core.somaxconn
+      find /etc -name "*.gantry.*" -o -name ".bench"'
+  done
+}
+
+if [ "${1:-}" = verify ]; then
+  first=
+  for tool in $TOOLS; do
+    up
+    bash -c "$tool" >"$state/$tool-verify.log" 2>&1 || { echo "verify: $tool failed, see $state/$tool-verify.log" >&2; exit 1; }
+    end_state >"$state/$tool.end"
+    if [ -z "$first" ]; then
+      first=$tool
+    elif diff -u "$state/$first.end" "$state/$tool.end"; then
+      echo "verify: $tool leaves the same end state as $first on $N hosts"
+    else
+      echo "verify: $tool and $first differ (above)" >&2
+      exit 1
+    fi
+  done
+  cleanup
+  exit 0
+fi
 : >"$results"
 echo "N = $N hosts, $(nproc) cores, $([ "$HEAVY" = 1 ] && echo "heavy" || echo "stock") root .bashrc, $(date -u +%FT%TZ)"
-for tool in $TOOLS; do
-  up
-  if [ "$tool" = floor ] && [ "$HEAVY" = 1 ]; then
-    /usr/bin/time -f %e -o "$state/time" ssh -q -i "$state/id_ed25519" -o UserKnownHostsFile="$state/known_hosts" -o BatchMode=yes "root@$(addr 1)" true
-    echo "one login on a heavy host: $(cat "$state/time") s (ssh + .bashrc)"
-  fi
-  measure "$tool-cold" bash -c "$tool"
-  measure "$tool-noop" bash -c "$tool"
+# The tools take turns, so drift on this shared machine falls on all of them.
+for rep in $(seq 1 "$REPS"); do
+  for tool in $TOOLS; do
+    up
+    if [ "$tool" = floor ] && [ "$HEAVY" = 1 ]; then
+      /usr/bin/time -f %e -o "$state/time" ssh -q -i "$state/id_ed25519" -o UserKnownHostsFile="$state/known_hosts" -o BatchMode=yes "root@$(addr 1)" true
+      echo "one login on a heavy host: $(cat "$state/time") s (ssh + .bashrc)"
+    fi
+    measure "$tool-cold" bash -c "$tool"
+    measure "$tool-noop" bash -c "$tool"
+  done
 done
 cleanup
-awk '{w[$1] = $2} END {
-  for (t in w) if (t ~ /-cold$/) { k = substr(t, 1, length(t) - 5); tools[k] = 1 }
-  if (!("floor-cold" in w) || !("gantry-cold" in w)) exit
-  printf "gantry/floor: cold %.2f, no-op %.2f\n", w["gantry-cold"] / w["floor-cold"], w["gantry-noop"] / w["floor-noop"]
-  for (k in tools) if (k != "gantry" && k != "floor")
-    printf "%s/gantry: cold %.1fx, no-op %.1fx\n", k, w[k "-cold"] / w["gantry-cold"], w[k "-noop"] / w["gantry-noop"]
-}' "$results"
+# The median wall time of each run kind, then the ratios of those.
+sort -k1,1 -k2,2n "$results" | awk -v reps="$REPS" '
+  { n[$1]++; v[$1, n[$1]] = $2 }
+  END {
+    for (t in n) {
+      c = n[t]
+      w[t] = (c % 2) ? v[t, (c + 1) / 2] : (v[t, c / 2] + v[t, c / 2 + 1]) / 2
+      if (t ~ /-cold$/) tools[substr(t, 1, length(t) - 5)] = 1
+    }
+    if (reps > 1) {
+      printf "medians of %d runs:", reps
+      for (t in w) printf " %s %.2f s;", t, w[t]
+      printf "\n"
+    }
+    if (!("floor-cold" in w) || !("gantry-cold" in w)) exit
+    printf "gantry/floor: cold %.2f, no-op %.2f\n", w["gantry-cold"] / w["floor-cold"], w["gantry-noop"] / w["floor-noop"]
+    for (k in tools) if (k != "gantry" && k != "floor")
+      printf "%s/gantry: cold %.1fx, no-op %.1fx\n", k, w[k "-cold"] / w["gantry-cold"], w[k "-noop"] / w["gantry-noop"]
+  }'
