@@ -1581,7 +1581,7 @@ async fn run_task(
     }
 }
 
-/// A task decided to change by writes alone, not yet run.
+/// A task decided to change by batchable actions alone, not yet run.
 struct Pending<'a> {
     task: &'a Task,
     reason: String,
