@@ -1507,7 +1507,7 @@ async fn run_task(
             actions: shown,
         };
     }
-    if task.retries == 0 && !read_only && batchable(task, &actions, true) {
+    if task.retries == 0 && batchable(task, module, &actions, true) {
         let pending = Pending {
             task,
             reason,
@@ -1669,7 +1669,7 @@ async fn write_ahead(
                 };
                 if !d.changed {
                     Ok(unchanged(s, h, task, d.reason))
-                } else if batchable(task, &d.actions, false) && !read_only(&calls[0].0) {
+                } else if batchable(task, &calls[0].0, &d.actions, false) {
                     open = !registers_output(task, &d.actions);
                     bytes += d.actions.iter().map(content_len).sum::<usize>();
                     if bytes > WRITE_AHEAD_BYTES {
@@ -1821,11 +1821,13 @@ async fn write_ahead(
 /// its candidate before the actions before it in its stretch are done, and
 /// may read what an earlier write puts in place (keepalived's config names
 /// its check script). A task with commands goes only where its output
-/// cannot leak or be needed midway: not `no_log`. `first`: the actions
-/// open the request.
-fn batchable(task: &Task, actions: &[Action], first: bool) -> bool {
+/// cannot leak or be needed midway: not `no_log`, and not a `changed_when:
+/// false` command (`module`: the task's). `first`: the actions open the
+/// request.
+fn batchable(task: &Task, module: &Module, actions: &[Action], first: bool) -> bool {
     let runs = actions.iter().any(|a| matches!(a, Action::Run { .. }));
     !actions.is_empty()
+        && !read_only(module)
         && !(runs && task.no_log)
         && actions.iter().enumerate().all(|(i, a)| match a {
             Action::Write { validate, .. } => validate.is_none() || (first && i == 0),
@@ -2122,17 +2124,20 @@ mod tests {
             source: "r/tasks.yaml:1".into(),
         };
         let t = &task;
-        assert!(batchable(t, &[w(true), w(false)], true));
-        assert!(!batchable(t, &[w(true)], false));
-        assert!(!batchable(t, &[w(false), w(true)], true));
-        assert!(batchable(t, &[w(false), w(false)], false));
-        assert!(!batchable(t, &[], true));
+        let m =
+            Module::parse("copy", serde_json::json!({"dest": "/etc/x", "content": ""})).unwrap();
+        assert!(batchable(t, &m, &[w(true), w(false)], true));
+        assert!(!batchable(t, &m, &[w(true)], false));
+        assert!(!batchable(t, &m, &[w(false), w(true)], true));
+        assert!(batchable(t, &m, &[w(false), w(false)], false));
+        assert!(!batchable(t, &m, &[], true));
         // Commands that change live state or make a directory go along;
         // others, and commands that read input, do not.
         let run = |argv: &[&str]| Action::run(argv).unwrap();
-        assert!(!batchable(t, &[w(false), run(&["true"])], true));
+        assert!(!batchable(t, &m, &[w(false), run(&["true"])], true));
         assert!(!batchable(
             t,
+            &m,
             &[w(false), run(&["sh", "-c", "sysctl -p"])],
             true
         ));
@@ -2140,11 +2145,13 @@ mod tests {
         let mkdir = run(&["mkdir", "-p", "-m", "755", "--", "/etc/d"]);
         assert!(batchable(
             t,
+            &m,
             &[w(false), sysctl.clone(), mkdir.clone()],
             false
         ));
         assert!(!batchable(
             t,
+            &m,
             &[run(&["chmod", "600", "--", "/etc/x"])],
             false
         ));
@@ -2152,12 +2159,19 @@ mod tests {
         if let Action::Run { stdin, .. } = &mut fed {
             *stdin = Some("x".into());
         }
-        assert!(!batchable(t, &[fed], false));
+        assert!(!batchable(t, &m, &[fed], false));
+        // A `changed_when: false` command is reported ok, so it goes alone.
+        let quiet = Module::parse(
+            "command",
+            serde_json::json!({"argv": ["sysctl", "-a"], "changed_when": false}),
+        )
+        .unwrap();
+        assert!(!batchable(t, &quiet, std::slice::from_ref(&sysctl), false));
         // A secret task's command goes on its own; a registered command's
         // output closes the request.
         task.no_log = true;
-        assert!(!batchable(&task, std::slice::from_ref(&sysctl), false));
-        assert!(batchable(&task, &[w(false)], false));
+        assert!(!batchable(&task, &m, std::slice::from_ref(&sysctl), false));
+        assert!(batchable(&task, &m, &[w(false)], false));
         task.no_log = false;
         task.register = Some("out".into());
         assert!(registers_output(&task, std::slice::from_ref(&sysctl)));

@@ -202,16 +202,13 @@ fn request(nonce: &str, script: &str, inputs: &[&str], scope: Scope) -> Result<S
     ))
 }
 
-/// A `Scope::Own` script as the function `gantry_run`, for the caller to
-/// call: `return` ends it, and `local` keeps its variables.
-fn own(script: &str) -> Result<String, String> {
-    Ok(format!("gantry_run() {{ eval {}\n}}", quote(script)?))
-}
-
-/// A `Scope::Own` script as one command line for `sh -c`: the function
-/// defined and called.
+/// A `Scope::Own` script as one command line: the function `gantry_run`
+/// defined and called (`return` ends it, and `local` keeps its variables).
 pub(crate) fn own_call(script: &str) -> Result<String, String> {
-    Ok(format!("{}; gantry_run", own(script)?))
+    Ok(format!(
+        "gantry_run() {{ eval {}\n}}; gantry_run",
+        quote(script)?
+    ))
 }
 
 /// The shell variable that holds a request's input number `i`:
