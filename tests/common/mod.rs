@@ -2,8 +2,10 @@
 //! it, read the hosts back with `docker exec`, remove it on drop.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub struct Lab {
     pub name: String,
@@ -20,6 +22,62 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// How long a lab step may take before the test fails instead of hanging:
+/// gantry runs, `docker exec`, a lab coming up.
+pub const GANTRY_LIMIT: Duration = Duration::from_secs(240);
+pub const EXEC_LIMIT: Duration = Duration::from_secs(60);
+pub const UP_LIMIT: Duration = Duration::from_secs(600);
+
+/// Wait for a child with a deadline. Its output is read as it comes (a full
+/// pipe must not stall it); past the deadline it is killed and the test
+/// fails, saying what it was waiting for and what the child printed.
+pub fn wait_within(mut child: Child, limit: Duration, what: &str) -> Output {
+    fn drain(p: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            if let Some(mut p) = p {
+                let _ = p.read_to_end(&mut b);
+            }
+            b
+        })
+    }
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for a child") {
+            break s;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (o, e) = (out.join().unwrap(), err.join().unwrap());
+            panic!(
+                "timed out after {}s waiting for {what}; it printed:\n{}{}",
+                limit.as_secs(),
+                text(&o),
+                text(&e)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Run a command to its end, or fail the test past `limit`.
+pub fn run_within(cmd: &mut Command, limit: Duration, what: &str) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    wait_within(child, limit, what)
+}
+
 impl Lab {
     pub fn up(name: &str, net: u8) -> Lab {
         Self::up_with(
@@ -30,10 +88,11 @@ impl Lab {
     }
 
     pub fn up_with(name: &str, net: u8, hosts: &str) -> Lab {
-        let out = Command::new(root().join("lab/up.sh"))
-            .args([name, hosts, &net.to_string()])
-            .output()
-            .unwrap();
+        let out = run_within(
+            Command::new(root().join("lab/up.sh")).args([name, hosts, &net.to_string()]),
+            UP_LIMIT,
+            &format!("lab/up.sh {name}"),
+        );
         assert!(
             out.status.success(),
             "lab/up.sh failed:\n{}{}",
@@ -54,13 +113,30 @@ impl Lab {
     }
 
     pub fn gantry(&self, args: &[&str]) -> Output {
+        self.run_gantry(args, &[], GANTRY_LIMIT)
+    }
+
+    /// `gantry ARGS -i INVENTORY`, failing the test if it runs past `limit`.
+    pub fn gantry_within(&self, args: &[&str], limit: Duration) -> Output {
+        self.run_gantry(args, &[], limit)
+    }
+
+    /// `gantry ARGS` with these environment variables set.
+    pub fn gantry_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.run_gantry(args, env, GANTRY_LIMIT)
+    }
+
+    fn run_gantry(&self, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
         let mut a: Vec<&str> = args.to_vec();
         a.extend(["-i", self.inventory.to_str().unwrap()]);
-        let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
-            .args(&a)
-            .current_dir(root())
-            .output()
-            .unwrap();
+        let out = run_within(
+            Command::new(env!("CARGO_BIN_EXE_gantry"))
+                .args(&a)
+                .envs(env.iter().copied())
+                .current_dir(root()),
+            limit,
+            &format!("gantry {}", a.join(" ")),
+        );
         println!(
             "$ gantry {}\n{}{}",
             a.join(" "),
@@ -74,11 +150,16 @@ impl Lab {
         format!("gantry-lab-{}-{host}", self.name)
     }
 
+    fn docker_exec(&self, host: &str, script: &str) -> Output {
+        run_within(
+            Command::new("docker").args(["exec", &self.container(host), "sh", "-c", script]),
+            EXEC_LIMIT,
+            &format!("on {host}: {script}"),
+        )
+    }
+
     pub fn exec(&self, host: &str, script: &str) -> String {
-        let out = Command::new("docker")
-            .args(["exec", &self.container(host), "sh", "-c", script])
-            .output()
-            .unwrap();
+        let out = self.docker_exec(host, script);
         assert!(
             out.status.success(),
             "on {host}: {script}: {}",
@@ -89,10 +170,7 @@ impl Lab {
 
     /// Run a script on a host; its output whether it succeeds or not.
     pub fn try_exec(&self, host: &str, script: &str) -> (bool, String) {
-        let out = Command::new("docker")
-            .args(["exec", &self.container(host), "sh", "-c", script])
-            .output()
-            .unwrap();
+        let out = self.docker_exec(host, script);
         (out.status.success(), text(&out.stdout))
     }
 
@@ -102,6 +180,18 @@ impl Lab {
         // The listing itself, not its hash, so that a failed comparison
         // names the paths that changed.
         self.exec(host, "find /etc -xdev \\( -type f -o -type d -o -type l \\) -printf '%p %m %U %G %s %T@\\n' | sort; find /etc -xdev -type f -print0 | sort -z | xargs -0 cat | sha256sum")
+    }
+
+    /// How many SSH logins the host's sshd has accepted so far (its
+    /// journal): a host that a run did not contact shows no new one.
+    pub fn logins(&self, host: &str) -> usize {
+        self.exec(
+            host,
+            "journalctl -u ssh -o cat --no-pager | grep -c '^Accepted publickey' || true",
+        )
+        .trim()
+        .parse()
+        .unwrap()
     }
 
     pub fn ip(&self, i: usize) -> String {
@@ -119,6 +209,24 @@ impl Drop for Lab {
             .arg(&self.name)
             .output();
     }
+}
+
+/// A host's row of the run's table: ok, changed, failed, skipped, unreachable.
+pub fn row(out: &Output, host: &str) -> [usize; 5] {
+    let t = text(&out.stdout);
+    let line = t
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(host) && l.split_whitespace().count() == 6)
+        .unwrap_or_else(|| panic!("no table row for {host}:\n{t}"));
+    let n: Vec<usize> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|w| {
+            w.parse()
+                .unwrap_or_else(|_| panic!("not a count in {line:?}"))
+        })
+        .collect();
+    [n[0], n[1], n[2], n[3], n[4]]
 }
 
 pub fn summary(out: &Output) -> String {
