@@ -245,7 +245,14 @@ fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result
             }
         }
         if !rc.skip_preflight {
-            match preflight(&rt, &inv, &pb, &selected, connect, &input.inventory)? {
+            // Only hosts with something to do: one whose every task finished
+            // earlier (`--retry-failed`, `--from`) is not contacted at all.
+            let busy: Vec<usize> = selected
+                .iter()
+                .copied()
+                .filter(|&h| dag.chains[h].iter().any(|n| !opts.done.contains(n)))
+                .collect();
+            match preflight(&rt, &inv, &pb, &busy, connect, &input.inventory)? {
                 Err(code) => return Ok(code),
                 Ok(conns) => opts.conns = std::sync::Mutex::new(conns),
             }

@@ -1,8 +1,12 @@
 //! Fault injection in the lab (issue: runs that survive faults). Each case
 //! breaks something mid-run and checks that the other hosts completed, the
-//! broken host carries the right outcome and reason, no file is half written
-//! (no temp file left, no target truncated), and `apply --retry-failed`
-//! then converges, with 0 changes on a further apply.
+//! broken host carries the right outcome and reason, and `apply
+//! --retry-failed` then converges, with 0 changes on a further apply, whole
+//! files and no temp file left. Most faults strike during the slow step,
+//! before any write; `fault_10` strikes while a write is in flight (its temp
+//! file on disk, the target not yet replaced). A retry's table rows and the
+//! hosts' sshd logs show that hosts with nothing left to do are not rerun
+//! and not even contacted.
 //! The changed-host-key case lives in tests/lab.rs
 //! (unknown_and_changed_host_keys_are_refused).
 
@@ -11,7 +15,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Lab, root, summary, text};
+use common::{GANTRY_LIMIT, Lab, root, row, summary, text, wait_within};
 
 const PB: &str = "tests/fixtures/playbooks/faults.yaml";
 
@@ -28,7 +32,12 @@ fn start_apply(lab: &Lab, extra: &[&str]) -> Child {
 }
 
 fn finish(child: Child) -> (Option<i32>, String) {
-    let out = child.wait_with_output().unwrap();
+    finish_within(child, GANTRY_LIMIT)
+}
+
+/// The run's exit code and output; the test fails if it runs past `limit`.
+fn finish_within(child: Child, limit: Duration) -> (Option<i32>, String) {
+    let out = wait_within(child, limit, "the apply started in the background");
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     println!("{all}");
     (out.status.code(), all)
@@ -61,21 +70,26 @@ fn wait_for_slow_step_on_any(lab: &Lab, except: &[&str]) -> String {
     panic!("no host reached the slow step");
 }
 
-fn no_half_written_files(lab: &Lab) {
+/// After convergence: no temp file anywhere gantry writes, and the large
+/// file whole (64 KiB of x and a newline).
+fn converged_files_whole(lab: &Lab) {
     for h in &lab.hosts {
-        let (_, left) = lab.try_exec(
-            h,
-            "find /etc /root /srv -xdev -name '*.gantry.*' 2>/dev/null",
-        );
+        let left = lab.exec(h, "find /etc /root /srv -xdev -name '*.gantry.*'");
         assert_eq!(left.trim(), "", "{h}: temp files left behind");
-        let (ok, size) = lab.try_exec(h, "stat -c %s /srv/data/big 2>/dev/null");
-        if ok {
-            assert_eq!(
-                size.trim(),
-                (64 * 1024 + 1).to_string(),
-                "{h}: /srv/data/big is truncated"
-            );
-        }
+        assert_eq!(
+            lab.exec(h, "stat -c %s /srv/data/big").trim(),
+            (64 * 1024 + 1).to_string(),
+            "{h}: /srv/data/big is not whole"
+        );
+    }
+}
+
+/// Nothing ran on these hosts (their rows are all zeros), and they were not
+/// even logged into since `before` (their sshd logs).
+fn untouched(lab: &Lab, out: &std::process::Output, before: &[(&str, usize)]) {
+    for (h, n) in before {
+        assert_eq!(row(out, h), [0; 5], "{h} was rerun: {}", text(&out.stdout));
+        assert_eq!(lab.logins(h), *n, "{h} was contacted");
     }
 }
 
@@ -89,7 +103,7 @@ fn retry_converges(lab: &Lab) {
         "{}",
         summary(&again)
     );
-    no_half_written_files(lab);
+    converged_files_whole(lab);
 }
 
 fn completed(lab: &Lab, hosts: &[&str]) {
@@ -171,14 +185,10 @@ fn fault_2_network_cut_mid_apply_then_healed() {
         .status()
         .unwrap();
     assert!(cut.success());
-    let t0 = Instant::now();
-    let (code, out) = finish(run);
     // The task's timeout (10 s) or SSH keepalive (5 s x 3) notices the silent
-    // peer, a liveness check tells a dead host from a slow command; nothing hangs.
-    assert!(
-        t0.elapsed() < Duration::from_secs(40),
-        "the run hung on a cut-off host"
-    );
+    // peer, a liveness check tells a dead host from a slow command; nothing
+    // hangs: past 40 s the run is killed and the test fails.
+    let (code, out) = finish_within(run, Duration::from_secs(40));
     assert_eq!(code, Some(1));
     assert!(
         out.contains(
@@ -214,12 +224,26 @@ fn fault_3_a_host_too_slow_for_the_task_timeout() {
         text(&out.stdout)
     );
     completed(&lab, &["master1", "gpu1"]);
-    // The host is fixed (here: it is fast again); the retry finishes it.
+    // The host is fixed (here: it is fast again); the retry finishes it, and
+    // only it: the other hosts are neither rerun nor contacted.
     std::fs::write(
         &lab.inventory,
         inv.replace("vars: { slow_seconds: 60 } ", ""),
     )
     .unwrap();
+    let before = [
+        ("master1", lab.logins("master1")),
+        ("gpu1", lab.logins("gpu1")),
+    ];
+    let retry = lab.gantry(&["apply", "--retry-failed", "-p", PB]);
+    assert_eq!(retry.status.code(), Some(0));
+    assert!(
+        text(&retry.stderr).contains("retrying 12 task(s) on worker1\n"),
+        "{}",
+        text(&retry.stderr)
+    );
+    untouched(&lab, &retry, &before);
+    assert_eq!(row(&retry, "worker1")[2..], [0, 0, 0]);
     retry_converges(&lab);
     completed(&lab, &["worker1"]);
 }
@@ -277,6 +301,9 @@ fn fault_5_disk_full_under_a_written_path() {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn fault_7_two_applies_at_once() {
     let lab = Lab::up("f-lock", 67);
+    // Slow steps of 8 s: long enough to see the lock's heartbeat.
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap() + "  slow_seconds: 8\n";
+    std::fs::write(&lab.inventory, inv).unwrap();
     assert_eq!(
         lab.gantry(&["plan", "--accept-new-host-keys", "-p", PB])
             .status
@@ -285,6 +312,15 @@ fn fault_7_two_applies_at_once() {
     );
     let first = start_apply(&lab, &[]);
     wait_for_slow_step(&lab, "master1");
+    let since = Instant::now();
+    // The lock's mtime is its heartbeat: a live run touches it every 5 s.
+    let mtime = || -> u64 {
+        lab.exec("master1", "stat -c %Y /run/gantry.lock")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let t0 = mtime();
     let second = lab.gantry(&["apply", "-p", PB]);
     assert_eq!(second.status.code(), Some(1));
     let shown = text(&second.stdout);
@@ -294,6 +330,12 @@ fn fault_7_two_applies_at_once() {
             "{shown}"
         );
     }
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(since.elapsed()));
+    let t1 = mtime();
+    assert!(
+        t1 >= t0 + 4,
+        "no heartbeat: the lock's mtime went {t0} -> {t1}"
+    );
     let (code, out) = finish(first);
     assert_eq!(code, Some(0), "the first run was disturbed: {out}");
     completed(&lab, &["master1", "worker1", "gpu1"]);
@@ -342,6 +384,7 @@ fn fault_8_gantry_killed_then_rerun() {
     // The killed run's lock is still on the second host. Its owner process
     // is gone from this controller, so the rerun takes it over at once.
     assert!(lab.try_exec(&second, "test -e /run/gantry.lock").0);
+    let before = [(first.as_str(), lab.logins(&first))];
     let out = lab.gantry(&["apply", "--retry-failed", "-p", PB]);
     assert_eq!(out.status.code(), Some(0));
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
@@ -349,13 +392,11 @@ fn fault_8_gantry_killed_then_rerun() {
         all.contains(&format!("{second}: took over a stale lock")),
         "{all}"
     );
+    // The finished host is neither rerun nor contacted; its 12 tasks count
+    // as done earlier.
+    untouched(&lab, &out, &before);
     assert!(
-        !all.lines()
-            .any(|l| l.starts_with("changed") && l.contains(&format!(" {first} "))),
-        "the finished host was rerun: {all}"
-    );
-    assert!(
-        all.contains("done in earlier runs, not rerun"),
+        all.contains("(and 12 task(s) done in earlier runs, not rerun)"),
         "the rerun started over: {all}"
     );
     let again = lab.gantry(&["apply", "-p", PB]);
@@ -364,8 +405,91 @@ fn fault_8_gantry_killed_then_rerun() {
         "{}",
         summary(&again)
     );
-    no_half_written_files(&lab);
+    converged_files_whole(&lab);
     completed(&lab, &["master1", "worker1", "gpu1"]);
+}
+
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn fault_10_host_killed_while_a_write_is_in_flight() {
+    const INFLIGHT: &str = "tests/fixtures/playbooks/inflight.yaml";
+    let lab = Lab::up("f-inflight", 73);
+    for h in &lab.hosts {
+        lab.exec(h, "mkdir -p /srv/data && echo old > /srv/data/big");
+    }
+    assert_eq!(
+        lab.gantry(&["plan", "--accept-new-host-keys", "-p", INFLIGHT])
+            .status
+            .code(),
+        Some(0)
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["apply", "--skip-preflight", "-p", INFLIGHT, "-i"])
+        .arg(&lab.inventory)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The new content is in its temp file (the validator is checking it):
+    // the host loses power now.
+    let t0 = Instant::now();
+    while !lab.try_exec("gpu1", "ls /srv/data/big.gantry.*").0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "gpu1's write never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = Command::new("docker")
+        .args(["kill", &lab.container("gpu1")])
+        .output()
+        .unwrap();
+    assert!(kill.status.success());
+    let (code, out) = finish(run);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("UNREACHABLE gpu1 inflight-write/replace a large file: connection lost"),
+        "{out}"
+    );
+    let new_size = (1024 * 1024 + 1).to_string();
+    for h in ["master1", "worker1"] {
+        assert_eq!(lab.exec(h, "stat -c %s /srv/data/big").trim(), new_size);
+    }
+    // Back up: the live file is the old one, whole; only the temp file holds
+    // the new content.
+    let start = Command::new("docker")
+        .args(["start", &lab.container("gpu1")])
+        .output()
+        .unwrap();
+    assert!(start.status.success());
+    wait_ssh(&lab, "gpu1");
+    assert_eq!(
+        lab.exec(
+            "gpu1",
+            "head -c 64 /srv/data/big; stat -c ' %s' /srv/data/big"
+        ),
+        "old\n 4\n",
+        "the live file was touched mid-write"
+    );
+    assert_eq!(
+        lab.exec("gpu1", "find /srv/data -name 'big.gantry.*' | wc -l")
+            .trim(),
+        "1",
+        "the dead run's temp file is where it was left"
+    );
+    // The retry replaces the file and sweeps the dead run's temp file.
+    let retry = lab.gantry(&["apply", "--retry-failed", "-p", INFLIGHT]);
+    assert_eq!(retry.status.code(), Some(0));
+    assert_eq!(row(&retry, "gpu1"), [0, 1, 0, 0, 0]);
+    for h in &lab.hosts {
+        assert_eq!(lab.exec(h, "stat -c %s /srv/data/big").trim(), new_size);
+        assert_eq!(
+            lab.exec(h, "find /srv /root /etc -xdev -name '*.gantry.*'"),
+            "",
+            "{h}: a temp file was left"
+        );
+    }
 }
 
 #[test]
@@ -396,17 +520,43 @@ fn fault_9_bad_inventory_value_fixed_then_retry() {
         inv.replace(", vars: { keepalive_time: fast }", ""),
     )
     .unwrap();
+    let before = [
+        ("master1", lab.logins("master1")),
+        ("worker1", lab.logins("worker1")),
+    ];
     let retry = lab.gantry(&["apply", "--retry-failed", "-p", PB]);
     assert_eq!(retry.status.code(), Some(0));
     let all = format!("{}{}", text(&retry.stdout), text(&retry.stderr));
-    assert!(all.contains("retrying 9 task(s) on gpu1"), "{all}");
-    assert!(
-        !all.lines()
-            .any(|l| l.contains(" master1 ") || l.contains(" worker1 ")),
-        "other hosts were rerun: {all}"
-    );
+    assert!(all.contains("retrying 9 task(s) on gpu1\n"), "{all}");
+    untouched(&lab, &retry, &before);
     retry_converges(&lab);
     completed(&lab, &["gpu1"]);
+
+    // A task that succeeded but whose input has changed since (here: the
+    // inventory gives worker1 a larger file) runs again on a retry, alone.
+    let grown = std::fs::read_to_string(&lab.inventory).unwrap().replace(
+        "roles: [worker] }",
+        "roles: [worker], vars: { big_kib: 65 } }",
+    );
+    std::fs::write(&lab.inventory, grown).unwrap();
+    let before = [
+        ("master1", lab.logins("master1")),
+        ("gpu1", lab.logins("gpu1")),
+    ];
+    let retry = lab.gantry(&["apply", "--retry-failed", "-p", PB]);
+    assert_eq!(retry.status.code(), Some(0));
+    let err = text(&retry.stderr);
+    assert!(
+        err.contains("note: the inventory or roles changed since the last run for 1 task(s); they run again: worker1:fault-steps/write a large file\n"),
+        "{err}"
+    );
+    assert!(err.contains("retrying 1 task(s) on worker1\n"), "{err}");
+    assert_eq!(row(&retry, "worker1"), [0, 1, 0, 0, 0]);
+    untouched(&lab, &retry, &before);
+    assert_eq!(
+        lab.exec("worker1", "stat -c %s /srv/data/big").trim(),
+        (65 * 1024 + 1).to_string()
+    );
 }
 
 #[test]
@@ -511,4 +661,51 @@ fn ctrl_c_finishes_running_tasks_and_starts_no_new_ones() {
         );
     }
     retry_converges(&lab);
+
+    // Twice: abort now, without waiting for the running task.
+    for h in ["master1", "worker1", "gpu1"] {
+        lab.exec(h, "rm /root/slow-done");
+    }
+    let run = start_apply(&lab, &[]);
+    let host = wait_for_slow_step_on_any(&lab, &[]);
+    let pid = run.id().to_string();
+    let sigint = || {
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    sigint();
+    std::thread::sleep(Duration::from_millis(300));
+    sigint();
+    let (code, out) = finish_within(run, Duration::from_secs(10));
+    assert_eq!(code, Some(130), "{out}");
+    assert!(
+        out.contains("aborted; finished tasks are in the journal"),
+        "{out}"
+    );
+    assert!(
+        !lab.try_exec(&host, "test -e /root/slow-done").0,
+        "gantry waited for the running task"
+    );
+    // The aborted run's locks are left; the next run sees their owner gone
+    // from this controller and takes them over.
+    let out = lab.gantry(&["apply", "-p", PB]);
+    assert_eq!(out.status.code(), Some(0));
+    for h in ["master1", "worker1", "gpu1"] {
+        assert!(
+            text(&out.stdout).contains(&format!("note: {h}: took over a stale lock (run=")),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+    let again = lab.gantry(&["apply", "-p", PB]);
+    assert!(
+        summary(&again).contains(" changed=0 failed=0 skipped=0 unreachable=0"),
+        "{}",
+        summary(&again)
+    );
 }
