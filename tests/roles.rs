@@ -163,10 +163,9 @@ fn keepalived_priorities_follow_host_order_and_the_interface_comes_from_facts() 
     );
     assert!(m1.contains("    interface ens192\n"), "{m1}");
     assert!(m1.contains("        55.192.0.1/24 dev ens192\n"), "{m1}");
-    assert!(
-        m1.contains(&format!("    virtual_router_id {}\n", inv.vrrp_router_id())),
-        "{m1}"
-    );
+    // sha256("prod-gpu")[0] = 167; 167 % 254 + 1 = 168 (computed apart from
+    // gantry, with Python's hashlib).
+    assert!(m1.contains("    virtual_router_id 168\n"), "{m1}");
     assert!(m1.contains("        auth_pass s3cretPW\n"), "{m1}");
     assert!(!m1.contains("nopreempt"), "{m1}");
     let check = render_template(
@@ -198,6 +197,77 @@ fn keepalived_priorities_follow_host_order_and_the_interface_comes_from_facts() 
             "{hap}"
         );
     }
+    // The health check is kube-apiserver's /healthz over TLS, answering 200
+    // (no ssl-hello-chk, which would replace it with a TLS hello).
+    assert!(hap.contains("    option httpchk GET /healthz\n"), "{hap}");
+    assert!(hap.contains("    http-check expect status 200\n"), "{hap}");
+    assert!(
+        hap.contains("    default-server check check-ssl verify none inter 2s fall 2 rise 2\n"),
+        "{hap}"
+    );
+    assert!(
+        !hap.lines()
+            .any(|l| l.trim_start().starts_with("option ssl-hello-chk")),
+        "{hap}"
+    );
+}
+
+/// Whether any task of these roles would run on `host`: each `when:` is
+/// evaluated in order as the run would, with what a skipped task registers.
+fn tasks_that_would_run(inv: &Inventory, pb: &Playbook, roles: &[&str]) -> Vec<String> {
+    let templates = gantry::template::Templates::new(pb);
+    let mut ctx = inv.template_map();
+    let mut ran = Vec::new();
+    for r in roles {
+        for t in &pb.roles[*r].tasks {
+            let runs = match &t.when {
+                Some(w) => templates
+                    .truthy(w, &minijinja::Value::from(minijinja::value::Serde(&ctx)))
+                    .unwrap_or_else(|e| panic!("{r}/{}: {e}", t.name)),
+                None => true,
+            };
+            // A first apply: what runs changes something.
+            if let Some(reg) = &t.register {
+                ctx.insert(
+                    reg.clone(),
+                    serde_json::json!({"changed": runs, "skipped": !runs}),
+                );
+            }
+            if runs {
+                ran.push(format!("{r}/{}", t.name));
+            }
+        }
+    }
+    ran
+}
+
+#[test]
+fn load_balancer_tasks_are_gated_on_api_lb() {
+    let lb = ["vip-check", "haproxy", "keepalived"];
+    let (single, pb) = load("inventory/single-master.yaml");
+    assert_eq!(
+        tasks_that_would_run(&single, &pb, &lb),
+        Vec::<String>::new(),
+        "no VIP: no load balancer task runs"
+    );
+    let (ha, pb) = load("inventory/ha-3-masters.yaml");
+    let mut ext = ha.clone();
+    ext.cluster
+        .control_plane_endpoint
+        .as_mut()
+        .unwrap()
+        .external = true;
+    assert_eq!(
+        tasks_that_would_run(&ext, &pb, &lb),
+        Vec::<String>::new(),
+        "an external load balancer: gantry installs none"
+    );
+    let all: usize = lb.iter().map(|r| pb.roles[*r].tasks.len()).sum();
+    assert_eq!(
+        tasks_that_would_run(&ha, &pb, &lb).len(),
+        all,
+        "with a VIP every load balancer task runs"
+    );
 }
 
 #[test]
