@@ -340,8 +340,18 @@ mod tests {
         let r = Redactor::default();
         r.add("kubeadm join 1.2.3.4:6443 --token abcdef.0123456789abcdef\n");
         assert_eq!(
-            r.redact("out: kubeadm join 1.2.3.4:6443 --token abcdef.0123456789abcdef!"),
-            "out: ********!"
+            r.redact("out: kubeadm join 1.2.3.4:6443 --token abcdef.0123456789abcdef! again: kubeadm join 1.2.3.4:6443 --token abcdef.0123456789abcdef"),
+            "out: ********! again: ********"
         );
+        // A multi-line secret: each line on its own, as a diff shows them.
+        r.add("line one of a key\nline two of a key\n");
+        assert_eq!(
+            r.redact("+line one of a key\n+line two of a key\n context\n"),
+            "+********\n+********\n context\n"
+        );
+        // Shorter than 6 characters: not redacted (it would hide ordinary
+        // words); the README says so.
+        r.add("abc12");
+        assert_eq!(r.redact("abc12"), "abc12");
     }
 }

@@ -228,6 +228,9 @@ mod tests {
     #[test]
     fn syntax_error_has_line() {
         let e = check_syntax("a\n{{ x \n").unwrap_err();
-        assert!(e.0.contains("does not parse"));
+        assert!(e.0.starts_with("template does not parse: "), "{}", e.0);
+        assert_eq!(e.1, 2);
+        let e = check_syntax("a\nb\nc {% if %}\n").unwrap_err();
+        assert_eq!(e.1, 3);
     }
 }

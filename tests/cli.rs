@@ -35,6 +35,25 @@ tests/fixtures/bad-inventory.yaml:10:19: error: hosts[3].adress: unknown field `
 }
 
 #[test]
+fn networks_that_collide_with_the_hosts_are_refused() {
+    let out = gantry(&["validate", "-i", "tests/fixtures/bad-networks.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let f = "tests/fixtures/bad-networks.yaml";
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{f}:5:29: error: cluster.control_plane_endpoint.vip: VIP 10.1.0.11 is the address of host master1; it must be a free address
+{f}:5:29: error: cluster.control_plane_endpoint.vip: VIP 10.1.0.11 lies inside cluster.networking.pod_cidr (10.1.0.0/16)
+{f}:6:17: error: cluster.networking.pod_cidr: 10.1.0.0/16 overlaps the host network 10.1.0.0/24
+{f}:6:17: error: cluster.networking.pod_cidr: 10.1.0.0/16 contains the address of host master1 (10.1.0.11); pod and service networks must not overlap the host network
+{f}:6:40: error: cluster.networking.service_cidr: 10.2.0.0/16 contains the address of host worker1 (10.2.0.12); pod and service networks must not overlap the host network
+5 error(s); nothing was changed on any host
+"
+        )
+    );
+}
+
+#[test]
 fn yaml_syntax_error_has_a_position() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("inv.yaml");
@@ -118,6 +137,14 @@ fn graph_shows_order_and_cross_host_edges() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let dot = text(&out.stdout);
     assert!(dot.starts_with("digraph gantry {"));
+    for node in [
+        "n0 [label=\"init/make a join token\"];",
+        "n1 [label=\"init/print join command\"];",
+        "n2 [label=\"join/keep the join command\"];",
+        "n3 [label=\"join/keep the join command\"];",
+    ] {
+        assert!(dot.contains(node), "{node} not in {dot}");
+    }
     // master1's two tasks in order; each worker waits for master1's print.
     assert_eq!(dot.matches("label=\"wait_for\"").count(), 2, "{dot}");
     assert!(dot.contains("n0 -> n1;"), "{dot}");
@@ -144,6 +171,7 @@ fn unknown_limit_host_is_bad_input() {
 #[test]
 fn help_teaches_the_flow_and_exit_codes() {
     let out = gantry(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
     let help = text(&out.stdout);
     assert!(
         help.contains("gantry plan") && help.contains("Exit codes: 0 all ok, 1 some host failed"),

@@ -11,7 +11,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Lab, root, summary, text};
+use common::{Lab, root, row, summary, text};
 
 #[test]
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
@@ -44,9 +44,23 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
         "plan changed a live sysctl"
     );
 
+    let nat: Vec<String> = lab
+        .hosts
+        .iter()
+        .map(|h| lab.exec(h, "nft list table ip nat"))
+        .collect();
     let apply = lab.gantry(&["apply"]);
     assert_eq!(apply.status.code(), Some(0));
-    assert!(summary(&apply).contains("changed=4"), "{}", summary(&apply));
+    // node-prep's 19 tasks per host: 15 change a fresh host; 3 are skipped
+    // (swapoff now: the lab keeps its swap; firewalld's zone and reload:
+    // firewalld does not run); 1 is ok (/etc/security/limits.d exists).
+    for h in &lab.hosts {
+        assert_eq!(row(&apply, h), [1, 15, 0, 3, 0], "{h}");
+    }
+    assert_eq!(
+        summary(&apply),
+        "3 hosts: ok=3 changed=45 failed=0 skipped=9 unreachable=0"
+    );
     // What apply did, read back from the hosts themselves.
     for (i, h) in lab.hosts.iter().enumerate() {
         assert_eq!(lab.exec(h, "hostname").trim(), h);
@@ -80,11 +94,14 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
             lab.exec(h, "systemctl is-enabled gantry-firewall").trim(),
             "enabled"
         );
-        // The docker NAT table in the host's netns is not gantry's: untouched.
-        assert!(lab.exec(h, "nft list tables").contains("table ip nat"));
+    }
+    // The docker NAT table in each host's netns is not gantry's: untouched.
+    for (h, before) in lab.hosts.iter().zip(&nat) {
+        assert_eq!(&lab.exec(h, "nft list table ip nat"), before, "{h}");
     }
     let converged: Vec<String> = lab.hosts.iter().map(|h| lab.etc_state(h)).collect();
 
+    let logins: Vec<usize> = lab.hosts.iter().map(|h| lab.logins(h)).collect();
     let again = lab.gantry(&["apply"]);
     assert_eq!(again.status.code(), Some(0));
     assert!(
@@ -94,6 +111,31 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
     );
     let still: Vec<String> = lab.hosts.iter().map(|h| lab.etc_state(h)).collect();
     common::assert_same_etc(&converged, &still, "a no-op apply touched /etc");
+    // apply goes on with its preflight's connections: one login per host.
+    for (h, n) in lab.hosts.iter().zip(&logins) {
+        assert_eq!(lab.logins(h), n + 1, "{h}: logins during one apply");
+    }
+    // A no-op run costs three round trips per host: lock and facts, the
+    // probes, unlock (the debug log times each remote command).
+    let traced = lab.gantry_env(
+        &["apply", "--skip-preflight"],
+        &[("GANTRY_LOG", "gantry::ssh=debug")],
+    );
+    assert_eq!(traced.status.code(), Some(0));
+    let log = text(&traced.stderr);
+    for i in 0..lab.hosts.len() {
+        let ip = lab.ip(i);
+        let names_host = |l: &str| {
+            l.match_indices(&ip)
+                .any(|(at, _)| !l[at + ip.len()..].starts_with(|c: char| c.is_ascii_digit()))
+        };
+        assert_eq!(
+            log.lines().filter(|l| names_host(l)).count(),
+            3,
+            "round trips to {}:\n{log}",
+            lab.hosts[i]
+        );
+    }
 
     let plan = lab.gantry(&["plan"]);
     assert!(
@@ -136,9 +178,13 @@ fn drift_shows_in_plan_and_apply_repairs_it() {
         out.contains("would change worker1 firewall/load the nftables rules"),
         "{out}"
     );
+    let others: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("would change ") && !l.contains("would change worker1 "))
+        .collect();
     assert!(
-        !out.contains("would change master1"),
-        "only the drifted host changes: {out}"
+        others.is_empty(),
+        "only the drifted host changes: {others:?}"
     );
 
     let apply = lab.gantry(&["apply"]);
@@ -270,6 +316,20 @@ fn hostile_inventory_values_never_reach_a_shell() {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn cross_host_secret_reaches_workers_and_never_the_output() {
     let lab = Lab::up("t-secret", 25);
+    // On fresh hosts the join command exists only once apply has run init:
+    // plan says so rather than guess.
+    let plan = lab.gantry(&[
+        "plan",
+        "--accept-new-host-keys",
+        "-p",
+        "tests/fixtures/playbooks/cross-host.yaml",
+    ]);
+    assert_eq!(plan.status.code(), Some(0));
+    let shown = text(&plan.stdout);
+    assert!(
+        shown.contains("would change worker1 join/keep the join command: /root/join.sh does not exist\n    --- a/root/join.sh\n    +++ b/root/join.sh\n    @@ -0,0 +1 @@\n    +(known after apply)\n"),
+        "{shown}"
+    );
     // One fork: a worker waiting for master1's output must give its slot back.
     // This playbook does not name hosts, and fresh lab hosts all say "debian":
     // preflight would rightly refuse that, so it is skipped here.
@@ -295,10 +355,28 @@ fn cross_host_secret_reaches_workers_and_never_the_output() {
     }
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(!all.contains(&token), "the secret was printed:\n{all}");
-    assert!(
-        all.contains("********"),
-        "the diff of join.sh is shown redacted:\n{all}"
-    );
+    // Each worker's join.sh diff is shown, with the secret line redacted.
+    for w in ["worker1", "gpu1"] {
+        let shown = format!("changed {w} join/keep the join command: ");
+        let at = all
+            .find(&shown)
+            .unwrap_or_else(|| panic!("{shown:?} not in:\n{all}"));
+        let diff: Vec<&str> = all[at..].lines().skip(1).take(4).collect();
+        assert!(
+            diff.contains(&"    +********"),
+            "{w}: the redacted diff line: {diff:?}"
+        );
+    }
+    // Registered output is not journaled.
+    let journal = std::fs::read_to_string(
+        lab.inventory
+            .parent()
+            .unwrap()
+            .join(".gantry/journal.jsonl"),
+    )
+    .unwrap();
+    assert!(journal.contains("init/print join command"), "{journal}");
+    assert!(!journal.contains(&token), "the journal holds the secret");
 }
 
 #[test]
@@ -384,8 +462,13 @@ fn become_uses_sudo_and_says_when_a_password_is_needed() {
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out.stdout);
     assert!(
-        shown.contains("become: sudo wants a password for this user; gantry uses `sudo -n`"),
+        shown.contains("UNREACHABLE worker1: become: sudo wants a password for this user; gantry uses `sudo -n`"),
         "{shown}"
+    );
+    assert_eq!(
+        lab.exec("worker1", "hostname").trim(),
+        "debian",
+        "nothing ran on the host whose sudo wants a password"
     );
     assert_eq!(
         lab.exec("master1", "hostname").trim(),
@@ -452,13 +535,23 @@ fn rsa_key_through_ssh_agent() {
     std::fs::write(&lab.inventory, inv).unwrap();
     let sock = dir.join("agent.sock");
     let _ = std::fs::remove_file(&sock);
-    let mut agent = Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&sock)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    /// The agent ends with the test, passed or failed.
+    struct Agent(std::process::Child);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _agent = Agent(
+        Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     for _ in 0..50 {
         if sock.exists() {
             break;
@@ -473,20 +566,141 @@ fn rsa_key_through_ssh_agent() {
             .unwrap()
             .success()
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args([
-            "apply",
-            "--accept-new-host-keys",
-            "-i",
-            lab.inventory.to_str().unwrap(),
-        ])
-        .current_dir(root())
-        .env("SSH_AUTH_SOCK", &sock)
-        .env("HOME", &dir)
-        .output()
-        .unwrap();
-    let _ = agent.kill();
-    println!("{}{}", text(&out.stdout), text(&out.stderr));
+    let home = dir.to_str().unwrap();
+    let out = lab.gantry_env(
+        &["apply", "--accept-new-host-keys"],
+        &[("SSH_AUTH_SOCK", sock.to_str().unwrap()), ("HOME", home)],
+    );
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(lab.exec("master1", "hostname").trim(), "master1");
+}
+
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn fail_fast_max_fail_percent_and_from() {
+    let lab = Lab::up("t-stop", 31);
+    // worker1 fails 2 s in; master1 and gpu1 are then inside a 5 s step.
+    // Fresh hosts share a name and this playbook does not rename them.
+    let apply = |extra: &[&str]| {
+        let mut a = vec![
+            "apply",
+            "--accept-new-host-keys",
+            "--skip-preflight",
+            "-p",
+            "tests/fixtures/playbooks/stop-policy.yaml",
+        ];
+        a.extend(extra);
+        lab.gantry(&a)
+    };
+    let ran_after = |h: &str| lab.try_exec(h, "test -e /root/after-stop").0;
+    for (flag, why) in [
+        (vec!["--fail-fast"], "--fail-fast: a host failed (1 so far)"),
+        (
+            vec!["--max-fail-percent", "30"],
+            "--max-fail-percent 30: 1 of 3 hosts failed",
+        ),
+    ] {
+        let out = apply(&flag);
+        assert_eq!(out.status.code(), Some(1));
+        let shown = text(&out.stdout);
+        assert!(
+            shown.contains(&format!(
+                "note: stopping: {why}; running tasks finish, no new ones start\n"
+            )),
+            "{shown}"
+        );
+        for h in ["master1", "gpu1"] {
+            // The running step finished; the one after it never started.
+            assert!(
+                shown.contains(&format!(
+                    "skipped {h} stop-policy/the step after it: not started: {why}\n"
+                )),
+                "{shown}"
+            );
+            assert!(!ran_after(h), "{h}: a new task started after the stop");
+            assert_eq!(row(&out, h), [0, 1, 0, 2, 0]);
+        }
+    }
+    // One failed host of three is 33 %: under 50 % the others go on.
+    let out = apply(&["--max-fail-percent", "50"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !text(&out.stdout).contains("stopping"),
+        "{}",
+        text(&out.stdout)
+    );
+    for h in ["master1", "gpu1"] {
+        assert!(ran_after(h), "{h}: the last step did not run");
+    }
+    assert!(!ran_after("worker1"));
+    // --from starts each host at that task: worker1's failing step is not run.
+    let out = apply(&["--from", "stop-policy/the step after it"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(ran_after("worker1"));
+    assert_eq!(row(&out, "worker1"), [0, 1, 0, 0, 0]);
+    assert_eq!(row(&out, "master1"), [1, 0, 0, 0, 0]);
+    assert!(
+        summary(&out).ends_with(" (and 6 task(s) done in earlier runs, not rerun)"),
+        "{}",
+        summary(&out)
+    );
+}
+
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn offline_package_from_a_directory_on_the_host() {
+    let lab = Lab::up_with("t-pkg", 32, "master1:control-plane");
+    // A real .deb, built on the host by dpkg-deb; the lab has no network.
+    lab.exec(
+        "master1",
+        "set -e; d=/tmp/build/gantry-lab-hello; mkdir -p $d/DEBIAN $d/usr/share/gantry-lab-hello
+printf 'Package: gantry-lab-hello\\nVersion: 1.0\\nArchitecture: all\\nMaintainer: gantry lab <lab@example.invalid>\\nDescription: built by a gantry lab test\\n' > $d/DEBIAN/control
+echo hello > $d/usr/share/gantry-lab-hello/hello
+mkdir -p /srv/pkgs; dpkg-deb --build $d /srv/pkgs/gantry-lab-hello_1.0_all.deb >/dev/null",
+    );
+    let pb = "tests/fixtures/playbooks/offline-package.yaml";
+    let out = lab.gantry(&["apply", "--accept-new-host-keys", "-p", pb]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).contains(
+            "changed master1 offline-package/a package from the host's directory: not installed: gantry-lab-hello\n"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        lab.exec(
+            "master1",
+            "dpkg-query -W -f='${db:Status-Status} ${Version}' gantry-lab-hello"
+        ),
+        "installed 1.0"
+    );
+    assert_eq!(
+        lab.exec("master1", "cat /usr/share/gantry-lab-hello/hello"),
+        "hello\n"
+    );
+    let again = lab.gantry(&["apply", "-p", pb, "-v"]);
+    assert_eq!(row(&again, "master1"), [1, 0, 0, 0, 0]);
+    assert!(
+        text(&again.stdout).contains(
+            "ok master1 offline-package/a package from the host's directory: installed: gantry-lab-hello\n"
+        ),
+        "{}",
+        text(&again.stdout)
+    );
+    // A newer version that needs a package the directory lacks: refused at
+    // once (no repository is tried), naming what is missing.
+    lab.exec("master1", "dpkg -r gantry-lab-hello >/dev/null");
+    lab.exec(
+        "master1",
+        "set -e; d=/tmp/build/gantry-lab-hello; sed -i 's/^Version: 1.0$/Version: 2.0\\nDepends: gantry-lab-missing/' $d/DEBIAN/control
+rm /srv/pkgs/*.deb; dpkg-deb --build $d /srv/pkgs/gantry-lab-hello_2.0_all.deb >/dev/null",
+    );
+    let out = lab.gantry_within(&["apply", "-p", pb], std::time::Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("gantry-lab-hello : Depends: gantry-lab-missing but it is not installable"),
+        "{shown}"
+    );
 }
