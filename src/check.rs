@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::inventory::{HostSpec, Inventory};
-use crate::shell::quote;
-use crate::ssh::Conn;
+use crate::remote::script::quote;
+use crate::remote::ssh::Conn;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -884,7 +884,7 @@ pub fn wanted(inv: &Inventory, pb: &crate::playbook::Playbook, fsync_probe: bool
 pub struct RunOptions {
     pub fsync_probe: bool,
     pub reachability: bool,
-    pub policy: crate::ssh::HostKeyPolicy,
+    pub policy: crate::remote::ssh::HostKeyPolicy,
     pub forks: usize,
     /// Hand each checked host's connection back (to `Checked::conns`) for
     /// the apply that follows, rather than closing it: one login per host.
@@ -895,7 +895,7 @@ pub struct RunOptions {
 /// connections kept open (`RunOptions::keep`), by host index.
 pub struct Checked {
     pub results: Vec<Result<HostReport, (String, String)>>,
-    pub conns: HashMap<usize, crate::ssh::Conn>,
+    pub conns: HashMap<usize, crate::remote::ssh::Conn>,
 }
 
 pub async fn run(
@@ -913,7 +913,7 @@ pub async fn run(
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await.expect("open");
             let host = &inv.hosts[h];
-            let conn = crate::ssh::connect(&host.address, &inv.ssh_for(host), policy).await.map_err(|e| (host.name.clone(), e.message))?;
+            let conn = crate::remote::ssh::connect(&host.address, &inv.ssh_for(host), policy).await.map_err(|e| (host.name.clone(), e.message))?;
             let mut rep = host_report(&conn, host, &w).await.map_err(|e| (host.name.clone(), e))?;
             if reach {
                 // Every other host's TCP table ports, as its roles need them.

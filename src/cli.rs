@@ -158,4 +158,13 @@ pub enum Command {
         #[command(flatten)]
         input: Input,
     },
+    /// List the task modules with their parameters; with a name, that
+    /// module's page (summary, every parameter, an example).
+    Modules {
+        /// One module's page.
+        name: Option<String>,
+        /// The table as the README shows it (Markdown).
+        #[arg(long)]
+        markdown: bool,
+    },
 }

@@ -17,12 +17,15 @@ use tokio::sync::{Semaphore, watch};
 use crate::graph::{Dag, Edge};
 use crate::inventory::Inventory;
 use crate::journal::{self, Journal, Record};
-use crate::lock;
-use crate::modules::{self, Action, Decision, Module, Probe, ProbeOut, Touches};
+use crate::modules::{
+    self, Action, AnyModule, Change, Controller, Decision, Probe, ProbeOut, Probes, Touches,
+};
 use crate::playbook::{Playbook, Task};
+use crate::remote::lock;
+use crate::remote::script::quote;
+use crate::remote::ssh::{self, Conn, ConnError, HostKeyPolicy};
+use crate::remote::{frame, writes};
 use crate::report::Reporter;
-use crate::shell::quote;
-use crate::ssh::{self, Conn, ConnError, HostKeyPolicy};
 use crate::template::Templates;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -949,39 +952,35 @@ fn register(s: &Shared, h: usize, task: &Task, result: Json) {
 
 /// Render a task's parameters into a typed module call. `template` and
 /// `copy: {src}` are resolved here into a `copy` with content.
-fn prepare(s: &Shared, task: &Task, ctx: &Value) -> Result<Module, String> {
-    let mut params = s.templates.render_params(&task.params, ctx)?;
-    let obj = params
-        .as_object_mut()
-        .ok_or("parameters must be a mapping")?;
-    let role = &s.pb.roles[&task.role];
-    let module = match task.module.as_str() {
-        "template" => {
-            let src = obj
-                .remove("src")
-                .and_then(|v| v.as_str().map(str::to_string))
-                .ok_or("template: `src` is required")?;
-            let content = s.templates.render_file(&task.role, &src, ctx)?;
-            obj.insert("content".into(), Json::String(content));
-            "copy"
-        }
-        "copy" if obj.contains_key("src") => {
-            let src = obj
-                .remove("src")
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let content = role.files.get(&src).ok_or_else(|| {
-                format!(
-                    "copy: no file {src:?} in {}",
-                    role.dir.join("files").display()
-                )
-            })?;
-            obj.insert("content".into(), Json::String(content.clone()));
-            "copy"
-        }
-        m => m,
-    };
-    Module::parse(module, params)
+fn prepare(s: &Shared, task: &Task, ctx: &Value) -> Result<AnyModule, String> {
+    let params = s.templates.render_params(&task.params, ctx)?;
+    AnyModule::parse(&task.module, params)?.prepare(&RoleCx { s, task, ctx })
+}
+
+/// What a module may ask of the controller for one task (`Controller`):
+/// its role's templates, rendered with the task's variables, and files.
+struct RoleCx<'a> {
+    s: &'a Shared,
+    task: &'a Task,
+    ctx: &'a Value,
+}
+
+impl Controller for RoleCx<'_> {
+    fn render_template(&self, name: &str) -> Result<String, String> {
+        self.s
+            .templates
+            .render_file(&self.task.role, name, self.ctx)
+    }
+
+    fn role_file(&self, name: &str) -> Result<String, String> {
+        let role = &self.s.pb.roles[&self.task.role];
+        role.files.get(name).cloned().ok_or_else(|| {
+            format!(
+                "copy: no file {name:?} in {}",
+                role.dir.join("files").display()
+            )
+        })
+    }
 }
 
 /// Run probes in one round trip. Each answer is followed by a line holding a
@@ -1069,7 +1068,8 @@ fn framed(parts: &[String], marker: &str) -> String {
     let mut script = format!("local {}\n", modules::PROBE_LOCALS);
     for (i, part) in parts.iter().enumerate() {
         script.push_str(&format!(
-            "{part} 2>/dev/null </dev/null; printf '\\n%s %d %d\\n' {marker} {i} $?\n"
+            "{part} 2>/dev/null </dev/null; {}\n",
+            frame::end(marker, i, "$?")
         ));
     }
     script
@@ -1211,21 +1211,17 @@ fn read_answers_each(probes: &[Probe], stdout: &str, marker: &str) -> Option<Vec
     Some(answers)
 }
 
-/// Cut probe output at each `\nMARKER INDEX RC\n`, in order.
+/// Cut probe output into its `count` parts (`frame::parts`).
 fn split_answers(stdout: &str, marker: &str, count: usize) -> Option<Vec<ProbeOut>> {
-    let mut res = Vec::with_capacity(count);
-    let mut rest = stdout;
-    for i in 0..count {
-        let sep = format!("\n{marker} {i} ");
-        let at = rest.find(&sep)?;
-        let (rc, after) = rest[at + sep.len()..].split_once('\n')?;
-        res.push(ProbeOut {
-            rc: rc.parse().ok()?,
-            out: rest[..at].to_string(),
-        });
-        rest = after;
-    }
-    rest.is_empty().then_some(res)
+    Some(
+        frame::parts(stdout, marker, count)?
+            .into_iter()
+            .map(|f| ProbeOut {
+                rc: f.rc,
+                out: f.out,
+            })
+            .collect(),
+    )
 }
 
 fn tail(s: &str) -> String {
@@ -1239,7 +1235,7 @@ fn tail(s: &str) -> String {
 enum Calls {
     Skip(String),
     NoItems,
-    Run(Vec<(Module, Vec<Probe>)>),
+    Run(Vec<(AnyModule, Probes)>),
 }
 
 fn task_calls(s: &Shared, h: usize, task: &Task, facts: &Json) -> Result<Calls, String> {
@@ -1275,7 +1271,7 @@ fn task_calls(s: &Shared, h: usize, task: &Task, facts: &Json) -> Result<Calls, 
     }
     let mut calls = Vec::new();
     for c in &contexts {
-        let call = prepare(s, task, c).and_then(|m| modules::probes(&m).map(|p| (m, p)));
+        let call = prepare(s, task, c).and_then(|m| m.probes().map(|p| (m, p)));
         calls.push(call.map_err(|e| format!("{} ({})", e, task.source))?);
     }
     Ok(Calls::Run(calls))
@@ -1358,7 +1354,7 @@ async fn read_ahead(
         // when its turn comes.
         if let Ok(Calls::Run(calls)) = task_calls(s, h, &s.dag.graph[n].task, facts) {
             for (_, probes) in &calls {
-                for p in probes {
+                for p in probes.list() {
                     add(p, &mut batch);
                 }
             }
@@ -1376,42 +1372,37 @@ async fn read_ahead(
     Ok(Ok(()))
 }
 
-/// One decision for a task's calls: changed if any call is, with their
-/// reasons, diffs and actions in order.
+/// One decision for a task's calls: a change if any call changes, with
+/// their reasons, diffs and actions in order.
 fn decide_calls(
     task: &Task,
-    calls: &[(Module, Vec<Probe>)],
+    calls: &[(AnyModule, Probes)],
     answers: Vec<ProbeOut>,
 ) -> Result<Decision, String> {
-    let mut decision = Decision::default();
+    let mut change: Option<Change> = None;
     let mut answers = answers.into_iter();
     let mut oks = Vec::new();
     for (m, p) in calls {
         let mine: Vec<ProbeOut> = answers.by_ref().take(p.len()).collect();
-        match modules::decide(m, &mine) {
-            Ok(d) if d.changed => {
-                decision.changed = true;
-                decision.reason = if decision.reason.is_empty() {
-                    d.reason
-                } else {
-                    format!("{}; {}", decision.reason, d.reason)
-                };
-                decision.diff = match (decision.diff.take(), d.diff) {
-                    (Some(a), Some(b)) => Some(a + &b),
-                    (a, b) => a.or(b),
-                };
-                decision.actions.extend(d.actions);
+        match m.decide(&p.answered(mine))? {
+            Decision::Change(c) => {
+                change = Some(match change {
+                    Some(prev) => prev.merge(c),
+                    None => c,
+                });
             }
-            Ok(d) => oks.push(d.reason),
-            Err(e) => return Err(e),
+            Decision::Unchanged(reason) => oks.push(reason),
         }
     }
-    if !decision.changed {
-        decision.reason = oks.join("; ");
-    } else if let (Some(w), Module::Command { .. }) = (&task.when, &calls[0].0) {
-        decision.reason = format!("runs because `{w}`");
-    }
-    Ok(decision)
+    Ok(match change {
+        None => Decision::Unchanged(oks.join("; ")),
+        Some(mut c) => {
+            if let (Some(w), true) = (&task.when, c.unconditional) {
+                c.reason = format!("runs because `{w}`");
+            }
+            Decision::Change(c)
+        }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1434,7 +1425,7 @@ async fn run_task(
         Ok(Calls::NoItems) => return unchanged(s, h, task, "loop has no items".into()),
         Ok(Calls::Run(calls)) => calls,
     };
-    let probes: Vec<Probe> = calls.iter().flat_map(|(_, p)| p.iter().cloned()).collect();
+    let probes: Vec<Probe> = calls.iter().flat_map(|(_, p)| p.list().cloned()).collect();
     let timeout = task.timeout.map(Duration::from_secs);
     let mut answers = match cache.get(&probes) {
         Some(a) => a,
@@ -1469,22 +1460,15 @@ async fn run_task(
         Ok(d) => d,
         Err(e) => return failed(e),
     };
-    let module = &calls[0].0;
-    let Decision {
-        changed,
-        reason,
-        diff,
-        actions,
-    } = decision;
-    let read_only = read_only(module);
-    if !changed {
-        return unchanged(s, h, task, reason);
-    }
-    let shown: Vec<String> = actions.iter().map(Action::describe).collect();
-    if actions.is_empty() {
-        // A decision to change with nothing to run is a state gantry cannot fix.
-        return failed(reason);
-    }
+    let change = match decision {
+        Decision::Unchanged(reason) => return unchanged(s, h, task, reason),
+        Decision::Change(c) => c,
+    };
+    let read_only = change.read_only;
+    let shown: Vec<String> = change.actions().iter().map(Action::describe).collect();
+    let batch = task.retries == 0 && batchable(task, read_only, change.actions(), true);
+    let (reason, diff) = (change.reason.clone(), change.diff.clone());
+    let actions = change.into_actions();
     if plan {
         for a in &actions {
             if let Action::Write { path, content, .. } = a {
@@ -1507,7 +1491,7 @@ async fn run_task(
             actions: shown,
         };
     }
-    if task.retries == 0 && batchable(task, module, &actions, true) {
+    if batch {
         let pending = Pending {
             task,
             reason,
@@ -1531,13 +1515,16 @@ async fn run_task(
     }
     let mut last = ssh::Output::default();
     for a in &actions {
-        let (script, input) = match a.script() {
+        let (script, input) = match writes::action_script(a) {
             Ok(x) => x,
             Err(e) => return failed(e),
         };
         cache.after(a);
         let inputs: Vec<&str> = input.iter().map(String::as_str).collect();
-        match conn.run_in(a.scope(), &script, &inputs, timeout).await {
+        match conn
+            .run_in(writes::scope(a), &script, &inputs, timeout)
+            .await
+        {
             Err(e) if e.message.starts_with("command timed out") => {
                 return Outcome::Failed {
                     reason: e.message,
@@ -1599,11 +1586,11 @@ fn written() -> Json {
 const WRITE_AHEAD_BYTES: usize = 1 << 20;
 
 /// Run a task of writes (and of commands that change only live state or
-/// make a directory, `modules::batchable`) together with the tasks after it
+/// make a directory, `writes::batchable`) together with the tasks after it
 /// on this host that can be settled now without another round trip: those
 /// whose state is read already and not touched by the actions before them,
 /// and that are unchanged, skipped, or changed by such actions alone. All
-/// their actions go in one request (`modules::writes_script`). The tasks
+/// their actions go in one request (`writes::writes_script`). The tasks
 /// after the first come back in `finished_ahead`, in order, for the caller
 /// to finish; where an action fails, only the tasks before it and the
 /// failed one have an outcome, and the rest are left to the caller as
@@ -1660,35 +1647,34 @@ async fn write_ahead(
             Ok(Calls::NoItems) => Ok(unchanged(s, h, task, "loop has no items".into())),
             Ok(Calls::Run(calls)) => {
                 let probes: Vec<Probe> =
-                    calls.iter().flat_map(|(_, p)| p.iter().cloned()).collect();
+                    calls.iter().flat_map(|(_, p)| p.list().cloned()).collect();
                 let Some(answers) = cache.get(&probes) else {
                     break;
                 };
-                let Ok(d) = decide_calls(task, &calls, answers) else {
-                    break;
-                };
-                if !d.changed {
-                    Ok(unchanged(s, h, task, d.reason))
-                } else if batchable(task, &calls[0].0, &d.actions, false) {
-                    open = !registers_output(task, &d.actions);
-                    bytes += d.actions.iter().map(content_len).sum::<usize>();
-                    if bytes > WRITE_AHEAD_BYTES {
-                        break;
+                match decide_calls(task, &calls, answers) {
+                    Err(_) => break,
+                    Ok(Decision::Unchanged(reason)) => Ok(unchanged(s, h, task, reason)),
+                    Ok(Decision::Change(c)) if batchable(task, c.read_only, c.actions(), false) => {
+                        open = !registers_output(task, c.actions());
+                        bytes += c.actions().iter().map(content_len).sum::<usize>();
+                        if bytes > WRITE_AHEAD_BYTES {
+                            break;
+                        }
+                        register(s, h, task, written());
+                        for a in c.actions() {
+                            cache.after(a);
+                        }
+                        let shown = c.actions().iter().map(Action::describe).collect();
+                        let (reason, diff) = (c.reason.clone(), c.diff.clone());
+                        Err(Pending {
+                            task,
+                            reason,
+                            diff,
+                            shown,
+                            actions: c.into_actions(),
+                        })
                     }
-                    register(s, h, task, written());
-                    for a in &d.actions {
-                        cache.after(a);
-                    }
-                    let shown = d.actions.iter().map(Action::describe).collect();
-                    Err(Pending {
-                        task,
-                        reason: d.reason,
-                        diff: d.diff,
-                        shown,
-                        actions: d.actions,
-                    })
-                } else {
-                    break;
+                    Ok(Decision::Change(_)) => break,
                 }
             }
         };
@@ -1710,11 +1696,11 @@ async fn write_ahead(
             actions.extend(&p.actions);
         }
     }
-    let script = match modules::writes_script(&actions, &marker) {
+    let script = match writes::writes_script(&actions, &marker) {
         Ok(x) => x,
         Err(e) => return failed(e),
     };
-    let inputs = modules::batch_inputs(&actions);
+    let inputs = writes::batch_inputs(&actions);
     let described: Vec<String> = actions.iter().map(|w| w.describe()).collect();
     let out = match conn.run_own(&script, &inputs, timeout).await {
         Ok(out) => out,
@@ -1736,7 +1722,7 @@ async fn write_ahead(
             return Outcome::Unreachable(e.message);
         }
     };
-    let (done, runs) = modules::batch_output(&out.stdout, &marker);
+    let (done, runs) = writes::batch_output(&out.stdout, &marker);
     let done = if out.rc == 0 && done == described.len() {
         done
     } else {
@@ -1816,22 +1802,22 @@ async fn write_ahead(
 }
 
 /// Whether a task's actions can go in one request of writes
-/// (`modules::writes_script`): writes and `modules::batchable` commands,
+/// (`writes::writes_script`): writes and `writes::batchable` commands,
 /// with no write validated after another action, since a validator checks
 /// its candidate before the actions before it in its stretch are done, and
 /// may read what an earlier write puts in place (keepalived's config names
 /// its check script). A task with commands goes only where its output
-/// cannot leak or be needed midway: not `no_log`, and not a `changed_when:
-/// false` command (`module`: the task's). `first`: the actions open the
-/// request.
-fn batchable(task: &Task, module: &Module, actions: &[Action], first: bool) -> bool {
+/// cannot leak or be needed midway: not `no_log`, and not `read_only` (a
+/// `changed_when: false` command, reported ok). `first`: the actions open
+/// the request.
+fn batchable(task: &Task, read_only: bool, actions: &[Action], first: bool) -> bool {
     let runs = actions.iter().any(|a| matches!(a, Action::Run { .. }));
     !actions.is_empty()
-        && !read_only(module)
+        && !read_only
         && !(runs && task.no_log)
         && actions.iter().enumerate().all(|(i, a)| match a {
             Action::Write { validate, .. } => validate.is_none() || (first && i == 0),
-            a => modules::batchable(a),
+            a => writes::batchable(a),
         })
 }
 
@@ -1839,11 +1825,6 @@ fn batchable(task: &Task, module: &Module, actions: &[Action], first: bool) -> b
 /// output, known only once it has run.
 fn registers_output(task: &Task, actions: &[Action]) -> bool {
     task.register.is_some() && actions.iter().any(|a| matches!(a, Action::Run { .. }))
-}
-
-/// A command marked `changed_when: false`: reported ok, not changed.
-fn read_only(m: &Module) -> bool {
-    matches!(m, Module::Command { p, .. } if p.changed_when == Some(false))
 }
 
 fn content_len(a: &Action) -> usize {
@@ -1856,41 +1837,6 @@ fn content_len(a: &Action) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn probe_answers_are_cut_at_their_markers_only() {
-        let m = "gantry-probe-00";
-        // A file whose content looks like another marker, one without a
-        // final newline, and an empty answer with its own exit code.
-        let out = format!(
-            "644 root root regular file\nx\n{m} 9 0\n\n{m} 0 0\nno newline\n{m} 1 0\n\n{m} 2 1\n"
-        );
-        let a = split_answers(&out, m, 3).unwrap();
-        assert_eq!(
-            a[0],
-            ProbeOut {
-                rc: 0,
-                out: format!("644 root root regular file\nx\n{m} 9 0\n")
-            }
-        );
-        assert_eq!(
-            a[1],
-            ProbeOut {
-                rc: 0,
-                out: "no newline".into()
-            }
-        );
-        assert_eq!(
-            a[2],
-            ProbeOut {
-                rc: 1,
-                out: String::new()
-            }
-        );
-        // Missing or trailing answers are malformed, not guessed at.
-        assert!(split_answers(&out, m, 4).is_none());
-        assert!(split_answers(&format!("{out}junk"), m, 3).is_none());
-    }
 
     /// Both ways of reading many probes at once read exactly what one
     /// `Probe::File` script per path reads, run through a real sh.
@@ -1921,7 +1867,7 @@ mod tests {
             String::from_utf8_lossy(
                 &std::process::Command::new("sh")
                     .arg("-c")
-                    .arg(crate::ssh::own_call(script).unwrap())
+                    .arg(crate::remote::script::own_call(script).unwrap())
                     .output()
                     .unwrap()
                     .stdout,
@@ -2003,7 +1949,14 @@ mod tests {
             ("command", json!({"argv": ["true"], "creates": file})),
             ("package", json!({"name": ["bash"]})),
         ] {
-            probes.extend(modules::probes(&Module::parse(name, params).unwrap()).unwrap());
+            probes.extend(
+                AnyModule::parse(name, params)
+                    .unwrap()
+                    .probes()
+                    .unwrap()
+                    .list()
+                    .cloned(),
+            );
         }
         type Reader = fn(&[Probe], &str, &str) -> Option<Vec<ProbeOut>>;
         let ways: [(String, Reader); 2] = [
@@ -2011,7 +1964,7 @@ mod tests {
             (probe_script_each(&probes, "M").unwrap(), read_answers_each),
         ];
         for (script, read) in ways {
-            let out = crate::ssh::tests::shell_left_as_found(&script, &[]).unwrap();
+            let out = crate::remote::ssh::tests::shell_left_as_found(&script, &[]).unwrap();
             let answers = read(&probes, &out, "M").unwrap_or_else(|| panic!("malformed: {out}"));
             // The sysctl probe read the kernel's values whole, string and
             // number (keys in order), and found no key where there is none.
@@ -2030,7 +1983,8 @@ mod tests {
     #[test]
     fn facts_leave_the_shell_as_found() {
         let all: std::collections::BTreeSet<String> = ["facts".to_string()].into();
-        let out = crate::ssh::tests::shell_left_as_found(&facts_script_for(&all), &[]).unwrap();
+        let out =
+            crate::remote::ssh::tests::shell_left_as_found(&facts_script_for(&all), &[]).unwrap();
         let facts = parse_facts(&out);
         let sourced = std::process::Command::new("sh")
             .arg("-c")
@@ -2117,6 +2071,7 @@ mod tests {
             register: None,
             no_log: false,
             wait_for: Vec::new(),
+            wait_for_at: None,
             loop_: None,
             timeout: None,
             retries: 0,
@@ -2124,20 +2079,21 @@ mod tests {
             source: "r/tasks.yaml:1".into(),
         };
         let t = &task;
-        let m =
-            Module::parse("copy", serde_json::json!({"dest": "/etc/x", "content": ""})).unwrap();
-        assert!(batchable(t, &m, &[w(true), w(false)], true));
-        assert!(!batchable(t, &m, &[w(true)], false));
-        assert!(!batchable(t, &m, &[w(false), w(true)], true));
-        assert!(batchable(t, &m, &[w(false), w(false)], false));
-        assert!(!batchable(t, &m, &[], true));
+        // A copy's change is reported as changed; a `changed_when: false`
+        // command's, as ok (read-only).
+        let m = false;
+        assert!(batchable(t, m, &[w(true), w(false)], true));
+        assert!(!batchable(t, m, &[w(true)], false));
+        assert!(!batchable(t, m, &[w(false), w(true)], true));
+        assert!(batchable(t, m, &[w(false), w(false)], false));
+        assert!(!batchable(t, m, &[], true));
         // Commands that change live state or make a directory go along;
         // others, and commands that read input, do not.
         let run = |argv: &[&str]| Action::run(argv).unwrap();
-        assert!(!batchable(t, &m, &[w(false), run(&["true"])], true));
+        assert!(!batchable(t, m, &[w(false), run(&["true"])], true));
         assert!(!batchable(
             t,
-            &m,
+            m,
             &[w(false), run(&["sh", "-c", "sysctl -p"])],
             true
         ));
@@ -2145,13 +2101,13 @@ mod tests {
         let mkdir = run(&["mkdir", "-p", "-m", "755", "--", "/etc/d"]);
         assert!(batchable(
             t,
-            &m,
+            m,
             &[w(false), sysctl.clone(), mkdir.clone()],
             false
         ));
         assert!(!batchable(
             t,
-            &m,
+            m,
             &[run(&["chmod", "600", "--", "/etc/x"])],
             false
         ));
@@ -2159,19 +2115,15 @@ mod tests {
         if let Action::Run { stdin, .. } = &mut fed {
             *stdin = Some("x".into());
         }
-        assert!(!batchable(t, &m, &[fed], false));
+        assert!(!batchable(t, m, &[fed], false));
         // A `changed_when: false` command is reported ok, so it goes alone.
-        let quiet = Module::parse(
-            "command",
-            serde_json::json!({"argv": ["sysctl", "-a"], "changed_when": false}),
-        )
-        .unwrap();
-        assert!(!batchable(t, &quiet, std::slice::from_ref(&sysctl), false));
+        let quiet = true;
+        assert!(!batchable(t, quiet, std::slice::from_ref(&sysctl), false));
         // A secret task's command goes on its own; a registered command's
         // output closes the request.
         task.no_log = true;
-        assert!(!batchable(&task, &m, std::slice::from_ref(&sysctl), false));
-        assert!(batchable(&task, &m, &[w(false)], false));
+        assert!(!batchable(&task, m, std::slice::from_ref(&sysctl), false));
+        assert!(batchable(&task, m, &[w(false)], false));
         task.no_log = false;
         task.register = Some("out".into());
         assert!(registers_output(&task, std::slice::from_ref(&sysctl)));

@@ -3,6 +3,7 @@
 //! dependencies across hosts. petgraph checks it is acyclic.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use petgraph::Direction;
 use petgraph::algo::{tarjan_scc, toposort};
@@ -16,7 +17,8 @@ use crate::playbook::{Playbook, Task};
 pub struct Node {
     pub host: usize,
     pub play: usize,
-    pub task: Task,
+    /// The role's task, shared by every host that runs it.
+    pub task: Arc<Task>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +55,7 @@ impl Dag {
                         let n = graph.add_node(Node {
                             host: h,
                             play: pi,
-                            task: t.clone(),
+                            task: Arc::clone(t),
                         });
                         if let Some(&prev) = chains[h].last() {
                             graph.add_edge(prev, n, Edge::Order);

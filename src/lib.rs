@@ -10,13 +10,11 @@ pub mod graph;
 pub mod inventory;
 pub mod journal;
 pub mod loader;
-pub mod lock;
 pub mod modules;
 pub mod playbook;
+pub mod remote;
 pub mod report;
 pub mod secrets;
-pub mod shell;
-pub mod ssh;
 pub mod template;
 pub mod workflow;
 

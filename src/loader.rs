@@ -213,6 +213,15 @@ impl Doc {
     }
 }
 
+/// `v` as a `T` once the keys `T` does not know are dropped: for checking
+/// the rest of a section whose unknown key is already reported.
+fn known_keys_only<T: DeserializeOwned>(v: &Json) -> Option<T> {
+    let known = serde_aux::serde_introspection::serde_introspect::<T>();
+    let mut m = v.as_object()?.clone();
+    m.retain(|k, _| known.contains(&k.as_str()));
+    serde_json::from_value(Json::Object(m)).ok()
+}
+
 /// Load and check the inventory. Every problem, syntactic or semantic, is
 /// reported at once; warnings are returned beside a valid inventory.
 pub fn load_inventory(
@@ -264,8 +273,13 @@ pub fn load_inventory(
     match get("hosts") {
         Json::Array(list) => {
             for (i, h) in list.iter().enumerate() {
-                if let Some(spec) =
-                    doc.section::<crate::inventory::HostSpec>(&format!("hosts[{i}]"), h)
+                let field = format!("hosts[{i}]");
+                // A host with an unknown key is reported, and still checked
+                // with the rest (duplicate names and addresses, roles), so
+                // one run names every problem.
+                if let Some(spec) = doc
+                    .section::<crate::inventory::HostSpec>(&field, h)
+                    .or_else(|| known_keys_only(h))
                 {
                     hosts.push((i, spec));
                 }
@@ -371,7 +385,8 @@ pub fn load_playbook(path: &Path, roles_path: &[PathBuf]) -> Result<Playbook> {
                 .find(|d| d.join(r).join("tasks.yaml").is_file())
                 .unwrap_or(&roles_path[0]);
             match load_role(dir, r) {
-                Ok(role) => {
+                Ok((role, problems)) => {
+                    diags.extend(problems);
                     roles.insert(r.clone(), role);
                 }
                 Err(Error::Invalid(d)) => diags.extend(d),
@@ -381,6 +396,26 @@ pub fn load_playbook(path: &Path, roles_path: &[PathBuf]) -> Result<Playbook> {
                     field: String::new(),
                     message: format!("role {r}: {e}"),
                 }),
+            }
+        }
+    }
+    // `wait_for` names a task of this playbook, as `role/task name`.
+    let ids: std::collections::HashSet<&str> = roles
+        .values()
+        .flat_map(|r: &Role| r.tasks.iter().map(|t| t.id.as_str()))
+        .collect();
+    for r in roles.values() {
+        for t in &r.tasks {
+            for w in t.wait_for.iter().filter(|w| !ids.contains(w.as_str())) {
+                diags.push(Diagnostic {
+                    severity: Severity::Error,
+                    location: t.wait_for_at.clone(),
+                    field: "wait_for".into(),
+                    message: format!(
+                        "task {} waits for {w:?}, which is no task of this playbook (write it as role/task name)",
+                        t.id
+                    ),
+                });
             }
         }
     }
@@ -414,7 +449,83 @@ fn read_dir_files(dir: &Path) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
+/// A task's parameters checked as its module types them, before any host:
+/// wrong types and what the module's `validate` refuses (a mode like
+/// "0999", a regexp that does not compile), each at its parameter. Only
+/// parameters that hold no template: the rest are known once rendered. A
+/// role file the module names must exist (unless its name is a template).
+fn check_module(
+    doc: &mut Doc,
+    t: &Task,
+    field: &str,
+    dir: &Path,
+    templates: &BTreeMap<String, String>,
+    files: &BTreeMap<String, String>,
+) {
+    use crate::modules::{AnyModule, RoleFile};
+    // Unknown keys and modules are reported by `check_params` already.
+    if crate::modules::check_params(&t.module, &t.params).is_err() {
+        return;
+    }
+    let at = format!("{field}.{}", t.module);
+    let templated = crate::template::holds_template(&t.params);
+    let m = match AnyModule::typed(&t.module, t.params.clone()) {
+        Ok(m) => m,
+        Err(msg) => {
+            if !templated {
+                let (f, msg) = param_field(&at, &t.module, &msg);
+                doc.error(&f, msg);
+            }
+            return;
+        }
+    };
+    if !templated {
+        if let Err(msg) = m.validate() {
+            let (f, msg) = param_field(&at, &t.module, &msg);
+            doc.error(&f, msg);
+        }
+    }
+    let (name, folder, have) = match m.role_file() {
+        Some(RoleFile::Template(n)) => (n, "templates", templates),
+        Some(RoleFile::File(n)) => (n, "files", files),
+        None => return,
+    };
+    if !name.contains("{{") && !have.contains_key(name) {
+        let what = if folder == "templates" {
+            "template"
+        } else {
+            "file"
+        };
+        doc.error(
+            &format!("{at}.src"),
+            format!("no {what} {name:?} in {}", dir.join(folder).display()),
+        );
+    }
+}
+
+/// The field a module's message is about, and the message without the
+/// field it names: "copy.mode: ..." and "validate: ..." name a parameter;
+/// anything else is about the module's parameters as a whole.
+fn param_field(at: &str, module: &str, msg: &str) -> (String, String) {
+    let whole = (at.to_string(), msg.to_string());
+    let Some((head, rest)) = msg.split_once(": ") else {
+        return whole;
+    };
+    if head == module {
+        return (at.to_string(), rest.to_string());
+    }
+    let path = head.strip_prefix(&format!("{module}.")).unwrap_or(head);
+    let first = path.split(['.', '[']).next().unwrap_or("");
+    match crate::modules::fields(module) {
+        Some(fields) if fields.contains(&first) => (format!("{at}.{path}"), rest.to_string()),
+        _ => whole,
+    }
+}
+
+/// A role, and the problems found in it. A role whose tasks parse is
+/// returned even with problems, so the playbook's own checks (`wait_for`)
+/// still run and every problem is reported at once.
+pub fn load_role(roles_dir: &Path, name: &str) -> Result<(Role, Vec<Diagnostic>)> {
     let dir = roles_dir.join(name);
     let tasks_path = dir.join("tasks.yaml");
     if !tasks_path.is_file() {
@@ -508,6 +619,7 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
                 .map(str::to_string),
             no_log: map.get("no_log").and_then(Json::as_bool).unwrap_or(false),
             wait_for: str_list("wait_for"),
+            wait_for_at: doc.pos.locate(&format!("{field}.wait_for")),
             timeout: map.get("timeout").and_then(Json::as_u64),
             loop_: map.get("loop").cloned(),
             retries: map.get("retries").and_then(Json::as_u64).unwrap_or(0) as u32,
@@ -570,26 +682,17 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<Role> {
                 doc.error(&f, e.0);
             }
         }
-        if t.module == "template" {
-            if let Some(src) = t.params.get("src").and_then(Json::as_str) {
-                if !src.contains("{{") && !templates.contains_key(src) {
-                    doc.error(
-                        &format!("[{i}].template.src"),
-                        format!("no template {src:?} in {}", dir.join("templates").display()),
-                    );
-                }
-            }
-        }
+        check_module(&mut doc, t, &format!("[{i}]"), &dir, &templates, &files);
     }
-    if !doc.diags.is_empty() {
-        return Err(Error::Invalid(doc.diags));
-    }
-    Ok(Role {
-        name: name.to_string(),
-        dir,
-        tasks,
-        defaults,
-        templates,
-        files,
-    })
+    Ok((
+        Role {
+            name: name.to_string(),
+            dir,
+            tasks: tasks.into_iter().map(std::sync::Arc::new).collect(),
+            defaults,
+            templates,
+            files,
+        },
+        doc.diags,
+    ))
 }

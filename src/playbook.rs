@@ -84,6 +84,8 @@ pub struct Task {
     /// them before this task starts: how one host waits for data another host
     /// registers (a worker's join waits for the first control plane's init).
     pub wait_for: Vec<String>,
+    /// Where `wait_for` is written, for a located error.
+    pub wait_for_at: Option<crate::error::Location>,
     /// Run the module once per item (`item` in templates): a list, or an
     /// expression that gives one. All items' state is read in one round trip.
     pub loop_: Option<Json>,
@@ -105,7 +107,8 @@ pub const TASK_KEYWORDS: &[&str] = &[
 pub struct Role {
     pub name: String,
     pub dir: PathBuf,
-    pub tasks: Vec<Task>,
+    /// Shared with the DAG's nodes: one copy per task, however many hosts.
+    pub tasks: Vec<std::sync::Arc<Task>>,
     pub defaults: Vars,
     /// templates/*.j2 and files/*, by name relative to their folder.
     pub templates: BTreeMap<String, String>,

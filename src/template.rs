@@ -59,6 +59,14 @@ pub fn check_syntax(src: &str) -> Result<(), (String, usize)> {
     }
 }
 
+/// Whether any string in a parameter tree holds a template (`{{` or `{%`):
+/// such parameters are known only once rendered on a host.
+pub fn holds_template(v: &Json) -> bool {
+    strings_in(v, "")
+        .iter()
+        .any(|(_, s)| s.contains("{{") || s.contains("{%"))
+}
+
 /// Every string in a parameter tree, with its field path.
 pub fn strings_in(v: &Json, field: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();

@@ -14,8 +14,8 @@ use crate::inventory::Inventory;
 use crate::journal;
 use crate::loader;
 use crate::playbook::Playbook;
+use crate::remote::ssh::HostKeyPolicy;
 use crate::report::Reporter;
-use crate::ssh::HostKeyPolicy;
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
@@ -52,7 +52,37 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             no_fsync_probe,
         } => check(&input, &connect, output, !no_fsync_probe),
         Command::Unlock { input, connect } => unlock(&input, &connect),
+        Command::Modules { name, markdown } => modules(name.as_deref(), markdown),
     }
+}
+
+/// `gantry modules`: from the registry, so it cannot drift from the code.
+fn modules(name: Option<&str>, markdown: bool) -> Result<i32> {
+    use crate::modules;
+    if markdown {
+        print!("{}", modules::markdown_table());
+        return Ok(0);
+    }
+    match name {
+        Some(n) => match modules::page(n) {
+            Some(page) => print!("{page}"),
+            None => {
+                return Err(Error::Usage(format!(
+                    "no module {n:?} (modules: {})",
+                    modules::NAMES.join(", ")
+                )));
+            }
+        },
+        None => {
+            let width = modules::NAMES.iter().map(|n| n.len()).max().unwrap_or(0);
+            for (n, doc) in modules::docs() {
+                let params: Vec<&str> = doc.params.iter().map(|(p, _)| *p).collect();
+                println!("{n:width$}  {}", params.join(", "));
+            }
+            println!("\n`gantry modules NAME` shows one module's page.");
+        }
+    }
+    Ok(0)
 }
 
 /// Resolve `-p node-prep` to ./playbooks/node-prep.yaml; a path is used as is.
@@ -368,13 +398,13 @@ fn unlock(input: &Input, connect: &Connect) -> Result<i32> {
     rt.block_on(async {
         for &h in &selected {
             let host = &inv.hosts[h];
-            match crate::ssh::connect(&host.address, &inv.ssh_for(host), policy).await {
+            match crate::remote::ssh::connect(&host.address, &inv.ssh_for(host), policy).await {
                 Err(e) => {
                     println!("{}: {e}", host.name);
                     code = 1;
                 }
                 Ok(conn) => {
-                    match crate::lock::force_release(&conn).await {
+                    match crate::remote::lock::force_release(&conn).await {
                         Ok(Some(owner)) => println!("{}: removed lock ({owner})", host.name),
                         Ok(None) => println!("{}: not locked", host.name),
                         Err(e) => {
@@ -458,7 +488,7 @@ fn preflight(
     selected: &[usize],
     connect: &Connect,
     inventory: &Path,
-) -> Result<std::result::Result<HashMap<usize, crate::ssh::Conn>, i32>> {
+) -> Result<std::result::Result<HashMap<usize, crate::remote::ssh::Conn>, i32>> {
     let managed: HashSet<String> = journal::state(inventory)?
         .map(|st| {
             st.records

@@ -178,3 +178,73 @@ fn help_teaches_the_flow_and_exit_codes() {
         "{help}"
     );
 }
+
+#[test]
+fn module_parameters_are_typed_before_any_host() {
+    let out = gantry(&[
+        "validate",
+        "-i",
+        "tests/fixtures/small.yaml",
+        "-p",
+        "tests/fixtures/playbooks/badparams.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let f = "tests/fixtures/roles/badparams/tasks.yaml";
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{f}:3:41: error: [0].copy.mode: mode \"0999\" is not octal digits like \"0644\"
+{f}:5:31: error: [1].lineinfile.regexp: \"(\" does not compile: unclosed group
+{f}:7:29: error: [2].service.state: unknown variant `running`, expected one of `started`, `stopped`, `restarted`, `reloaded`
+{f}:12:3: error: wait_for: task badparams/waits for nothing that exists waits for \"badparams/no such task\", which is no task of this playbook (write it as role/task name)
+4 error(s); nothing was changed on any host
+"
+        )
+    );
+}
+
+#[test]
+fn an_unknown_host_key_does_not_hide_the_hosts_other_problems() {
+    let out = gantry(&["validate", "-i", "tests/fixtures/bad-host-and-net.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let f = "tests/fixtures/bad-host-and-net.yaml";
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{f}:5:17: error: cluster.networking.pod_cidr: \"10.244.0.0/33\" is not a CIDR like 10.244.0.0/16
+{f}:8:17: error: hosts[1].address: duplicate address \"10.9.0.1\", also hosts[0] (m1)
+{f}:8:53: error: hosts[1].colour: unknown field `colour`, expected one of `name`, `address`, `roles`, `ssh`, `vars`
+3 error(s); nothing was changed on any host
+"
+        )
+    );
+}
+
+#[test]
+fn readme_module_table_is_the_registry() {
+    let out = gantry(&["modules", "--markdown"]);
+    assert_eq!(out.status.code(), Some(0));
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme
+        .split("<!-- gantry modules --markdown -->\n")
+        .nth(1)
+        .and_then(|rest| {
+            rest.split("<!-- end of gantry modules --markdown -->")
+                .next()
+        })
+        .expect("the README marks its module table");
+    assert_eq!(
+        table,
+        text(&out.stdout),
+        "README.md's module table is not `gantry modules --markdown`: paste it in"
+    );
+    let page = gantry(&["modules", "copy"]);
+    assert!(
+        text(&page.stdout).starts_with("copy: "),
+        "{}",
+        text(&page.stdout)
+    );
+    let none = gantry(&["modules", "nope"]);
+    assert_eq!(none.status.code(), Some(2));
+}

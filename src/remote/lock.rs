@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::shell::quote;
-use crate::ssh::{Conn, ConnError};
+use super::script::quote;
+use super::ssh::{Conn, ConnError};
 
 pub const PATH: &str = "/run/gantry.lock";
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -179,7 +179,7 @@ mod tests {
         let run = |me: &str, stale: u64| {
             let script =
                 acquire_script(&path, me, Duration::from_secs(stale), "echo then").unwrap();
-            crate::ssh::tests::shell_left_as_found(&script, &[]).unwrap()
+            crate::remote::ssh::tests::shell_left_as_found(&script, &[]).unwrap()
         };
         assert_eq!(run("run=a", 60), "fresh\nthen\n");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "run=a\n");

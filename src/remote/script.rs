@@ -1,5 +1,8 @@
 //! Building remote shell commands from typed values. Every argument goes
 //! through `quote`; no caller pastes a value into a command line by hand.
+//! Also the two conventions of the host's long-lived shell that scripts
+//! rely on: gantry's own scripts run as a function (`own_call`), and a
+//! request's inputs are shell variables (`input_var`).
 
 /// One argument, quoted for a POSIX shell. A NUL byte cannot be passed to a
 /// shell at all, so it is refused rather than silently cut.
@@ -16,6 +19,25 @@ pub fn command<S: AsRef<str>>(argv: &[S]) -> Result<String, String> {
         .map(|a| quote(a.as_ref()))
         .collect::<Result<Vec<_>, _>>()?
         .join(" "))
+}
+
+/// A `Scope::Own` script as one command line: the function `gantry_run`
+/// defined and called (`return` ends it, and `local` keeps its variables).
+pub fn own_call(script: &str) -> Result<String, String> {
+    Ok(format!(
+        "gantry_run() {{ eval {}\n}}; gantry_run",
+        quote(script)?
+    ))
+}
+
+/// The shell variable that holds a request's input number `i`:
+/// `gantry_stdin`, then `gantry_stdin_1`, `gantry_stdin_2`, ...
+pub fn input_var(i: usize) -> String {
+    if i == 0 {
+        "gantry_stdin".into()
+    } else {
+        format!("gantry_stdin_{i}")
+    }
 }
 
 #[cfg(test)]

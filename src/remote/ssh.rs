@@ -10,8 +10,8 @@ use russh::ChannelMsg;
 use russh::client::{self, Handle};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 
+use super::script::{input_var, own_call, quote};
 use crate::inventory::SshConfig;
-use crate::shell::quote;
 
 /// Why a host could not be used. `retryable` is false for the failures a
 /// retry cannot fix and must not paper over: a changed host key, refused auth.
@@ -99,7 +99,7 @@ impl client::Handler for Verifier {
                     &self.host, self.port, &key, path,
                 ) {
                     Ok(()) => {
-                        tracing::info!(host = %self.host, "recorded new host key {fp} in {}", path.display());
+                        tracing::info!(target: "gantry::ssh", host = %self.host, "recorded new host key {fp} in {}", path.display());
                         return Ok(true);
                     }
                     Err(e) => fatal(format!(
@@ -200,25 +200,6 @@ fn request(nonce: &str, script: &str, inputs: &[&str], scope: Scope) -> Result<S
     Ok(format!(
         "{{ {set}{run} </dev/null; printf '\\n%s %d\\n' {nonce} $?; {done}{unset}printf '\\n%s\\n' {nonce} >&2; }}\n"
     ))
-}
-
-/// A `Scope::Own` script as one command line: the function `gantry_run`
-/// defined and called (`return` ends it, and `local` keeps its variables).
-pub(crate) fn own_call(script: &str) -> Result<String, String> {
-    Ok(format!(
-        "gantry_run() {{ eval {}\n}}; gantry_run",
-        quote(script)?
-    ))
-}
-
-/// The shell variable that holds a request's input number `i`:
-/// `gantry_stdin`, then `gantry_stdin_1`, `gantry_stdin_2`, ...
-pub fn input_var(i: usize) -> String {
-    if i == 0 {
-        "gantry_stdin".into()
-    } else {
-        format!("gantry_stdin_{i}")
-    }
 }
 
 struct Shell {
@@ -395,7 +376,7 @@ impl Conn {
         let result = self.run_timed(scope, script, inputs, timeout).await;
         // `GANTRY_LOG=gantry::ssh=debug` times each remote command. Only the
         // script's first line is shown: the input, where secrets travel, never.
-        tracing::debug!(host = %self.host, ms = started.elapsed().as_millis() as u64, rc = result.as_ref().map_or(-1, |o| o.rc), "{}", script.lines().next().unwrap_or("").chars().take(60).collect::<String>());
+        tracing::debug!(target: "gantry::ssh", host = %self.host, ms = started.elapsed().as_millis() as u64, rc = result.as_ref().map_or(-1, |o| o.rc), "{}", script.lines().next().unwrap_or("").chars().take(60).collect::<String>());
         result
     }
 

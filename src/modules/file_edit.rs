@@ -1,0 +1,116 @@
+//! Converging a file's content, mode and owner: the decision copy,
+//! lineinfile, blockinfile, replace and modprobe share (Ansible's
+//! module_utils, pyinfra's operations/util/files.py).
+
+use super::{Action, Change, Decision, FileState, Mode};
+
+pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a{path}"), &format!("b{path}"))
+        .to_string()
+}
+
+/// What a file should be; `validate` checks the candidate before it
+/// replaces the live file.
+pub struct Wanted<'a> {
+    pub content: &'a str,
+    pub mode: Option<Mode>,
+    pub owner: &'a Option<String>,
+    pub group: &'a Option<String>,
+    pub validate: Option<Vec<String>>,
+}
+
+impl<'a> Wanted<'a> {
+    /// Only the content and, where given, the mode.
+    pub fn content(content: &'a str, mode: Option<Mode>) -> Wanted<'a> {
+        const NONE: &Option<String> = &None;
+        Wanted {
+            content,
+            mode,
+            owner: NONE,
+            group: NONE,
+            validate: None,
+        }
+    }
+}
+
+/// Converge `path` (as it is: `cur`) to what is wanted: one atomic write when
+/// the content differs or the file is missing, else chmod/chown for what
+/// differs. A directory where a file should be is an error.
+pub fn converge(path: &str, cur: &FileState, want: Wanted) -> Result<Decision, String> {
+    if cur.is_dir {
+        return Err(format!("{path} is a directory"));
+    }
+    let want_mode = want
+        .mode
+        .map(|m| m.0)
+        .unwrap_or(if cur.exists { cur.mode } else { 0o644 });
+    let write = || Action::Write {
+        path: path.into(),
+        content: want.content.into(),
+        mode: want_mode,
+        owner: want.owner.clone(),
+        group: want.group.clone(),
+        validate: want.validate.clone(),
+    };
+    if !cur.exists {
+        return Ok(Decision::Change(
+            Change::new(format!("{path} does not exist"), write()).with_diff(Some(unified_diff(
+                path,
+                "",
+                want.content,
+            ))),
+        ));
+    }
+    if cur.content != want.content {
+        return Ok(Decision::Change(
+            Change::new(format!("{path} content differs"), write()).with_diff(Some(unified_diff(
+                path,
+                &cur.content,
+                want.content,
+            ))),
+        ));
+    }
+    let mut actions = Vec::new();
+    let mut why = Vec::new();
+    if cur.mode != want_mode {
+        why.push(format!("mode {:04o} -> {want_mode:04o}", cur.mode));
+        actions.push(Action::run(&[
+            "chmod",
+            &format!("{want_mode:o}"),
+            "--",
+            path,
+        ])?);
+    }
+    let owner_off = want.owner.as_ref().is_some_and(|o| *o != cur.owner);
+    let group_off = want.group.as_ref().is_some_and(|g| *g != cur.group);
+    if owner_off || group_off {
+        let spec = format!(
+            "{}:{}",
+            want.owner.as_deref().unwrap_or(""),
+            want.group.as_deref().unwrap_or("")
+        );
+        why.push(format!("owner {}:{} -> {spec}", cur.owner, cur.group));
+        actions.push(Action::run(&["chown", &spec, "--", path])?);
+    }
+    Ok(
+        match Change::of(format!("{path}: {}", why.join(", ")), actions) {
+            Some(c) => Decision::Change(c),
+            None => Decision::unchanged(format!("{path} is up to date")),
+        },
+    )
+}
+
+pub fn split_lines(s: &str) -> Vec<String> {
+    s.lines().map(str::to_string).collect()
+}
+
+pub fn join_lines(lines: &[String]) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("{}\n", lines.join("\n"))
+    }
+}

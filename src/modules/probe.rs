@@ -1,0 +1,151 @@
+//! The read-only questions a module asks of a host, and the answers it
+//! decides on, by name.
+
+use crate::remote::script::quote;
+
+/// A read-only question for the host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    /// Metadata and content of a path.
+    File(String),
+    /// A read-only script; its stdout and exit code are the answer.
+    Script(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProbeOut {
+    pub rc: i32,
+    pub out: String,
+}
+
+/// The only variables modules' script probes assign: the probe request
+/// declares them `local`, since it runs in the host's shell itself.
+pub const PROBE_LOCALS: &str = "v";
+
+impl Probe {
+    /// The shell text of the probe. A file probe prints one stat line, then
+    /// the content; a missing path prints nothing and exits 1.
+    pub fn script(&self) -> Result<String, String> {
+        Ok(match self {
+            Probe::File(p) => {
+                let q = quote(p)?;
+                format!("stat -c '%a %U %G %F' -- {q} && {{ [ -d {q} ] || cat -- {q}; }}")
+            }
+            Probe::Script(s) => s.clone(),
+        })
+    }
+}
+
+/// What a path is on the host, as `Probe::File` reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileState {
+    pub exists: bool,
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+    pub is_dir: bool,
+    pub content: String,
+}
+
+impl FileState {
+    pub fn parse(o: &ProbeOut) -> FileState {
+        if o.rc != 0 {
+            return FileState::default();
+        }
+        let (head, content) = o.out.split_once('\n').unwrap_or((o.out.as_str(), ""));
+        let mut f = head.splitn(4, ' ');
+        let mode = u32::from_str_radix(f.next().unwrap_or("0"), 8).unwrap_or(0);
+        let owner = f.next().unwrap_or("").to_string();
+        let group = f.next().unwrap_or("").to_string();
+        let is_dir = f.next().unwrap_or("") == "directory";
+        FileState {
+            exists: true,
+            mode,
+            owner,
+            group,
+            is_dir,
+            content: content.to_string(),
+        }
+    }
+}
+
+/// A module's questions, each named for `decide` to read it by.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Probes(Vec<(String, Probe)>);
+
+impl Probes {
+    pub fn new() -> Probes {
+        Probes::default()
+    }
+
+    /// The metadata and content of `path`, read as `name`.
+    pub fn file(mut self, name: impl Into<String>, path: impl Into<String>) -> Probes {
+        self.0.push((name.into(), Probe::File(path.into())));
+        self
+    }
+
+    /// A read-only script's output and status, read as `name`.
+    pub fn script(mut self, name: impl Into<String>, script: impl Into<String>) -> Probes {
+        self.0.push((name.into(), Probe::Script(script.into())));
+        self
+    }
+
+    /// The questions in order, for the engine to ask.
+    pub fn list(&self) -> impl Iterator<Item = &Probe> {
+        self.0.iter().map(|(_, p)| p)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The answers, in the order of `list`, under their names.
+    pub fn answered(&self, outs: Vec<ProbeOut>) -> Answers {
+        Answers(
+            self.0
+                .iter()
+                .map(|(n, p)| (n.clone(), matches!(p, Probe::File(_))))
+                .zip(outs)
+                .map(|((n, file), o)| (n, file, o))
+                .collect(),
+        )
+    }
+}
+
+/// The answers to a module's `Probes`, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Answers(Vec<(String, bool, ProbeOut)>);
+
+impl Answers {
+    fn get(&self, name: &str) -> Result<&(String, bool, ProbeOut), String> {
+        self.0
+            .iter()
+            .find(|(n, ..)| n == name)
+            .ok_or_else(|| format!("internal: no probe named {name:?} was asked"))
+    }
+
+    /// A file probe's answer.
+    pub fn file(&self, name: &str) -> Result<FileState, String> {
+        match self.get(name)? {
+            (_, true, o) => Ok(FileState::parse(o)),
+            _ => Err(format!("internal: probe {name:?} is not a file probe")),
+        }
+    }
+
+    /// A script probe's answer.
+    pub fn script(&self, name: &str) -> Result<&ProbeOut, String> {
+        match self.get(name)? {
+            (_, false, o) => Ok(o),
+            _ => Err(format!("internal: probe {name:?} is not a script probe")),
+        }
+    }
+
+    /// Whether a script probe succeeded (exit status 0).
+    pub fn ok(&self, name: &str) -> Result<bool, String> {
+        Ok(self.script(name)?.rc == 0)
+    }
+}

@@ -1,0 +1,151 @@
+//! `service`: a systemd unit's state (started, stopped, restarted,
+//! reloaded) and whether it starts at boot.
+
+use serde::Deserialize;
+
+use super::{Action, Answers, Decision, Doc, Module, Probes};
+use crate::remote::script::quote;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Started,
+    Stopped,
+    Restarted,
+    Reloaded,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub name: String,
+    pub state: Option<State>,
+    pub enabled: Option<bool>,
+}
+
+impl Module for Service {
+    const NAME: &'static str = "service";
+    const DOC: Doc = Doc {
+        summary: "a systemd unit started, stopped, restarted or reloaded, and enabled or not at boot",
+        params: &[
+            ("name", "the unit"),
+            ("state", "`started`, `stopped`, `restarted` or `reloaded` (the last two on every run they are asked for: gate them with `when`)"),
+            ("enabled", "true or false: starts at boot"),
+        ],
+        example: "- name: haproxy runs and starts at boot\n  service:\n    name: haproxy\n    state: started\n    enabled: true\n",
+    };
+
+    fn probes(&self) -> Result<Probes, String> {
+        let n = quote(&self.name)?;
+        Ok(Probes::new()
+            .script("active", format!("systemctl is-active -- {n}"))
+            .script("enabled", format!("systemctl is-enabled -- {n}")))
+    }
+
+    fn decide(&self, a: &Answers) -> Result<Decision, String> {
+        let active = a.script("active")?.out.trim().to_string();
+        let enabled = Some(a.script("enabled")?.out.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "not-found".into());
+        let mut actions = Vec::new();
+        let mut why = Vec::new();
+        let n = self.name.as_str();
+        match self.state {
+            Some(State::Started) if active != "active" => {
+                why.push(format!("{n} is {active}"));
+                actions.push(Action::run(&["systemctl", "start", "--", n])?);
+            }
+            Some(State::Stopped) if active == "active" => {
+                why.push(format!("{n} is active"));
+                actions.push(Action::run(&["systemctl", "stop", "--", n])?);
+            }
+            Some(State::Restarted) => {
+                why.push("restart requested".into());
+                actions.push(Action::run(&["systemctl", "restart", "--", n])?);
+            }
+            Some(State::Reloaded) => {
+                why.push("reload requested".into());
+                actions.push(Action::run(&["systemctl", "reload-or-restart", "--", n])?);
+            }
+            _ => {}
+        }
+        match self.enabled {
+            Some(true) if enabled != "enabled" => {
+                why.push(format!("{n} is {enabled}, not enabled"));
+                actions.push(Action::run(&["systemctl", "enable", "--", n])?);
+            }
+            Some(false) if enabled == "enabled" => {
+                why.push(format!("{n} is enabled"));
+                actions.push(Action::run(&["systemctl", "disable", "--", n])?);
+            }
+            _ => {}
+        }
+        Ok(Decision::from_actions(
+            &why,
+            actions,
+            None,
+            format!("{n} is {active}, {enabled}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::modules::testing::{change, decide, module, out, unchanged};
+
+    #[test]
+    fn service_starts_and_enables() {
+        let m: Service = module(json!({"name": "haproxy", "state": "started", "enabled": true}));
+        let d = change(decide(&m, vec![out(3, "inactive\n"), out(1, "disabled\n")]).unwrap());
+        assert_eq!(d.reason, "haproxy is inactive, haproxy is disabled, not enabled");
+        assert_eq!(
+            d.actions(),
+            [
+                Action::run(&["systemctl", "start", "--", "haproxy"]).unwrap(),
+                Action::run(&["systemctl", "enable", "--", "haproxy"]).unwrap()
+            ]
+        );
+        unchanged(decide(&m, vec![out(0, "active\n"), out(0, "enabled\n")]).unwrap());
+    }
+
+    #[test]
+    fn service_restarts_reloads_and_stops() {
+        let decide_for = |state: &str, active: &str| {
+            let m: Service = module(json!({"name": "keepalived", "state": state}));
+            decide(&m, vec![out(0, &format!("{active}\n")), out(0, "enabled\n")]).unwrap()
+        };
+        // restarted and reloaded act on every run they are asked for (the
+        // roles ask only when the config changed).
+        let d = change(decide_for("restarted", "active"));
+        assert_eq!(
+            (d.reason.as_str(), d.actions()),
+            (
+                "restart requested",
+                &[Action::run(&["systemctl", "restart", "--", "keepalived"]).unwrap()][..]
+            )
+        );
+        let d = change(decide_for("reloaded", "active"));
+        assert_eq!(
+            d.actions(),
+            [Action::run(&["systemctl", "reload-or-restart", "--", "keepalived"]).unwrap()]
+        );
+        let d = change(decide_for("stopped", "active"));
+        assert_eq!(
+            d.actions(),
+            [Action::run(&["systemctl", "stop", "--", "keepalived"]).unwrap()]
+        );
+        assert_eq!(
+            unchanged(decide_for("stopped", "inactive")),
+            "keepalived is inactive, enabled"
+        );
+        let m: Service = module(json!({"name": "keepalived", "enabled": false}));
+        let d = change(decide(&m, vec![out(0, "active\n"), out(0, "enabled\n")]).unwrap());
+        assert_eq!(
+            d.actions(),
+            [Action::run(&["systemctl", "disable", "--", "keepalived"]).unwrap()]
+        );
+    }
+}

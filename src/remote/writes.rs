@@ -1,0 +1,591 @@
+//! Turning actions into shell text for the host's long-lived shell: one
+//! request of writes (and of commands that change only live state) with
+//! temp files, validators, one `sync` per stretch and renames in order, and
+//! the reading of what such a request printed. The write discipline lives
+//! here and nowhere else.
+
+use std::collections::{HashMap, HashSet};
+
+use super::frame;
+use super::script::{input_var, quote};
+use super::ssh::Scope;
+use crate::modules::{Action, Touches};
+
+/// Where the host's shell runs an action's script: writes and plain
+/// commands of known programs in itself, anything else in a subshell.
+pub fn scope(a: &Action) -> Scope {
+    match a {
+        Action::Write { .. } | Action::Run { own: true, .. } => Scope::Own,
+        Action::Run { .. } => Scope::Subshell,
+    }
+}
+
+/// The script, and the input it reads as `$gantry_stdin`, that carry one
+/// action out, in `scope`.
+pub fn action_script(a: &Action) -> Result<(String, Option<String>), String> {
+    match a {
+        Action::Write { content, .. } => Ok((writes_script(&[a], "-")?, Some(content.clone()))),
+        // The request's input is a shell variable; a command reads it on
+        // its stdin.
+        Action::Run {
+            script,
+            stdin: Some(text),
+            ..
+        } => Ok((
+            format!("printf %s \"$gantry_stdin\" | {{\n{script}\n}}"),
+            Some(text.clone()),
+        )),
+        Action::Run {
+            script,
+            stdin: None,
+            ..
+        } => Ok((script.clone(), None)),
+    }
+}
+
+/// Whether an action can go in a request of writes (`writes_script`): a
+/// write, or a plain command of a known program that changes only live
+/// state or makes a directory, with no input (`hostname`, `sysctl -p`,
+/// `nft -f`, `mkdir -p`).
+pub fn batchable(a: &Action) -> bool {
+    match a {
+        Action::Write { .. } => true,
+        Action::Run {
+            own: true,
+            stdin: None,
+            touches,
+            ..
+        } => matches!(touches, Touches::Live | Touches::Made(_)),
+        Action::Run { .. } => false,
+    }
+}
+
+/// One script for consecutive actions, in order, all `batchable`: writes,
+/// and between them commands that change live state or make a directory.
+/// Each write's content is the request's input of the same index
+/// (`ssh::input_var`; a command's input is empty and unused). Each write
+/// lands in a temp file in its own directory, created exclusively with its
+/// final mode and owner while still empty (a mode the umask can give needs
+/// no chmod), filled by the `printf` builtin and checked by its `validate`;
+/// then one `sync` makes the temp files durable, and each is renamed over
+/// its path in its turn. The temp files are made and synced a stretch at a
+/// time: up to and including the next command that makes a directory,
+/// since a later write may go into it. A command runs in its turn, after
+/// the renames before it and before those after it; its stdout is followed
+/// by `\nMARKER INDEX RC\n` (`batch_output` reads it).
+///
+/// The first action that fails stops the rest: those before it are done,
+/// those after it are not, and no temp file is left. The script prints
+/// `written N`, the number of actions done, and returns the failing
+/// command's status.
+///
+/// It runs in the host's shell itself (`ssh::Scope::Own`): no subshell per
+/// write or per request. Its variables are `local`; the umask and noclobber
+/// it sets per write are put back, and its traps (which remove the temp
+/// files if the connection drops midway) are cleared before it returns.
+///
+/// The content cannot arrive cut short: input goes only through the host's
+/// shell, which runs a request only once every byte of it has arrived
+/// (ssh.rs `request`).
+pub fn writes_script(actions: &[&Action], marker: &str) -> Result<String, String> {
+    let mut vars = vec![
+        "lim".to_string(),
+        "r".into(),
+        "c".into(),
+        "u".into(),
+        "k".into(),
+    ];
+    let mut s = String::new();
+    let mut temps = Vec::new();
+    // Stretches of actions: each ends after a command that makes a
+    // directory, or at the end.
+    let mut stretches: Vec<Vec<usize>> = vec![Vec::new()];
+    for (j, a) in actions.iter().enumerate() {
+        if !batchable(a) {
+            return Err(format!(
+                "cannot go in a request of writes: {}",
+                a.describe()
+            ));
+        }
+        stretches.last_mut().expect("one at least").push(j);
+        if matches!(
+            a,
+            Action::Run {
+                touches: Touches::Made(_),
+                ..
+            }
+        ) {
+            stretches.push(Vec::new());
+        }
+    }
+    let mut body = String::new();
+    for stretch in stretches.iter().filter(|s| !s.is_empty()) {
+        let mut synced = Vec::new();
+        for &j in stretch {
+            let Action::Write {
+                path,
+                mode,
+                owner,
+                group,
+                validate,
+                ..
+            } = actions[j]
+            else {
+                continue;
+            };
+            let tmp = quote(&format!("{path}.gantry.{}", crate::secrets::random_hex(6)?))?;
+            vars.push(format!("t{j}"));
+            vars.push(format!("d{j}"));
+            s.push_str(&format!("t{j}={tmp}; d{j}={}\n", quote(path)?));
+            temps.push(tmp);
+            let t = format!("\"$t{j}\"");
+            synced.push(t.clone());
+            let input = format!("\"${}\"", input_var(j));
+            let by_umask = mode & !0o666 == 0;
+            let umask = if by_umask { 0o666 & !mode } else { 0o077 };
+            // Created empty and exclusively (noclobber), so nothing already
+            // at the temp path, a planted symlink say, is ever written
+            // through. By `true`, not `:`: a failed redirection of a special
+            // builtin such as `:` ends a non-interactive shell, and this is
+            // the host's long-lived one.
+            let mut steps = vec![
+                format!("umask {umask:03o}"),
+                "set -C".to_string(),
+                format!("true > {t}"),
+                "set +C".to_string(),
+            ];
+            if !by_umask {
+                steps.push(format!("chmod {mode:o} {t}"));
+            }
+            if owner.is_some() || group.is_some() {
+                let spec = format!(
+                    "{}:{}",
+                    owner.as_deref().unwrap_or(""),
+                    group.as_deref().unwrap_or("")
+                );
+                steps.push(format!("chown -- {} {t}", quote(&spec)?));
+            }
+            // dash's printf builtin calls every write error "I/O error";
+            // where it fails, cat writes the content again and names the
+            // cause (No space left on device).
+            steps.push(format!(
+                "{{ printf %s {input} >| {t} || printf %s {input} | cat >| {t}; }}"
+            ));
+            if let Some(argv) = validate {
+                // The candidate is checked in place: the live file is never
+                // replaced by one the validator refused.
+                let words: Vec<String> = argv
+                    .iter()
+                    .map(|w| if w == "%s" { Ok(t.clone()) } else { quote(w) })
+                    .collect::<Result<_, _>>()?;
+                steps.push(format!("{} >&2", words.join(" ")));
+            }
+            // `&&`, not `set -e`: a shell ignores -e inside an `&&` list.
+            body.push_str(&format!(
+                "[ $lim -gt {j} ] && {{ {{ {}; }} || {{ r=$?; lim={j}; }}; }}\n",
+                steps.join(" && ")
+            ));
+        }
+        body.push_str("set +C; umask \"$u\"\n");
+        if !synced.is_empty() {
+            body.push_str(&format!(
+                "sync -- {} 2>/dev/null || true\n",
+                synced.join(" ")
+            ));
+        }
+        for &j in stretch {
+            match actions[j] {
+                Action::Write { .. } => body.push_str(&format!(
+                    "[ $lim -gt {j} ] && {{ mv -f -- \"$t{j}\" \"$d{j}\" || {{ r=$?; lim={j}; }}; }}\n"
+                )),
+                Action::Run { script, .. } => body.push_str(&format!(
+                    "[ $lim -gt {j} ] && {{ {script}\nc=$?; {}; [ $c -eq 0 ] || {{ r=$c; lim={j}; }}; }}\n",
+                    frame::end(marker, j, "$c")
+                )),
+            }
+        }
+    }
+    let temps = temps.join(" ");
+    let trap = |action: &str| quote(&format!("rm -f -- {temps}{action}"));
+    let mut head = format!("local {}\n", vars.join(" "));
+    // A run that died mid-write (a host that lost power, a controller killed
+    // while a validator ran) leaves its temp file beside the target. This run
+    // holds the host's lock, so any temp file of gantry's naming there is a
+    // dead run's: remove it before this run makes its own. A glob, no
+    // process, unless there is one to remove.
+    let mut swept = HashSet::new();
+    for a in actions {
+        if let Action::Write { path, .. } = a {
+            if swept.insert(path.as_str()) {
+                head.push_str(&format!(
+                    "for k in {}.gantry.{}; do {{ [ -e \"$k\" ] || [ -L \"$k\" ]; }} && rm -f -- \"$k\"; done\n",
+                    quote(path)?,
+                    "[0-9a-f]".repeat(12)
+                ));
+            }
+        }
+    }
+    // The shell's umask, to put back: read from /proc with builtins (no
+    // process), by `umask` where that fails.
+    head.push_str("u=; while read -r k u; do [ \"$k\" = Umask: ] && break; u=; done < /proc/$$/status 2>/dev/null\n[ -n \"$u\" ] || u=$(umask)\n");
+    if !temps.is_empty() {
+        head.push_str(&format!(
+            "trap {} EXIT\ntrap {} HUP INT TERM PIPE\n",
+            trap("")?,
+            trap("; exit 1")?
+        ));
+    }
+    head.push_str(&format!("lim={}; r=0\n", actions.len()));
+    s.insert_str(0, &head);
+    s.push_str(&body);
+    if !temps.is_empty() {
+        s.push_str(&format!(
+            "[ $lim -eq {} ] || rm -f -- {temps}\ntrap - EXIT HUP INT TERM PIPE\n",
+            actions.len()
+        ));
+    }
+    s.push_str("printf 'written %d\\n' $lim\nreturn $r\n");
+    Ok(s)
+}
+
+/// The inputs of a request of `writes_script`, by index: each write's
+/// content; a command's is empty and unused.
+pub fn batch_inputs<'a>(actions: &[&'a Action]) -> Vec<&'a str> {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::Write { content, .. } => content.as_str(),
+            Action::Run { .. } => "",
+        })
+        .collect()
+}
+
+/// From what `writes_script` printed: how many actions were done, and each
+/// command's stdout and status by its index.
+pub fn batch_output(stdout: &str, marker: &str) -> (usize, HashMap<usize, (String, i32)>) {
+    let (frames, rest) = frame::parse(stdout, marker).unwrap_or_default();
+    let done = rest
+        .trim_end_matches('\n')
+        .rsplit('\n')
+        .next()
+        .and_then(|l| l.strip_prefix("written "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let runs = frames
+        .into_iter()
+        .map(|f| (f.index, (f.out, f.rc)))
+        .collect();
+    (done, runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::modules::Decision;
+    use crate::remote::script::own_call;
+
+    #[test]
+    fn command_stdin_is_fed_from_the_input() {
+        let secret = "token: 'abc'\n$(id)\nno newline";
+        let m =
+            crate::modules::AnyModule::parse("command", json!({"argv": ["cat"], "stdin": secret}))
+                .unwrap();
+        let Decision::Change(d) = m.decide(&m.probes().unwrap().answered(vec![])).unwrap() else {
+            panic!("a command runs")
+        };
+        let (script, input) = action_script(&d.actions()[0]).unwrap();
+        assert!(
+            !script.contains("abc"),
+            "the secret is in the script: {script}"
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("gantry_stdin", input.unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), secret);
+    }
+
+    /// The write script itself, run by a local sh: atomic replace, mode set
+    /// before content, and a refused `validate` leaves the old file alone.
+    #[test]
+    fn write_script_is_atomic_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf");
+        std::fs::write(&path, "old\n").unwrap();
+        let p = path.to_str().unwrap().to_string();
+        let run = |a: &Action| {
+            // The input as the remote shell has it: a variable of the
+            // shell running the script (here from its environment).
+            let (script, input) = action_script(a).unwrap();
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(own_call(&script).unwrap())
+                .env("gantry_stdin", input.unwrap())
+                .output()
+                .unwrap()
+        };
+        let bad = Action::Write {
+            path: p.clone(),
+            content: "new\n".into(),
+            mode: 0o600,
+            owner: None,
+            group: None,
+            validate: Some(vec![
+                "grep".into(),
+                "-q".into(),
+                "nomatch".into(),
+                "%s".into(),
+            ]),
+        };
+        assert!(!run(&bad).status.success());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "temp file left behind");
+        let good = Action::Write {
+            path: p.clone(),
+            content: "new\n".into(),
+            mode: 0o600,
+            owner: None,
+            group: None,
+            validate: Some(vec!["grep".into(), "-q".into(), "new".into(), "%s".into()]),
+        };
+        assert!(run(&good).status.success());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
+        // Content cut short by a lost connection never reaches this script:
+        // the remote shell runs a request only whole (ssh.rs tests,
+        // a_request_runs_whole_with_its_stdin_or_not_at_all).
+        // The mode is the file's from its creation, before any content is
+        // written: by the umask where it can be, else by chmod on the empty
+        // file. Owner and group are set on the empty file too.
+        let (script, _) = action_script(&good).unwrap();
+        assert!(
+            script
+                .contains("{ umask 066 && set -C && true > \"$t0\" && set +C && { printf %s \"$gantry_stdin\" >| \"$t0\" || "),
+            "{script}"
+        );
+        let exec = Action::Write {
+            path: p.clone(),
+            content: "#!/bin/sh\n".into(),
+            mode: 0o755,
+            owner: Some("root".into()),
+            group: None,
+            validate: None,
+        };
+        let (script, _) = action_script(&exec).unwrap();
+        let at = |needle: &str| {
+            script
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle} not in {script}"))
+        };
+        assert!(
+            at("true > \"$t0\"") < at("chmod 755")
+                && at("chmod 755") < at("chown")
+                && at("chown") < at("printf %s")
+        );
+        let euid = std::process::Command::new("id").arg("-u").output().unwrap();
+        if String::from_utf8_lossy(&euid.stdout).trim() == "0" {
+            assert!(run(&exec).status.success());
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+                0o755
+            );
+        } else {
+            println!("SKIPPED: the owner=root write needs root to chown; run as root to check it");
+        }
+    }
+
+    /// Several writes in one script: the first refused stops the rest; those
+    /// before it land, none after it does, no temp file is left, and the
+    /// script says how many landed.
+    #[test]
+    fn writes_in_one_script_stop_at_the_first_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |n: &str| dir.path().join(n).display().to_string();
+        let write = |n: &str, content: &str, validate: Option<&str>| Action::Write {
+            path: file(n),
+            content: content.into(),
+            mode: 0o640,
+            owner: None,
+            group: None,
+            validate: validate.map(|v| vec!["grep".into(), "-q".into(), v.into(), "%s".into()]),
+        };
+        let run = |writes: &[&Action]| {
+            let script = writes_script(writes, "M").unwrap();
+            let mut c = std::process::Command::new("sh");
+            c.arg("-c").arg(own_call(&script).unwrap());
+            for (i, w) in writes.iter().enumerate() {
+                if let Action::Write { content, .. } = w {
+                    c.env(input_var(i), content);
+                }
+            }
+            c.output().unwrap()
+        };
+        let (a, b, c) = (
+            write("a", "A\n", None),
+            write("b", "it's B", Some("nomatch")),
+            write("c", "C\n", None),
+        );
+        let out = run(&[&a, &b, &c]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "written 1\n");
+        let names = || {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(), ["a"]);
+        assert_eq!(std::fs::read_to_string(file("a")).unwrap(), "A\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(file("a")).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+        let b = write("b", "it's B", Some("B"));
+        let out = run(&[&a, &b, &c]);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "written 3\n");
+        assert_eq!(names(), ["a", "b", "c"]);
+        assert_eq!(std::fs::read_to_string(file("b")).unwrap(), "it's B");
+        // A directory that is not there fails the write that needs it.
+        let lost = write("no/such/dir", "x", None);
+        let out = run(&[&c, &lost]);
+        assert_ne!(out.status.code(), Some(0));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "written 1\n");
+        assert_eq!(names(), ["a", "b", "c"]);
+        // In the host's shell itself, landed or refused, chmod'ed or not, the
+        // writes leave its variables, umask, options and traps as they were.
+        let mut x = write("x", "X\n", None);
+        if let Action::Write { mode, .. } = &mut x {
+            *mode = 0o1750;
+        }
+        let refused = write("y", "Y\n", Some("nomatch"));
+        for (writes, landed) in [
+            (vec![&a, &x], "written 2\n"),
+            (vec![&c, &refused, &b], "written 1\n"),
+        ] {
+            let inputs = batch_inputs(&writes);
+            let script = writes_script(&writes, "M").unwrap();
+            let out = crate::remote::ssh::tests::shell_left_as_found(&script, &inputs).unwrap();
+            assert!(out.contains(landed), "{out}");
+        }
+        assert_eq!(names(), ["a", "b", "c", "x"]);
+    }
+
+    /// A dead run's temp file beside a target (a host that lost power while
+    /// a validator ran) is removed by the next write of that target, a link
+    /// as a link; files that only look alike are left alone.
+    #[test]
+    fn a_dead_runs_temp_files_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |n: &str| dir.path().join(n).display().to_string();
+        let target = std::fs::canonicalize(dir.path()).unwrap().join("outside");
+        std::fs::write(&target, "keep\n").unwrap();
+        std::fs::write(file("a.gantry.0123456789ab"), "half").unwrap();
+        std::os::unix::fs::symlink(&target, file("a.gantry.ba9876543210")).unwrap();
+        for other in [
+            "a.gantry.backup",
+            "a.gantry.0123456789abc",
+            "b.gantry.0123456789ab",
+        ] {
+            std::fs::write(file(other), "mine").unwrap();
+        }
+        let a = Action::Write {
+            path: file("a"),
+            content: "A\n".into(),
+            mode: 0o644,
+            owner: None,
+            group: None,
+            validate: None,
+        };
+        let script = writes_script(&[&a], "M").unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(own_call(&script).unwrap())
+            .env(input_var(0), "A\n")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "written 1\n",
+            "{out:?}"
+        );
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "a",
+                "a.gantry.0123456789abc",
+                "a.gantry.backup",
+                "b.gantry.0123456789ab",
+                "outside"
+            ]
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
+    }
+
+    /// Commands between the writes run in their turn, each with its own
+    /// output; a directory made midway takes the writes after it; a failed
+    /// command stops the rest.
+    #[test]
+    fn commands_run_in_their_turn_among_the_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |n: &str| dir.path().join(n).display().to_string();
+        let write = |n: &str| Action::Write {
+            path: file(n),
+            content: format!("{n}\n"),
+            mode: 0o644,
+            owner: None,
+            group: None,
+            validate: None,
+        };
+        let sub = file("sub");
+        let actions = [
+            write("a"),
+            Action::run(&["hostname"]).unwrap(),
+            Action::run(&["mkdir", "-p", "-m", "700", "--", &sub]).unwrap(),
+            write("sub/f"),
+            Action::run(&["mkdir", "-p", "--", "/proc/gantry/no"]).unwrap(),
+            write("c"),
+        ];
+        let refs: Vec<&Action> = actions.iter().collect();
+        assert!(refs.iter().all(|a| batchable(a)));
+        let script = writes_script(&refs, "M").unwrap();
+        let out =
+            crate::remote::ssh::tests::shell_left_as_found(&script, &batch_inputs(&refs)).unwrap();
+        let (done, runs) = batch_output(&out, "M");
+        assert_eq!(done, 4, "{out}");
+        let host = std::process::Command::new("hostname").output().unwrap();
+        assert_eq!(
+            runs[&1],
+            (String::from_utf8_lossy(&host.stdout).into_owned(), 0)
+        );
+        assert_eq!(runs[&2], (String::new(), 0));
+        assert_ne!(runs[&4].1, 0);
+        assert_eq!(runs.len(), 3);
+        assert_eq!(std::fs::read_to_string(file("sub/f")).unwrap(), "sub/f\n");
+        assert!(!std::path::Path::new(&file("c")).exists());
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .chain(std::fs::read_dir(&sub).unwrap())
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "f", "sub"], "a temp file was left");
+    }
+}
