@@ -14,6 +14,13 @@ else
   echo "test.sh: SKIPPED the format check: rustfmt is not installed"
 fi
 
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --locked --all-targets --quiet -- -D warnings ||
+    { echo "test.sh: clippy warns; fix the warnings above" >&2; exit 1; }
+else
+  echo "test.sh: SKIPPED the clippy check: clippy is not installed"
+fi
+
 lab/ensure-docker.sh
 echo "test.sh: lab image $(lab/build-image.sh)"
 

@@ -728,12 +728,11 @@ pub async fn reachability(
         .map_err(|e| e.message)?;
     let mut blocked = Vec::new();
     for line in out.stdout.lines() {
-        if let Some((i, "blocked")) = line.split_once(' ') {
-            if let Some((host, ip, port, what)) =
+        if let Some((i, "blocked")) = line.split_once(' ')
+            && let Some((host, ip, port, what)) =
                 i.parse::<usize>().ok().and_then(|i| targets.get(i))
-            {
-                blocked.push(format!("{host} ({ip}) {port}/tcp {what}"));
-            }
+        {
+            blocked.push(format!("{host} ({ip}) {port}/tcp {what}"));
         }
     }
     blocked.sort();

@@ -34,9 +34,8 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        match &self.location {
-            Some(l) => write!(f, "{}:{}:{}: ", l.file.display(), l.line, l.col)?,
-            None => {}
+        if let Some(l) = &self.location {
+            write!(f, "{}:{}:{}: ", l.file.display(), l.line, l.col)?
         }
         if self.field.is_empty() {
             write!(f, "{level}: {}", self.message)

@@ -336,57 +336,57 @@ impl Inventory {
 
         // The endpoint: a VIP is a free address in the control planes' subnet.
         let cps: Vec<_> = self.control_planes().collect();
-        if let Some(ep) = &self.cluster.control_plane_endpoint {
-            if let Some(vip) = &ep.vip {
-                let field = "cluster.control_plane_endpoint.vip".to_string();
-                match vip.parse::<IpAddr>() {
-                    Err(_) => err(field, format!("{vip:?} is not an IP address")),
-                    Ok(vip_ip) => {
-                        if let Some(h) = self
-                            .hosts
-                            .iter()
-                            .find(|h| h.address.parse::<IpAddr>().ok() == Some(vip_ip))
-                        {
-                            err(
-                                field.clone(),
-                                format!(
-                                    "VIP {vip} is the address of host {}; it must be a free address",
-                                    h.name
+        if let Some(ep) = &self.cluster.control_plane_endpoint
+            && let Some(vip) = &ep.vip
+        {
+            let field = "cluster.control_plane_endpoint.vip".to_string();
+            match vip.parse::<IpAddr>() {
+                Err(_) => err(field, format!("{vip:?} is not an IP address")),
+                Ok(vip_ip) => {
+                    if let Some(h) = self
+                        .hosts
+                        .iter()
+                        .find(|h| h.address.parse::<IpAddr>().ok() == Some(vip_ip))
+                    {
+                        err(
+                            field.clone(),
+                            format!(
+                                "VIP {vip} is the address of host {}; it must be a free address",
+                                h.name
+                            ),
+                        );
+                    }
+                    let host_net = self
+                        .cluster
+                        .networking
+                        .host_cidr
+                        .as_deref()
+                        .and_then(|c| c.parse::<IpNet>().ok());
+                    for h in &cps {
+                        if let Ok(ip) = h.address.parse::<IpAddr>() {
+                            let (net, how) = match host_net {
+                                Some(n) => (n, "networking.host_cidr"),
+                                None => (
+                                    IpNet::new(ip, if ip.is_ipv4() { 24 } else { 64 })
+                                        .unwrap()
+                                        .trunc(),
+                                    "assumed; set networking.host_cidr",
                                 ),
-                            );
-                        }
-                        let host_net = self
-                            .cluster
-                            .networking
-                            .host_cidr
-                            .as_deref()
-                            .and_then(|c| c.parse::<IpNet>().ok());
-                        for h in &cps {
-                            if let Ok(ip) = h.address.parse::<IpAddr>() {
-                                let (net, how) = match host_net {
-                                    Some(n) => (n, "networking.host_cidr"),
-                                    None => (
-                                        IpNet::new(ip, if ip.is_ipv4() { 24 } else { 64 })
-                                            .unwrap()
-                                            .trunc(),
-                                        "assumed; set networking.host_cidr",
+                            };
+                            if !net.contains(&vip_ip) || !net.contains(&ip) {
+                                err(
+                                    field.clone(),
+                                    format!(
+                                        "VIP {vip} and control-plane host {} ({ip}) are not both in subnet {net} ({how}); keepalived can only move the VIP within one L2 segment",
+                                        h.name
                                     ),
-                                };
-                                if !net.contains(&vip_ip) || !net.contains(&ip) {
-                                    err(
-                                        field.clone(),
-                                        format!(
-                                            "VIP {vip} and control-plane host {} ({ip}) are not both in subnet {net} ({how}); keepalived can only move the VIP within one L2 segment",
-                                            h.name
-                                        ),
-                                    );
-                                }
+                                );
                             }
                         }
-                        for (f, n) in &nets {
-                            if n.contains(&vip_ip) {
-                                err(field.clone(), format!("VIP {vip} lies inside {f} ({n})"));
-                            }
+                    }
+                    for (f, n) in &nets {
+                        if n.contains(&vip_ip) {
+                            err(field.clone(), format!("VIP {vip} lies inside {f} ({n})"));
                         }
                     }
                 }

@@ -5,17 +5,17 @@
 pub mod check;
 pub mod cli;
 pub mod error;
-pub mod executor;
-pub mod graph;
+pub mod exec;
+pub mod facts;
 pub mod inventory;
 pub mod journal;
 pub mod loader;
 pub mod modules;
+pub mod plan;
 pub mod playbook;
 pub mod remote;
-pub mod report;
 pub mod secrets;
-pub mod template;
+pub mod ui;
 pub mod workflow;
 
 pub use error::{Error, Result};

@@ -89,17 +89,17 @@ impl MarkedEventReceiver for Indexer {
             return;
         }
         // A scalar in key position of a mapping is a key.
-        if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
-            if key.is_none() {
-                let k = if let Event::Scalar(s, ..) = &ev {
-                    s.clone()
-                } else {
-                    String::from("?")
-                };
-                self.pos.keys.insert(join(path, &k), at);
-                *key = Some(k);
-                return;
-            }
+        if let Some(Frame::Map { path, key }) = self.stack.last_mut()
+            && key.is_none()
+        {
+            let k = if let Event::Scalar(s, ..) = &ev {
+                s.clone()
+            } else {
+                String::from("?")
+            };
+            self.pos.keys.insert(join(path, &k), at);
+            *key = Some(k);
+            return;
         }
         let path = match self.stack.last() {
             Some(Frame::Map { path, key: Some(k) }) => join(path, k),
@@ -192,10 +192,9 @@ impl Doc {
                 if let Some(k) = msg
                     .strip_prefix("unknown field `")
                     .and_then(|r| r.split('`').next())
+                    && !path.ends_with(k)
                 {
-                    if !path.ends_with(k) {
-                        path = join(&path, k);
-                    }
+                    path = join(&path, k);
                 }
                 self.error(&path, msg);
                 None
@@ -468,7 +467,7 @@ fn check_module(
         return;
     }
     let at = format!("{field}.{}", t.module);
-    let templated = crate::template::holds_template(&t.params);
+    let templated = crate::plan::template::holds_template(&t.params);
     let m = match AnyModule::typed(&t.module, t.params.clone()) {
         Ok(m) => m,
         Err(msg) => {
@@ -479,11 +478,9 @@ fn check_module(
             return;
         }
     };
-    if !templated {
-        if let Err(msg) = m.validate() {
-            let (f, msg) = param_field(&at, &t.module, &msg);
-            doc.error(&f, msg);
-        }
+    if !templated && let Err(msg) = m.validate() {
+        let (f, msg) = param_field(&at, &t.module, &msg);
+        doc.error(&f, msg);
     }
     let (name, folder, have) = match m.role_file() {
         Some(RoleFile::Template(n)) => (n, "templates", templates),
@@ -656,7 +653,7 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<(Role, Vec<Diagnostic>)
     let files = read_dir_files(&dir.join("files"))?;
     // Templates must compile, so a typo is found offline.
     for (t, src) in &templates {
-        if let Err(e) = crate::template::check_syntax(src) {
+        if let Err(e) = crate::plan::template::check_syntax(src) {
             doc.diags.push(Diagnostic {
                 severity: Severity::Error,
                 location: Some(Location {
@@ -670,7 +667,7 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<(Role, Vec<Diagnostic>)
         }
     }
     for (t, &i) in tasks.iter().zip(&index) {
-        for (f, s) in crate::template::strings_in(&t.params, &format!("[{i}].{}", t.module))
+        for (f, s) in crate::plan::template::strings_in(&t.params, &format!("[{i}].{}", t.module))
             .into_iter()
             .chain(
                 t.when
@@ -678,7 +675,7 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<(Role, Vec<Diagnostic>)
                     .map(|w| (format!("[{i}].when"), format!("{{{{ {w} }}}}"))),
             )
         {
-            if let Err(e) = crate::template::check_syntax(&s) {
+            if let Err(e) = crate::plan::template::check_syntax(&s) {
                 doc.error(&f, e.0);
             }
         }

@@ -8,14 +8,15 @@ use std::collections::{HashMap, HashSet};
 
 use crate::cli::{Cli, Command, Connect, Format, Input, RunControl};
 use crate::error::{Error, Result};
-use crate::executor::{self, Options, RunMode};
-use crate::graph::Dag;
+use crate::exec::{self, Options, RunMode};
 use crate::inventory::Inventory;
 use crate::journal;
 use crate::loader;
+use crate::plan::graph::Dag;
 use crate::playbook::Playbook;
 use crate::remote::ssh::HostKeyPolicy;
-use crate::report::Reporter;
+use crate::ui::report::Reporter;
+use crate::ui::sink::Sink;
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
@@ -204,11 +205,12 @@ fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result
     } else {
         RunMode::Plan
     };
+    let mut journal_file = None;
     let (mut inv, pb) = load(input)?;
     inv.secrets = crate::secrets::resolve(&input.inventory, &inv.secrets, &pb.secret_names())?;
     let selected = selected_hosts(&inv, input, connect)?;
     let dag = Dag::build(&inv, &pb, &selected)?;
-    let inputs = executor::input_hashes(&inv, &pb, &dag);
+    let inputs = crate::plan::inputs::input_hashes(&inv, &pb, &dag);
     // One runtime for preflight and the run: it drives the connections
     // preflight opens and the run goes on with.
     let rt = runtime()?;
@@ -291,24 +293,39 @@ fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result
         opts.fail_fast = rc.fail_fast;
         opts.lock_stale_after = Some(std::time::Duration::from_secs(rc.lock_stale_after));
         let command: Vec<String> = std::env::args().skip(1).collect();
-        opts.journal = Some(Arc::new(journal::Journal::open(
-            &input.inventory,
-            &command.join(" "),
-            playbook_name(input),
-        )?));
+        let j = journal::Journal::open(&input.inventory, &command.join(" "), playbook_name(input))?;
+        opts.run_id = j.run.clone();
+        journal_file = Some(Arc::new(j));
     }
-    opts.inputs = inputs;
     let names: Vec<String> = selected
         .iter()
         .map(|&i| inv.hosts[i].name.clone())
         .collect();
-    let reporter = Arc::new(Reporter::new(
+    let reporter = Reporter::new(
         mode == RunMode::Plan,
         connect.verbose,
         dag.graph.node_count() as u64,
         &names,
-    ));
-    let result = rt.block_on(executor::run(inv, pb, dag, opts, reporter.clone()));
+    );
+    for v in inv.secrets.values().filter_map(|v| v.as_str()) {
+        reporter.redactor.add(v);
+    }
+    // The engine reports through events; one thread renders, redacts and
+    // journals them.
+    let (inv, dag) = (Arc::new(inv), Arc::new(dag));
+    let sink = Sink {
+        reporter,
+        journal: journal_file,
+        inv: inv.clone(),
+        dag: dag.clone(),
+        inputs,
+    };
+    let (events, queue) = std::sync::mpsc::channel();
+    let consumer = std::thread::spawn(move || sink.consume(queue));
+    let result = rt.block_on(exec::run(inv, pb, dag, opts, events));
+    let reporter = consumer
+        .join()
+        .map_err(|_| Error::Other("the run's reporter thread failed".into()))?;
     reporter.finish();
     Ok(if result.any_failed() { 1 } else { 0 })
 }
@@ -329,7 +346,7 @@ fn status(input: &Input) -> Result<i32> {
     let (inv, pb) = load(&input)?;
     let all: Vec<usize> = (0..inv.hosts.len()).collect();
     let dag = Dag::build(&inv, &pb, &all)?;
-    let inputs = executor::input_hashes(&inv, &pb, &dag);
+    let inputs = crate::plan::inputs::input_hashes(&inv, &pb, &dag);
     let (done, _) = finished_earlier(&inv, &dag, &inputs, &st);
     println!(
         "last run {} ({}s ago): gantry {}",

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use gantry::executor::render_template;
 use gantry::inventory::Inventory;
 use gantry::loader;
+use gantry::plan::render_template;
 use gantry::playbook::Playbook;
 
 fn load(inv: &str) -> (Inventory, Playbook) {
@@ -215,7 +215,7 @@ fn keepalived_priorities_follow_host_order_and_the_interface_comes_from_facts() 
 /// Whether any task of these roles would run on `host`: each `when:` is
 /// evaluated in order as the run would, with what a skipped task registers.
 fn tasks_that_would_run(inv: &Inventory, pb: &Playbook, roles: &[&str]) -> Vec<String> {
-    let templates = gantry::template::Templates::new(pb);
+    let templates = gantry::plan::template::Templates::new(pb);
     let mut ctx = inv.template_map();
     let mut ran = Vec::new();
     for r in roles {

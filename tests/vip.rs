@@ -87,10 +87,10 @@ fn holder(lab: &Lab) -> Option<String> {
 fn wait_for_service(lab: &Lab, old: Option<&str>, limit: Duration) -> Option<(f64, String)> {
     let t0 = Instant::now();
     while t0.elapsed() < limit {
-        if let Some(m) = served_by(lab).filter(|m| Some(m.as_str()) != old) {
-            if holder(lab).as_deref() != old {
-                return Some((t0.elapsed().as_secs_f64(), m));
-            }
+        if let Some(m) = served_by(lab).filter(|m| Some(m.as_str()) != old)
+            && holder(lab).as_deref() != old
+        {
+            return Some((t0.elapsed().as_secs_f64(), m));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -294,7 +294,7 @@ mod tests {
                 .get(name)
                 .unwrap_or_else(|| panic!("{name}: example uses another module"));
             check_params(name, params).unwrap_or_else(|e| panic!("{name}: {e}"));
-            if !crate::template::holds_template(params) {
+            if !crate::plan::template::holds_template(params) {
                 AnyModule::parse(name, params.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
             }
         }

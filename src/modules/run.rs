@@ -39,15 +39,15 @@ impl Guards {
         words: Option<&[String]>,
         script: &str,
     ) -> Result<Decision, String> {
-        if let Some(c) = &self.creates {
-            if a.ok("creates")? {
-                return Ok(Decision::unchanged(format!("{c} exists")));
-            }
+        if let Some(c) = &self.creates
+            && a.ok("creates")?
+        {
+            return Ok(Decision::unchanged(format!("{c} exists")));
         }
-        if let Some(r) = &self.removes {
-            if !a.ok("removes")? {
-                return Ok(Decision::unchanged(format!("{r} does not exist")));
-            }
+        if let Some(r) = &self.removes
+            && !a.ok("removes")?
+        {
+            return Ok(Decision::unchanged(format!("{r} does not exist")));
         }
         let program = words.and_then(|w| w.first());
         // Any other command, and any shell script, could change anything.

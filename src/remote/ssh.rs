@@ -77,12 +77,7 @@ impl client::Handler for Verifier {
     ) -> Result<bool, Self::Error> {
         let key = match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(c) => {
-                match PublicKey::try_from(c.public_key().clone()) {
-                    Ok(k) => k,
-                    Err(_) => return Ok(false),
-                }
-            }
+            PublicKeyOrCertificate::Certificate(c) => PublicKey::from(c.public_key().clone()),
         };
         let _guard = KNOWN_HOSTS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let path = &self.known_hosts;
@@ -288,19 +283,18 @@ async fn authenticate(
         Some(p) => vec![p.to_path_buf()],
         None => {
             // The ssh-agent first, then the default key files, as OpenSSH does.
-            if let Ok(mut agent) = russh::keys::agent::client::AgentClient::connect_env().await {
-                if let Ok(ids) = agent.request_identities().await {
-                    for id in ids {
-                        let key = id.public_key().into_owned();
-                        tried.push(format!("agent key {}", key.fingerprint(HashAlg::Sha256)));
-                        if let Ok(r) = handle
-                            .authenticate_publickey_with(user, key, rsa_hash, &mut agent)
-                            .await
-                        {
-                            if r.success() {
-                                return Ok(());
-                            }
-                        }
+            if let Ok(mut agent) = russh::keys::agent::client::AgentClient::connect_env().await
+                && let Ok(ids) = agent.request_identities().await
+            {
+                for id in ids {
+                    let key = id.public_key().into_owned();
+                    tried.push(format!("agent key {}", key.fingerprint(HashAlg::Sha256)));
+                    if let Ok(r) = handle
+                        .authenticate_publickey_with(user, key, rsa_hash, &mut agent)
+                        .await
+                        && r.success()
+                    {
+                        return Ok(());
                     }
                 }
             }

@@ -215,14 +215,14 @@ pub fn writes_script(actions: &[&Action], marker: &str) -> Result<String, String
     // process, unless there is one to remove.
     let mut swept = HashSet::new();
     for a in actions {
-        if let Action::Write { path, .. } = a {
-            if swept.insert(path.as_str()) {
-                head.push_str(&format!(
+        if let Action::Write { path, .. } = a
+            && swept.insert(path.as_str())
+        {
+            head.push_str(&format!(
                     "for k in {}.gantry.{}; do {{ [ -e \"$k\" ] || [ -L \"$k\" ]; }} && rm -f -- \"$k\"; done\n",
                     quote(path)?,
                     "[0-9a-f]".repeat(12)
                 ));
-            }
         }
     }
     // The shell's umask, to put back: read from /proc with builtins (no

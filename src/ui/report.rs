@@ -1,46 +1,16 @@
 //! What the user sees of a run: live progress (indicatif on a terminal, plain
 //! lines otherwise), per-task lines and diffs, and the per-host summary. Every
 //! string passes through the redactor, so a secret never reaches the screen.
+//! Only the run's sink (`sink.rs`) calls it.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::Mutex;
 
 use console::style;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::executor::Outcome;
-
-/// Values that must never be printed: registered with `no_log`, or marked
-/// secret by the inventory.
-#[derive(Default)]
-pub struct Redactor {
-    secrets: RwLock<Vec<String>>,
-}
-
-impl Redactor {
-    pub fn add(&self, s: &str) {
-        for part in std::iter::once(s.trim()).chain(s.lines().map(str::trim)) {
-            // Very short values would redact ordinary words; a secret is longer.
-            if part.len() >= 6 {
-                let mut w = self.secrets.write().unwrap();
-                if !w.iter().any(|x| x == part) {
-                    w.push(part.to_string());
-                    w.sort_by_key(|x| std::cmp::Reverse(x.len()));
-                }
-            }
-        }
-    }
-
-    pub fn redact(&self, s: &str) -> String {
-        let mut out = s.to_string();
-        for secret in self.secrets.read().unwrap().iter() {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "********");
-            }
-        }
-        out
-    }
-}
+use super::redact::Redactor;
+use crate::exec::Outcome;
 
 /// A diff as shown: long lines cut, long diffs cut, so a 64 KiB one-line
 /// file does not flood the terminal. The full change is still applied.
@@ -333,25 +303,5 @@ mod tests {
         );
         let many: String = (0..200).map(|i| format!("+{i}\n")).collect();
         assert!(shorten_diff(&many).ends_with("… (80 more diff lines)\n"));
-    }
-
-    #[test]
-    fn redacts_every_occurrence() {
-        let r = Redactor::default();
-        r.add("kubeadm join 1.2.3.4:6443 --token abcdef.0123456789abcdef\n");
-        assert_eq!(
-            r.redact("out: kubeadm join 1.2.3.4:6443 --token abcdef.0123456789abcdef! again: kubeadm join 1.2.3.4:6443 --token abcdef.0123456789abcdef"),
-            "out: ********! again: ********"
-        );
-        // A multi-line secret: each line on its own, as a diff shows them.
-        r.add("line one of a key\nline two of a key\n");
-        assert_eq!(
-            r.redact("+line one of a key\n+line two of a key\n context\n"),
-            "+********\n+********\n context\n"
-        );
-        // Shorter than 6 characters: not redacted (it would hide ordinary
-        // words); the README says so.
-        r.add("abc12");
-        assert_eq!(r.redact("abc12"), "abc12");
     }
 }

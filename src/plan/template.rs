@@ -167,11 +167,12 @@ impl Templates {
             Json::String(s) => {
                 // Only spaces may surround it: "{{ x }}\n" is text with a newline.
                 let t = s.trim_matches(' ');
-                if let Some(inner) = t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
-                    if !inner.contains("{{") && !inner.contains("}}") {
-                        let val = self.eval(inner.trim(), ctx)?;
-                        return serde_json::to_value(&val).map_err(|e| e.to_string());
-                    }
+                if let Some(inner) = t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}"))
+                    && !inner.contains("{{")
+                    && !inner.contains("}}")
+                {
+                    let val = self.eval(inner.trim(), ctx)?;
+                    return serde_json::to_value(&val).map_err(|e| e.to_string());
                 }
                 Json::String(self.render_str(s, ctx)?)
             }

@@ -79,10 +79,11 @@ impl Dag {
                         continue;
                     };
                     for &g in selected {
-                        if let Some(&(_, last)) = span.get(&(ai, g)) {
-                            if last != first && !graph.contains_edge(last, first) {
-                                graph.add_edge(last, first, Edge::Barrier);
-                            }
+                        if let Some(&(_, last)) = span.get(&(ai, g))
+                            && last != first
+                            && !graph.contains_edge(last, first)
+                        {
+                            graph.add_edge(last, first, Edge::Barrier);
                         }
                     }
                 }

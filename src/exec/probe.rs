@@ -1,0 +1,562 @@
+//! Reading hosts' state: probes in one round trip (three processes for all
+//! file probes, however many), and the answers kept until an action could
+//! have changed them, so a host's unchanged tasks cost one round trip.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use petgraph::graph::NodeIndex;
+
+use super::Shared;
+use super::host::HostCx;
+use super::task::{Calls, tail, task_calls};
+use crate::modules::{self, Action, Probe, ProbeOut, Touches};
+use crate::remote::frame;
+use crate::remote::script::quote;
+use crate::remote::ssh::{Conn, ConnError};
+
+/// Why reading a host's state failed: the host was lost, or the state
+/// could not be read (a task failure).
+pub(crate) enum ProbeError {
+    Lost(ConnError),
+    Failed(String),
+}
+
+impl From<ConnError> for ProbeError {
+    fn from(e: ConnError) -> ProbeError {
+        ProbeError::Lost(e)
+    }
+}
+
+impl From<String> for ProbeError {
+    fn from(e: String) -> ProbeError {
+        ProbeError::Failed(e)
+    }
+}
+
+/// Run probes in one round trip. Each answer is followed by a line holding a
+/// random marker, the probe's index and its exit code, so no file content can
+/// be mistaken for a separator, and no process is spent on framing.
+pub(crate) async fn run_probes(
+    conn: &Conn,
+    probes: &[Probe],
+    timeout: Option<Duration>,
+) -> Result<Vec<ProbeOut>, ProbeError> {
+    if probes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marker = format!("gantry-probe-{}", crate::secrets::random_hex(8)?);
+    let out = conn
+        .run_own(&probe_script(probes, &marker)?, &[], timeout)
+        .await?;
+    if let Some(answers) = read_answers(probes, &out.stdout, &marker) {
+        return Ok(answers);
+    }
+    // The one `cat` could not be cut into files (one changed while it was
+    // read, a symlink, content that is not text): read each on its own.
+    let out = conn
+        .run_own(&probe_script_each(probes, &marker)?, &[], timeout)
+        .await?;
+    read_answers_each(probes, &out.stdout, &marker).ok_or_else(|| {
+        ProbeError::Failed(format!(
+            "reading state: the answers came back malformed (stderr: {})",
+            tail(&out.stderr)
+        ))
+    })
+}
+
+/// The paths of the file probes, each once, in order.
+pub(crate) fn file_paths(probes: &[Probe]) -> Vec<&str> {
+    let mut seen = HashSet::new();
+    probes
+        .iter()
+        .filter_map(|p| {
+            if let Probe::File(f) = p {
+                Some(f.as_str())
+            } else {
+                None
+            }
+        })
+        .filter(|f| seen.insert(*f))
+        .collect()
+}
+
+/// The file probes' paths, each once, quoted for one command line; None
+/// where there are none.
+pub(crate) fn quoted_paths(probes: &[Probe]) -> Result<Option<String>, String> {
+    let paths = file_paths(probes);
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        paths
+            .iter()
+            .map(|p| quote(p))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(" "),
+    ))
+}
+
+/// Per path: its name, the head a file probe answers with, and what tells
+/// a change apart (size, inode, mtime, ctime).
+pub(crate) const STAT: &str = "stat --printf '%n\\0%a %U %G %F\\0%s %i %y %z\\0' --";
+
+/// The same stat's change markers alone, without the owner names (whose
+/// lookup costs a stat process about as much again).
+pub(crate) const RESTAT: &str = "stat --printf '%n\\0%s %i %y %z\\0' --";
+
+/// Every part of a probe script ends with `\nMARKER INDEX RC\n`. Probe
+/// scripts run in the host's shell itself (`Scope::Own`); the variables
+/// modules' script probes use are declared here (`modules::PROBE_LOCALS`).
+pub(crate) fn framed(parts: &[String], marker: &str) -> String {
+    let mut script = format!("local {}\n", modules::PROBE_LOCALS);
+    for (i, part) in parts.iter().enumerate() {
+        script.push_str(&format!(
+            "{part} 2>/dev/null </dev/null; {}\n",
+            frame::end(marker, i, "$?")
+        ));
+    }
+    script
+}
+
+/// All file probes in three processes, whatever their number: a `stat` of
+/// every path, one `cat` of them all, a `stat` of their change markers again. `read_answers`
+/// cuts the contents by the sizes the first stat gave; the second stat shows
+/// that nothing changed while cat read. Script probes follow, as written.
+pub(crate) fn probe_script(probes: &[Probe], marker: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    if let Some(quoted) = quoted_paths(probes)? {
+        parts.push(format!("{STAT} {quoted}"));
+        parts.push(format!("cat -- {quoted}"));
+        parts.push(format!("{RESTAT} {quoted}"));
+    }
+    for p in probes {
+        if let Probe::Script(_) = p {
+            parts.push(format!("{{ {}\n}}", p.script()?));
+        }
+    }
+    Ok(framed(&parts, marker))
+}
+
+/// The probes' answers from the output of `probe_script`. A file probe's
+/// answer is what `Probe::File` reads: the stat line, then the content; a
+/// missing path is rc 1 and no output. None where the output is malformed
+/// or the contents cannot be cut with certainty: then `probe_script_each`.
+pub(crate) fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Option<Vec<ProbeOut>> {
+    let paths = file_paths(probes);
+    let scripts = probes
+        .iter()
+        .filter(|p| matches!(p, Probe::Script(_)))
+        .count();
+    let stats = if paths.is_empty() { 0 } else { 3 };
+    let mut answers = split_answers(stdout, marker, stats + scripts)?;
+    let mut files: HashMap<&str, ProbeOut> = HashMap::new();
+    if stats == 3 {
+        let (before, body, after) = (&answers[0].out, &answers[1].out, &answers[2].out);
+        let fields: Vec<&str> = before.split('\0').collect();
+        // The second stat must give each path's change markers as the first.
+        let again: String = fields
+            .chunks_exact(3)
+            .map(|c| format!("{}\0{}\0", c[0], c[2]))
+            .collect();
+        if *after != again {
+            return None;
+        }
+        let found: HashMap<&str, (&str, &str)> = fields
+            .chunks_exact(3)
+            .map(|c| (c[0], (c[1], c[2])))
+            .collect();
+        let mut at = 0;
+        for path in paths {
+            let answer = match found.get(path) {
+                None => ProbeOut {
+                    rc: 1,
+                    out: String::new(),
+                },
+                Some((head, meta)) => {
+                    let size: usize = meta.split(' ').next()?.parse().ok()?;
+                    let len = match head {
+                        h if h.ends_with(" directory") => 0,
+                        h if h.ends_with(" regular file") || h.ends_with(" regular empty file") => {
+                            size
+                        }
+                        // A symlink's size is its target's name, not what cat reads.
+                        _ => return None,
+                    };
+                    let content = body.get(at..at + len)?;
+                    at += len;
+                    ProbeOut {
+                        rc: 0,
+                        out: format!("{head}\n{content}"),
+                    }
+                }
+            };
+            files.insert(path, answer);
+        }
+        if at != body.len() {
+            return None;
+        }
+    }
+    let mut scripts = answers.split_off(stats).into_iter();
+    probes
+        .iter()
+        .map(|p| match p {
+            Probe::File(path) => files.get(path.as_str()).cloned(),
+            Probe::Script(_) => scripts.next(),
+        })
+        .collect()
+}
+
+/// File probes one by one: one `stat` for all paths, then a `cat` per path
+/// that is not a directory. Script probes as written. Slower than
+/// `probe_script`, and right whatever the files are.
+pub(crate) fn probe_script_each(probes: &[Probe], marker: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    if let Some(quoted) = quoted_paths(probes)? {
+        parts.push(format!("{STAT} {quoted}"));
+    }
+    for p in probes {
+        parts.push(match p {
+            Probe::File(path) => {
+                let q = quote(path)?;
+                format!("{{ [ -d {q} ] || cat -- {q}; }}")
+            }
+            Probe::Script(_) => format!("{{ {}\n}}", p.script()?),
+        });
+    }
+    Ok(framed(&parts, marker))
+}
+
+/// The answers from the output of `probe_script_each`; a missing (or
+/// unreadable) path is rc 1 and no output.
+pub(crate) fn read_answers_each(
+    probes: &[Probe],
+    stdout: &str,
+    marker: &str,
+) -> Option<Vec<ProbeOut>> {
+    let stat = !file_paths(probes).is_empty();
+    let mut answers = split_answers(stdout, marker, probes.len() + usize::from(stat))?;
+    if !stat {
+        return Some(answers);
+    }
+    let heads = answers.remove(0).out;
+    let fields: Vec<&str> = heads.split('\0').collect();
+    let found: HashMap<&str, &str> = fields.chunks_exact(3).map(|c| (c[0], c[1])).collect();
+    for (p, a) in probes.iter().zip(answers.iter_mut()) {
+        if let Probe::File(path) = p {
+            *a = match found.get(path.as_str()) {
+                Some(head) if a.rc == 0 => ProbeOut {
+                    rc: 0,
+                    out: format!("{head}\n{}", a.out),
+                },
+                _ => ProbeOut {
+                    rc: 1,
+                    out: String::new(),
+                },
+            };
+        }
+    }
+    Some(answers)
+}
+
+/// Cut probe output into its `count` parts (`frame::parts`).
+pub(crate) fn split_answers(stdout: &str, marker: &str, count: usize) -> Option<Vec<ProbeOut>> {
+    Some(
+        frame::parts(stdout, marker, count)?
+            .into_iter()
+            .map(|f| ProbeOut {
+                rc: f.rc,
+                out: f.out,
+            })
+            .collect(),
+    )
+}
+
+/// Probe answers read ahead, so a host's unchanged tasks cost one round trip
+/// between them, not one each. An answer stays good until an action could
+/// have changed what it read, as the action's `Touches` says.
+#[derive(Default)]
+pub(crate) struct ProbeCache {
+    pub(crate) answers: HashMap<String, (Probe, ProbeOut)>,
+}
+
+impl ProbeCache {
+    pub(crate) fn get(&self, probes: &[Probe]) -> Option<Vec<ProbeOut>> {
+        probes
+            .iter()
+            .map(|p| {
+                p.script()
+                    .ok()
+                    .and_then(|k| self.answers.get(&k))
+                    .map(|(_, a)| a.clone())
+            })
+            .collect()
+    }
+
+    pub(crate) fn after(&mut self, action: &Action) {
+        match action.touches() {
+            Touches::Path(path) => {
+                let p = Path::new(&path);
+                self.answers.retain(|_, (probe, _)| match probe {
+                    Probe::File(f) => !(Path::new(f).starts_with(p) || p.starts_with(f)),
+                    Probe::Script(_) => false,
+                });
+            }
+            Touches::Made(path) => {
+                let p = Path::new(&path);
+                self.answers.retain(
+                    |_, (probe, _)| matches!(probe, Probe::File(f) if !p.starts_with(f.as_str())),
+                );
+            }
+            Touches::Live => self
+                .answers
+                .retain(|_, (probe, _)| matches!(probe, Probe::File(_))),
+            Touches::All => self.answers.clear(),
+        }
+    }
+}
+
+/// The probes of `task` and of the tasks after it on this host whose calls
+/// can be known now, read in one round trip into the cache.
+pub(crate) async fn read_ahead(
+    s: &Shared,
+    cx: &mut HostCx<'_>,
+    rest: &[NodeIndex],
+    first: &[Probe],
+    timeout: Option<Duration>,
+) -> Result<(), ProbeError> {
+    let (h, conn, facts) = (cx.h, cx.conn, cx.facts);
+    let cache = &mut cx.cache;
+    let mut batch: Vec<Probe> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut add = |p: &Probe, batch: &mut Vec<Probe>| {
+        if let Ok(k) = p.script()
+            && !cache.answers.contains_key(&k)
+            && seen.insert(k)
+        {
+            batch.push(p.clone());
+        }
+    };
+    for p in first {
+        add(p, &mut batch);
+    }
+    for &n in rest {
+        if s.opts.done.contains(&n) {
+            continue;
+        }
+        // A task whose calls depend on what has not happened yet (a result
+        // registered later in this run) fails to render here: it is read
+        // when its turn comes.
+        if let Ok(Calls::Run(calls)) = task_calls(s, h, &s.dag.graph[n].task, facts) {
+            for (_, probes) in &calls {
+                for p in probes.list() {
+                    add(p, &mut batch);
+                }
+            }
+        }
+    }
+    let answers = run_probes(conn, &batch, timeout).await?;
+    for (p, a) in batch.iter().zip(answers) {
+        if let Ok(k) = p.script() {
+            cache.answers.insert(k, (p.clone(), a));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::AnyModule;
+
+    /// Both ways of reading many probes at once read exactly what one
+    /// `Probe::File` script per path reads, run through a real sh.
+    #[test]
+    fn batched_file_probes_read_what_single_probes_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("plain"), "a\nb\n").unwrap();
+        std::fs::write(d.join("no newline"), "x").unwrap();
+        std::fs::write(d.join("it's"), "").unwrap();
+        std::fs::write(d.join("utf8"), "héllo ✓\n").unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        let names = [
+            "plain",
+            "no newline",
+            "it's",
+            "sub",
+            "missing",
+            "utf8",
+            "plain",
+        ];
+        let mut probes: Vec<Probe> = names
+            .iter()
+            .map(|n| Probe::File(d.join(n).display().to_string()))
+            .collect();
+        probes.insert(2, Probe::Script("echo between; sh -c 'exit 4'".into()));
+        let sh = |script: &str| {
+            String::from_utf8_lossy(
+                &std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(crate::remote::script::own_call(script).unwrap())
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .into_owned()
+        };
+        let one_cat =
+            read_answers(&probes, &sh(&probe_script(&probes, "M").unwrap()), "M").unwrap();
+        let each = read_answers_each(&probes, &sh(&probe_script_each(&probes, "M").unwrap()), "M")
+            .unwrap();
+        for (i, p) in probes.iter().enumerate() {
+            let one = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(p.script().unwrap())
+                .output()
+                .unwrap();
+            let want = ProbeOut {
+                rc: one.status.code().unwrap().min(1),
+                out: String::from_utf8(one.stdout).unwrap(),
+            };
+            let want = if matches!(p, Probe::Script(_)) {
+                ProbeOut {
+                    rc: 4,
+                    out: "between\n".into(),
+                }
+            } else {
+                want
+            };
+            assert_eq!(one_cat[i], want, "one cat: {p:?}");
+            assert_eq!(each[i], want, "each: {p:?}");
+        }
+        assert!(one_cat[4].out.contains("directory") && one_cat[5].rc == 1);
+        // What one cat cannot be cut into with certainty is read file by
+        // file: a symlink (stat gives the link's size), bytes that are not
+        // text, a file that changed between the two stats.
+        std::os::unix::fs::symlink(d.join("plain"), d.join("link")).unwrap();
+        std::fs::write(d.join("binary"), b"\xff\xfe").unwrap();
+        for odd in ["link", "binary"] {
+            let probes = vec![
+                Probe::File(d.join(odd).display().to_string()),
+                Probe::File(d.join("plain").display().to_string()),
+            ];
+            assert!(
+                read_answers(&probes, &sh(&probe_script(&probes, "M").unwrap()), "M").is_none(),
+                "{odd}"
+            );
+            let each =
+                read_answers_each(&probes, &sh(&probe_script_each(&probes, "M").unwrap()), "M")
+                    .unwrap();
+            assert_eq!(each[1], one_cat[0], "{odd}");
+        }
+        let probes = vec![Probe::File(d.join("plain").display().to_string())];
+        let out = sh(&probe_script(&probes, "M").unwrap());
+        let changed = out.replacen("\u{0}4 ", "\u{0}5 ", 1);
+        assert_ne!(out, changed);
+        assert!(
+            read_answers(&probes, &changed, "M").is_none(),
+            "a size that changed between the stats"
+        );
+    }
+
+    /// Probe requests run in the host's shell itself: with every kind of
+    /// module's probes in them, they leave it as they found it.
+    #[test]
+    fn probe_requests_leave_the_shell_as_found() {
+        use serde_json::json;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f").display().to_string();
+        std::fs::write(&file, "x\n").unwrap();
+        let mut probes = Vec::new();
+        for (name, params) in [
+            ("copy", json!({"dest": file, "content": "y"})),
+            (
+                "sysctl",
+                json!({"values": {"kernel.ostype": "Linux", "kernel.pid_max": 1, "no.such.key": 1}}),
+            ),
+            ("hostname", json!({"name": "n1"})),
+            ("modprobe", json!({"name": "br_netfilter"})),
+            ("command", json!({"argv": ["true"], "creates": file})),
+            ("package", json!({"name": ["bash"]})),
+        ] {
+            probes.extend(
+                AnyModule::parse(name, params)
+                    .unwrap()
+                    .probes()
+                    .unwrap()
+                    .list()
+                    .cloned(),
+            );
+        }
+        type Reader = fn(&[Probe], &str, &str) -> Option<Vec<ProbeOut>>;
+        let ways: [(String, Reader); 2] = [
+            (probe_script(&probes, "M").unwrap(), read_answers),
+            (probe_script_each(&probes, "M").unwrap(), read_answers_each),
+        ];
+        for (script, read) in ways {
+            let out = crate::remote::ssh::tests::shell_left_as_found(&script, &[]).unwrap();
+            let answers = read(&probes, &out, "M").unwrap_or_else(|| panic!("malformed: {out}"));
+            // The sysctl probe read the kernel's values whole, string and
+            // number (keys in order), and found no key where there is none.
+            let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap();
+            assert_eq!(
+                answers[1].out,
+                format!("0 Linux\n0 {pid_max}1\n"),
+                "{:?}",
+                answers[1]
+            );
+        }
+    }
+
+    #[test]
+    fn an_action_drops_only_the_answers_it_could_change() {
+        let file = |p: &str| Probe::File(p.into());
+        let sysctl = Probe::Script("sysctl -n x".into());
+        let cache = || {
+            let mut c = ProbeCache::default();
+            for p in [
+                file("/etc/a"),
+                file("/etc/b"),
+                file("/etc/c"),
+                file("/etc/c/d/x"),
+                sysctl.clone(),
+            ] {
+                c.answers
+                    .insert(p.script().unwrap(), (p, ProbeOut::default()));
+            }
+            c
+        };
+        let has = |c: &ProbeCache, p: &Probe| c.get(std::slice::from_ref(p)).is_some();
+        let mut c = cache();
+        c.after(&Action::Write {
+            path: "/etc/a".into(),
+            content: String::new(),
+            mode: 0o644,
+            owner: None,
+            group: None,
+            validate: None,
+        });
+        assert!(!has(&c, &file("/etc/a")) && !has(&c, &sysctl));
+        assert!(has(&c, &file("/etc/b")) && has(&c, &file("/etc/c")));
+        // rm -rf reaches the paths above and below the one it names; mkdir -p
+        // only the path and those above it.
+        let mut c = cache();
+        c.after(&Action::run(&["rm", "-rf", "--", "/etc/c/d"]).unwrap());
+        assert!(!has(&c, &file("/etc/c")) && !has(&c, &file("/etc/c/d/x")));
+        assert!(has(&c, &file("/etc/b")));
+        let mut c = cache();
+        c.after(&Action::run(&["mkdir", "-p", "-m", "755", "--", "/etc/c/d"]).unwrap());
+        assert!(!has(&c, &file("/etc/c")) && has(&c, &file("/etc/c/d/x")) && !has(&c, &sysctl));
+        assert!(has(&c, &file("/etc/b")));
+        // Live state is what scripts read; files stay good.
+        let mut c = cache();
+        c.after(&Action::run(&["hostname", "--", "n1"]).unwrap());
+        assert!(!has(&c, &sysctl) && has(&c, &file("/etc/a")));
+        // A user's command could change anything.
+        let mut c = cache();
+        c.after(&Action::run(&["sh", "-c", "true"]).unwrap());
+        assert!(c.answers.is_empty());
+    }
+}

@@ -1,0 +1,286 @@
+//! One task on one host: `when` and `loop`, the module calls with their
+//! probes, the answers (cached or read ahead), the decision, then the
+//! actions (apply) or what they would be (plan).
+
+use std::time::Duration;
+
+use minijinja::Value;
+use petgraph::graph::NodeIndex;
+use serde_json::{Value as Json, json};
+
+use super::host::HostCx;
+use super::probe::{ProbeError, read_ahead};
+use super::register::{context, failed, register, skipped, unchanged};
+use super::write_ahead::{Pending, batchable, write_ahead};
+use super::{KNOWN_AFTER_APPLY, Outcome, RunMode, Shared};
+use crate::modules::{
+    self, Action, AnyModule, Change, Controller, Decision, Probe, ProbeOut, Probes,
+};
+use crate::plan::vars::val;
+use crate::playbook::Task;
+use crate::remote::ssh::{self};
+use crate::remote::writes;
+
+/// Render a task's parameters into a typed module call. `template` and
+/// `copy: {src}` are resolved here into a `copy` with content.
+pub(crate) fn prepare(s: &Shared, task: &Task, ctx: &Value) -> Result<AnyModule, String> {
+    let params = s.templates.render_params(&task.params, ctx)?;
+    AnyModule::parse(&task.module, params)?.prepare(&RoleCx { s, task, ctx })
+}
+
+/// What a module may ask of the controller for one task (`Controller`):
+/// its role's templates, rendered with the task's variables, and files.
+pub(crate) struct RoleCx<'a> {
+    s: &'a Shared,
+    task: &'a Task,
+    ctx: &'a Value,
+}
+
+impl Controller for RoleCx<'_> {
+    fn render_template(&self, name: &str) -> Result<String, String> {
+        self.s
+            .templates
+            .render_file(&self.task.role, name, self.ctx)
+    }
+
+    fn role_file(&self, name: &str) -> Result<String, String> {
+        let role = &self.s.pb.roles[&self.task.role];
+        role.files.get(name).cloned().ok_or_else(|| {
+            format!(
+                "copy: no file {name:?} in {}",
+                role.dir.join("files").display()
+            )
+        })
+    }
+}
+
+pub(crate) fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
+
+/// What a task does on a host before the host's state is read: nothing
+/// (`when` is false, or the loop has no items), or module calls, each with the
+/// probes that read the state it decides on.
+pub(crate) enum Calls {
+    Skip(String),
+    NoItems,
+    Run(Vec<(AnyModule, Probes)>),
+}
+
+pub(crate) fn task_calls(s: &Shared, h: usize, task: &Task, facts: &Json) -> Result<Calls, String> {
+    let base = context(s, h, task, facts);
+    let ctx = Value::from(base.clone());
+    if let Some(w) = &task.when
+        && !s
+            .templates
+            .truthy(w, &ctx)
+            .map_err(|e| format!("when: {e}"))?
+    {
+        return Ok(Calls::Skip(format!("when: {w} is false")));
+    }
+    // One module call, or one per loop item.
+    let contexts: Vec<Value> = match &task.loop_ {
+        None => vec![ctx],
+        Some(l) => match s.templates.render_params(l, &ctx) {
+            Ok(Json::Array(items)) => items
+                .into_iter()
+                .map(|item| {
+                    let mut m = base.clone();
+                    m.insert("item".into(), val(item));
+                    Value::from(m)
+                })
+                .collect(),
+            Ok(other) => return Err(format!("loop: expected a list, got {other}")),
+            Err(e) => return Err(format!("loop: {e}")),
+        },
+    };
+    if contexts.is_empty() {
+        return Ok(Calls::NoItems);
+    }
+    let mut calls = Vec::new();
+    for c in &contexts {
+        let call = prepare(s, task, c).and_then(|m| m.probes().map(|p| (m, p)));
+        calls.push(call.map_err(|e| format!("{} ({})", e, task.source))?);
+    }
+    Ok(Calls::Run(calls))
+}
+
+/// One decision for a task's calls: a change if any call changes, with
+/// their reasons, diffs and actions in order.
+pub(crate) fn decide_calls(
+    task: &Task,
+    calls: &[(AnyModule, Probes)],
+    answers: Vec<ProbeOut>,
+) -> Result<Decision, String> {
+    let mut change: Option<Change> = None;
+    let mut answers = answers.into_iter();
+    let mut oks = Vec::new();
+    for (m, p) in calls {
+        let mine: Vec<ProbeOut> = answers.by_ref().take(p.len()).collect();
+        match m.decide(&p.answered(mine))? {
+            Decision::Change(c) => {
+                change = Some(match change {
+                    Some(prev) => prev.merge(c),
+                    None => c,
+                });
+            }
+            Decision::Unchanged(reason) => oks.push(reason),
+        }
+    }
+    Ok(match change {
+        None => Decision::Unchanged(oks.join("; ")),
+        Some(mut c) => {
+            if let (Some(w), true) = (&task.when, c.unconditional) {
+                c.reason = format!("runs because `{w}`");
+            }
+            Decision::Change(c)
+        }
+    })
+}
+
+pub(crate) async fn run_task(
+    s: &Shared,
+    cx: &mut HostCx<'_>,
+    task: &Task,
+    rest: &[NodeIndex],
+    me: NodeIndex,
+) -> Outcome {
+    let (h, conn, facts) = (cx.h, cx.conn, cx.facts);
+    let plan = s.opts.mode == RunMode::Plan;
+    let calls = match task_calls(s, h, task, facts) {
+        Err(e) => return failed(e),
+        Ok(Calls::Skip(why)) => return skipped(s, h, task, why),
+        Ok(Calls::NoItems) => return unchanged(s, h, task, "loop has no items".into()),
+        Ok(Calls::Run(calls)) => calls,
+    };
+    let probes: Vec<Probe> = calls.iter().flat_map(|(_, p)| p.list().cloned()).collect();
+    let timeout = task.timeout.map(Duration::from_secs);
+    let mut answers = match cx.cache.get(&probes) {
+        Some(a) => a,
+        None => match read_ahead(s, cx, rest, &probes, timeout).await {
+            Ok(()) => match cx.cache.get(&probes) {
+                Some(a) => a,
+                None => return failed("reading state: a probe's answer is missing"),
+            },
+            Err(ProbeError::Failed(e)) => return failed(e),
+            Err(ProbeError::Lost(e)) => return Outcome::Unreachable(e.message),
+        },
+    };
+    if plan {
+        for (p, a) in probes.iter().zip(answers.iter_mut()) {
+            if let Probe::File(path) = p
+                && let Some(content) = cx.overlay.get(path)
+            {
+                let st = modules::FileState::parse(a);
+                let head = if st.exists {
+                    format!("{:o} {} {} regular file", st.mode, st.owner, st.group)
+                } else {
+                    "644 root root regular file".into()
+                };
+                *a = ProbeOut {
+                    rc: 0,
+                    out: format!("{head}\n{content}"),
+                };
+            }
+        }
+    }
+    let decision = match decide_calls(task, &calls, answers) {
+        Ok(d) => d,
+        Err(e) => return failed(e),
+    };
+    let change = match decision {
+        Decision::Unchanged(reason) => return unchanged(s, h, task, reason),
+        Decision::Change(c) => c,
+    };
+    let read_only = change.read_only;
+    let shown: Vec<String> = change.actions().iter().map(Action::describe).collect();
+    let batch = task.retries == 0 && batchable(task, read_only, change.actions(), true);
+    let (reason, diff) = (change.reason.clone(), change.diff.clone());
+    let actions = change.into_actions();
+    if plan {
+        for a in &actions {
+            if let Action::Write { path, content, .. } = a {
+                cx.overlay.insert(path.clone(), content.clone());
+            }
+        }
+        // A command's output exists only once it runs; say so where it is used.
+        register(
+            s,
+            h,
+            task,
+            json!({"changed": true, "planned": true, "rc": 0, "stdout": KNOWN_AFTER_APPLY, "stderr": "", "stdout_lines": [KNOWN_AFTER_APPLY]}),
+        );
+        if read_only {
+            return Outcome::Ok(format!("{reason}: runs on apply"));
+        }
+        return Outcome::Changed {
+            reason,
+            diff,
+            actions: shown,
+        };
+    }
+    if batch {
+        let pending = Pending {
+            task,
+            reason,
+            diff,
+            shown,
+            actions,
+        };
+        return write_ahead(s, cx, pending, rest, timeout, me).await;
+    }
+    let mut last = ssh::Output::default();
+    for a in &actions {
+        let (script, input) = match writes::action_script(a) {
+            Ok(x) => x,
+            Err(e) => return failed(e),
+        };
+        cx.cache.after(a);
+        let inputs: Vec<&str> = input.iter().map(String::as_str).collect();
+        match conn
+            .run_in(writes::scope(a), &script, &inputs, timeout)
+            .await
+        {
+            Err(e) if e.message.starts_with("command timed out") => {
+                return Outcome::Failed {
+                    reason: e.message,
+                    command: Some(a.describe()),
+                    rc: None,
+                    stderr: String::new(),
+                };
+            }
+            Err(e) => return Outcome::Unreachable(e.message),
+            Ok(out) if out.rc != 0 => {
+                register(
+                    s,
+                    h,
+                    task,
+                    json!({"changed": false, "failed": true, "rc": out.rc, "stdout": out.stdout, "stderr": out.stderr}),
+                );
+                return Outcome::Failed {
+                    reason: "command failed".into(),
+                    command: Some(a.describe()),
+                    rc: Some(out.rc),
+                    stderr: tail(&out.stderr),
+                };
+            }
+            Ok(out) => last = out,
+        }
+    }
+    let lines: Vec<&str> = last.stdout.lines().collect();
+    register(
+        s,
+        h,
+        task,
+        json!({"changed": !read_only, "rc": last.rc, "stdout": last.stdout.trim_end(), "stderr": last.stderr, "stdout_lines": lines}),
+    );
+    if read_only {
+        return Outcome::Ok(reason);
+    }
+    Outcome::Changed {
+        reason,
+        diff,
+        actions: shown,
+    }
+}

@@ -1,0 +1,6 @@
+//! The only code that prints a run: the sink consumes the engine's events,
+//! redacts once, renders them (`report`) and journals them.
+
+pub mod redact;
+pub mod report;
+pub mod sink;

@@ -1,0 +1,92 @@
+//! The run's one consumer: the engine's host workers send `Event`s on one
+//! channel (cargo's job queue, nextest's dispatcher), and this thread
+//! renders each, redacts it once, and journals it. Events arrive in the
+//! order they were sent, so a secret announced before a result is known
+//! here before anything that could show it.
+
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+
+use petgraph::graph::NodeIndex;
+
+use super::report::Reporter;
+use crate::exec::{Event, Outcome};
+use crate::inventory::Inventory;
+use crate::journal::{self, Journal, Record};
+use crate::plan::graph::Dag;
+
+pub struct Sink {
+    pub reporter: Reporter,
+    /// Apply's journal; none in plan.
+    pub journal: Option<Arc<Journal>>,
+    pub inv: Arc<Inventory>,
+    pub dag: Arc<Dag>,
+    /// Each node's input hash, by node index, for the journal.
+    pub inputs: Vec<String>,
+}
+
+impl Sink {
+    /// Consume every event until the run drops its sender; then close the
+    /// journal (every record on disk before the run reports) and hand the
+    /// reporter back for the summary.
+    pub fn consume(self, events: Receiver<Event>) -> Reporter {
+        for e in events {
+            match e {
+                Event::TaskDone { node, outcome } => {
+                    let n = &self.dag.graph[node];
+                    self.reporter
+                        .task_done(&self.inv.hosts[n.host].name, &n.task.id, &outcome);
+                    self.record(node, &outcome);
+                }
+                Event::HostUnusable {
+                    host,
+                    outcome,
+                    nodes,
+                } => {
+                    self.reporter
+                        .host_unusable(&self.inv.hosts[host].name, &outcome, nodes.len());
+                    for n in nodes {
+                        self.record(n, &outcome);
+                    }
+                }
+                Event::DoneEarlier { host } => {
+                    self.reporter.done_earlier(&self.inv.hosts[host].name)
+                }
+                Event::Notice(s) => self.reporter.notice(&s),
+                Event::Secret(s) => self.reporter.redactor.add(&s),
+                Event::Abort => {
+                    if let Some(j) = &self.journal {
+                        j.close();
+                    }
+                    eprintln!("aborted; finished tasks are in the journal");
+                    std::process::exit(130);
+                }
+            }
+        }
+        if let Some(j) = &self.journal {
+            j.close();
+        }
+        self.reporter
+    }
+
+    fn record(&self, n: NodeIndex, o: &Outcome) {
+        let Some(j) = &self.journal else {
+            return;
+        };
+        let node = &self.dag.graph[n];
+        let seq = self.dag.chains[node.host]
+            .iter()
+            .position(|x| *x == n)
+            .unwrap_or(0);
+        j.record(&Record {
+            run: j.run.clone(),
+            at: journal::now(),
+            host: self.inv.hosts[node.host].name.clone(),
+            task: node.task.id.clone(),
+            seq,
+            input: self.inputs.get(n.index()).cloned().unwrap_or_default(),
+            outcome: o.word().to_string(),
+            reason: self.reporter.redactor.redact(&o.reason()),
+        });
+    }
+}
