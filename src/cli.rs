@@ -132,6 +132,10 @@ pub enum Command {
         /// file under /var/lib on control planes for up to 3 seconds).
         #[arg(long)]
         no_fsync_probe: bool,
+        /// Print the checks as a table (Markdown) and exit; no host is
+        /// contacted.
+        #[arg(long)]
+        list: bool,
     },
     /// Show the last outcome of every task on every host, from the journal,
     /// and what `apply --retry-failed` would run. Offline.

@@ -46,11 +46,16 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             run,
         } => execute(&input, &connect, Some(&run)),
         Command::Status { input } => status(&input),
+        Command::Check { list: true, .. } => {
+            print!("{}", crate::check::markdown_table());
+            Ok(0)
+        }
         Command::Check {
             input,
             connect,
             output,
             no_fsync_probe,
+            list: false,
         } => check(&input, &connect, output, !no_fsync_probe),
         Command::Unlock { input, connect } => unlock(&input, &connect),
         Command::Modules { name, markdown } => modules(name.as_deref(), markdown),
@@ -284,7 +289,7 @@ fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result
                 .copied()
                 .filter(|&h| dag.chains[h].iter().any(|n| !opts.done.contains(n)))
                 .collect();
-            match preflight(&rt, &inv, &pb, &busy, connect, &input.inventory)? {
+            match preflight(&rt, &inv, &pb, &dag, &busy, connect, &input.inventory)? {
                 Err(code) => return Ok(code),
                 Ok(conns) => opts.conns = std::sync::Mutex::new(conns),
             }
@@ -456,7 +461,8 @@ fn policy(connect: &Connect) -> HostKeyPolicy {
 fn check(input: &Input, connect: &Connect, format: Format, fsync_probe: bool) -> Result<i32> {
     let (inv, pb) = load(input)?;
     let selected = selected_hosts(&inv, input, connect)?;
-    let w = Arc::new(crate::check::wanted(&inv, &pb, fsync_probe));
+    let dag = Dag::build(&inv, &pb, &selected)?;
+    let w = Arc::new(crate::check::wanted(&inv, &pb, &dag, fsync_probe));
     let inv = Arc::new(inv);
     let o = crate::check::RunOptions {
         fsync_probe,
@@ -475,12 +481,12 @@ fn check(input: &Input, connect: &Connect, format: Format, fsync_probe: bool) ->
             Err(e) => down.push(e),
         }
     }
-    crate::check::fleet(&mut reports, &w);
+    crate::check::fleet::fleet(&mut reports, &w.policy);
     match format {
-        Format::Table => crate::check::print_table(&reports, &down),
+        Format::Table => crate::ui::table::print_table(&reports, &down),
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&crate::check::json(&reports, &down)).unwrap()
+            serde_json::to_string_pretty(&crate::ui::table::json(&reports, &down)).unwrap()
         ),
     }
     let failed = !down.is_empty()
@@ -502,6 +508,7 @@ fn preflight(
     rt: &tokio::runtime::Runtime,
     inv: &Inventory,
     pb: &crate::playbook::Playbook,
+    dag: &Dag,
     selected: &[usize],
     connect: &Connect,
     inventory: &Path,
@@ -515,7 +522,7 @@ fn preflight(
                 .collect()
         })
         .unwrap_or_default();
-    let w = Arc::new(crate::check::wanted(inv, pb, false));
+    let w = Arc::new(crate::check::wanted(inv, pb, dag, false));
     let o = crate::check::RunOptions {
         fsync_probe: false,
         reachability: false,
@@ -533,11 +540,12 @@ fn preflight(
     // An unreachable host is the executor's to report, per host; here only
     // what a reachable host fails stops the run.
     let mut reports: Vec<_> = results.into_iter().filter_map(|r| r.ok()).collect();
-    crate::check::fleet(&mut reports, &w);
+    crate::check::fleet::fleet(&mut reports, &w.policy);
     let mut failing = Vec::new();
     for r in &reports {
         for f in &r.findings {
-            let install_time = matches!(f.check, "no-kubernetes" | "ports-free");
+            let install_time = crate::check::check_named(f.check)
+                .is_some_and(|c| c.stage == crate::check::Stage::Install);
             if f.level == crate::check::Level::Fail && !(install_time && managed.contains(&r.host))
             {
                 failing.push(format!(

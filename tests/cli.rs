@@ -248,3 +248,21 @@ fn readme_module_table_is_the_registry() {
     let none = gantry(&["modules", "nope"]);
     assert_eq!(none.status.code(), Some(2));
 }
+
+#[test]
+fn readme_check_table_is_the_registry() {
+    let out = gantry(&["check", "--list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme
+        .split("<!-- gantry check --list -->\n")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- end of gantry check --list -->").next())
+        .expect("the README marks its check table");
+    assert_eq!(
+        table,
+        text(&out.stdout),
+        "README.md's check table is not `gantry check --list`: paste it in"
+    );
+}

@@ -13,7 +13,7 @@ use petgraph::graph::NodeIndex;
 use super::probe::ProbeCache;
 use super::task::run_task;
 use super::{Outcome, RunMode, Shared, finish, finish_done, host_ends, host_lost};
-use crate::facts::parse_facts;
+use crate::facts::{Sections, template_facts};
 use crate::plan::graph::Edge;
 use crate::remote::lock;
 use crate::remote::ssh;
@@ -114,7 +114,7 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
             }
         },
     };
-    let facts = parse_facts(&facts_out);
+    let facts = template_facts(&Sections::parse(&facts_out));
     s.hostvars
         .lock()
         .unwrap()

@@ -33,7 +33,7 @@ use petgraph::graph::NodeIndex;
 use serde_json::Value as Json;
 use tokio::sync::{Semaphore, watch};
 
-use crate::facts::facts_script;
+use crate::facts::run_script;
 use crate::inventory::Inventory;
 use crate::plan::graph::Dag;
 use crate::plan::template::Templates;
@@ -174,7 +174,7 @@ pub async fn run(
     events: Sender<Event>,
 ) -> RunResult {
     let templates = Templates::new(&pb);
-    let facts_script = facts_script(&templates, &dag);
+    let facts_script = run_script(&templates, &dag);
     let n = dag.graph.node_count();
     let results = (0..n).map(|_| watch::channel(None).0).collect();
     let forks = Semaphore::new(opts.forks.max(1));

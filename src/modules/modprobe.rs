@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::file_edit::{Wanted, converge};
 use super::{Action, Answers, Decision, Doc, Mode, Module, Presence, Probes};
-use crate::remote::script::quote;
+use crate::facts::kernel;
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 #[serde(rename_all = "lowercase")]
@@ -58,13 +58,7 @@ impl Module for Modprobe {
 
     fn probes(&self) -> Result<Probes, String> {
         Ok(Probes::new()
-            .script(
-                "loaded",
-                format!(
-                    "test -d {}",
-                    quote(&format!("/sys/module/{}", self.name.replace('-', "_")))?
-                ),
-            )
+            .script("loaded", kernel::module_test(&self.name)?)
             .file("conf", self.conf()))
     }
 

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::{Action, Answers, Change, Decision, Doc, Module, Probes};
-use crate::remote::script::quote;
+use crate::facts::kernel;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,17 +20,13 @@ pub struct Sysctl {
 
 impl Sysctl {
     /// Every key: `values`, and `name` among them when given.
-    fn keys(&self) -> serde_json::Map<String, Json> {
+    pub fn keys(&self) -> serde_json::Map<String, Json> {
         let mut m = self.values.clone();
         if let (Some(n), Some(v)) = (&self.name, &self.value) {
             m.insert(n.clone(), v.clone());
         }
         m
     }
-}
-
-fn sysctl_path(key: &str) -> String {
-    format!("/proc/sys/{}", key.replace('.', "/"))
 }
 
 fn json_scalar(v: &Json) -> String {
@@ -74,34 +70,27 @@ impl Module for Sysctl {
     }
 
     fn probes(&self) -> Result<Probes, String> {
-        // One line per key: "<rc> <value>", read from /proc/sys directly.
-        // By `cat`, not the shell's `read`: `read` takes a byte at a time,
-        // and a numeric /proc/sys file answers only its first byte to that.
-        let mut s = String::new();
-        for k in self.keys().keys() {
-            s.push_str(&format!(
-                "v=$(cat -- {} 2>/dev/null) && printf '0 %s\\n' \"$v\" || echo 1\n",
-                quote(&sysctl_path(k))?
-            ));
-        }
-        Ok(Probes::new().script("values", s))
+        let keys = self.keys();
+        Ok(Probes::new().script(
+            "values",
+            kernel::sysctl_snippet(keys.keys().map(String::as_str))?,
+        ))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {
         let keys = self.keys();
-        let mut lines = a.script("values")?.out.lines();
+        let live = kernel::sysctl_values(&a.script("values")?.out, keys.keys().map(String::as_str));
         let mut set = Vec::new();
         let mut shown = Vec::new();
-        for (k, v) in &keys {
+        for ((k, have), v) in live.into_iter().zip(keys.values()) {
             let want = json_scalar(v);
-            let line = lines.next().unwrap_or("1");
-            let Some(have) = line.strip_prefix("0 ") else {
+            let Some(have) = have else {
                 return Err(format!(
                     "sysctl {k} does not exist on this host (is its kernel module loaded?)"
                 ));
             };
-            if norm_ws(have) != norm_ws(&want) {
-                shown.push(format!("{k}: {} -> {}", norm_ws(have), norm_ws(&want)));
+            if norm_ws(&have) != norm_ws(&want) {
+                shown.push(format!("{k}: {} -> {}", norm_ws(&have), norm_ws(&want)));
                 set.push(format!("{k}={want}"));
             }
         }

@@ -4,3 +4,4 @@
 pub mod redact;
 pub mod report;
 pub mod sink;
+pub mod table;
