@@ -1,5 +1,5 @@
 //! Command-line definitions (clap). Each subcommand is a thin call into
-//! `workflow`; nothing here talks to hosts.
+//! `cmd`; nothing here talks to hosts.
 
 use std::path::PathBuf;
 

@@ -1,9 +1,22 @@
 //! gantry: private, GPU-ready Kubernetes clusters over SSH.
-//! `main.rs` parses the command line and calls [`run`]; each subcommand is a
-//! thin workflow over the modules below.
+//! `main.rs` parses the command line and calls [`run`]. The map:
+//!
+//! - `cli`, `cmd/`: the command line, and one thin file per subcommand;
+//! - `loader`, `inventory`, `playbook`, `secrets`: what the operator wrote,
+//!   read and checked before any host is touched (`loader` alone knows YAML);
+//! - `plan/`: the task DAG, templates, task variables, input hashes;
+//! - `modules/`: one file per task module (probes and decide, pure);
+//! - `facts/`: what gantry reads about a host, shared by the run and checks;
+//! - `check/`: `gantry check` and apply's preflight, one file per check;
+//! - `exec/`: the engine that runs the DAG and reports through events;
+//! - `remote/`: SSH, the host's shell, request framing, writes, the lock;
+//! - `journal/`: the run journal, and what a retry skips;
+//! - `ui/`: the only code that prints a run (sink, report, check table);
+//! - `error`: the one error type and its located diagnostics.
 
 pub mod check;
 pub mod cli;
+pub mod cmd;
 pub mod error;
 pub mod exec;
 pub mod facts;
@@ -16,7 +29,6 @@ pub mod playbook;
 pub mod remote;
 pub mod secrets;
 pub mod ui;
-pub mod workflow;
 
 pub use error::{Error, Result};
 
@@ -26,7 +38,7 @@ pub fn run(cli: cli::Cli) -> i32 {
     // limit of 1,024 open files. Raise it to the hard limit, as ssh-heavy
     // tools do; where that fails, a run that needs it says so per host.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    match workflow::dispatch(cli) {
+    match cmd::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("{e}");

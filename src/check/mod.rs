@@ -9,6 +9,7 @@
 
 pub mod fleet;
 pub mod host;
+pub mod preflight;
 pub mod reachability;
 pub mod run;
 pub mod wanted;

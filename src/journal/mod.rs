@@ -5,6 +5,8 @@
 //! read the last run from it. Secrets never reach it: reasons pass through the
 //! redactor, and registered output is not stored.
 
+pub mod retry;
+
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;

@@ -1,0 +1,145 @@
+//! `gantry plan` and `gantry apply`: what to run (a retry or `--from`
+//! skips what finished), apply's preflight gate, then the engine, with one
+//! thread rendering and journaling its events.
+
+use std::sync::Arc;
+
+use super::{load, playbook_name, policy, runtime, selected_hosts};
+use crate::cli::{Connect, Input, RunControl};
+use crate::error::{Error, Result};
+use crate::exec::{self, Options, RunMode};
+use crate::journal;
+use crate::plan::graph::Dag;
+use crate::remote::ssh::HostKeyPolicy;
+use crate::ui::report::Reporter;
+use crate::ui::sink::Sink;
+
+pub fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result<i32> {
+    let mode = if run.is_some() {
+        RunMode::Apply
+    } else {
+        RunMode::Plan
+    };
+    let mut journal_file = None;
+    let (mut inv, pb) = load(input)?;
+    inv.secrets = crate::secrets::resolve(&input.inventory, &inv.secrets, &pb.secret_names())?;
+    let selected = selected_hosts(&inv, input, connect)?;
+    let dag = Dag::build(&inv, &pb, &selected)?;
+    let inputs = crate::plan::inputs::input_hashes(&inv, &pb, &dag);
+    // One runtime for preflight and the run: it drives the connections
+    // preflight opens and the run goes on with.
+    let rt = runtime()?;
+    let mut opts = Options::new(
+        mode,
+        connect.forks,
+        if connect.accept_new_host_keys {
+            HostKeyPolicy::AcceptNew
+        } else {
+            HostKeyPolicy::Strict
+        },
+    );
+    if let Some(rc) = run {
+        if rc.retry_failed {
+            let Some(st) = journal::state(&input.inventory)? else {
+                return Err(Error::Usage(format!(
+                    "--retry-failed: no journal at {}; nothing ran yet",
+                    journal::path(&input.inventory).display()
+                )));
+            };
+            let (done, moved) = journal::retry::finished_earlier(&inv, &dag, &inputs, &st);
+            if !moved.is_empty() {
+                eprintln!(
+                    "note: the inventory or roles changed since the last run for {} task(s); they run again: {}",
+                    moved.len(),
+                    moved.join(", ")
+                );
+            }
+            let todo = dag.graph.node_count() - done.len();
+            if todo == 0 {
+                println!(
+                    "nothing to retry: every task finished in the last runs with the same input"
+                );
+                return Ok(0);
+            }
+            let hosts: std::collections::BTreeSet<&str> = dag
+                .graph
+                .node_indices()
+                .filter(|n| !done.contains(n))
+                .map(|n| inv.hosts[dag.graph[n].host].name.as_str())
+                .collect();
+            eprintln!(
+                "retrying {todo} task(s) on {}",
+                hosts.into_iter().collect::<Vec<_>>().join(", ")
+            );
+            opts.done = done;
+        }
+        if let Some(from) = &rc.from {
+            let Some(before) = journal::retry::before(&dag, from) else {
+                return Err(Error::Usage(format!(
+                    "--from: no task {from:?} on the selected hosts (write it as role/task name)"
+                )));
+            };
+            opts.done.extend(before);
+        }
+        if !rc.skip_preflight {
+            // Only hosts with something to do: one whose every task finished
+            // earlier (`--retry-failed`, `--from`) is not contacted at all.
+            let busy: Vec<usize> = selected
+                .iter()
+                .copied()
+                .filter(|&h| dag.chains[h].iter().any(|n| !opts.done.contains(n)))
+                .collect();
+            match crate::check::preflight::gate(
+                &rt,
+                &inv,
+                &pb,
+                &dag,
+                &busy,
+                policy(connect),
+                connect.forks,
+                &input.inventory,
+            )? {
+                Err(code) => return Ok(code),
+                Ok(conns) => opts.conns = std::sync::Mutex::new(conns),
+            }
+        }
+        opts.max_fail_percent = rc.max_fail_percent;
+        opts.fail_fast = rc.fail_fast;
+        opts.lock_stale_after = Some(std::time::Duration::from_secs(rc.lock_stale_after));
+        let command: Vec<String> = std::env::args().skip(1).collect();
+        let j = journal::Journal::open(&input.inventory, &command.join(" "), playbook_name(input))?;
+        opts.run_id = j.run.clone();
+        journal_file = Some(Arc::new(j));
+    }
+    let names: Vec<String> = selected
+        .iter()
+        .map(|&i| inv.hosts[i].name.clone())
+        .collect();
+    let reporter = Reporter::new(
+        mode == RunMode::Plan,
+        connect.verbose,
+        dag.graph.node_count() as u64,
+        &names,
+    );
+    for v in inv.secrets.values().filter_map(|v| v.as_str()) {
+        reporter.redactor.add(v);
+    }
+    // The engine reports through events; one thread renders, redacts and
+    // journals them.
+    let (inv, dag) = (Arc::new(inv), Arc::new(dag));
+    let sink = Sink {
+        reporter,
+        journal: journal_file,
+        inv: inv.clone(),
+        dag: dag.clone(),
+        inputs,
+    };
+    let (events, queue) = std::sync::mpsc::channel();
+    let consumer = std::thread::spawn(move || sink.consume(queue));
+    let result = rt.block_on(exec::run(inv, pb, dag, opts, events));
+    let reporter = consumer
+        .join()
+        .map_err(|_| Error::Other("the run's reporter thread failed".into()))?;
+    reporter.finish();
+    Ok(if result.any_failed() { 1 } else { 0 })
+}
