@@ -20,6 +20,8 @@
 #                                        # each tool 3 times, in turn; the
 #                                        # ratios are of the medians
 #   N=50 bench/run.sh up                 # only bring the hosts up (for profiling)
+#   N=50 REPS=3 TOOLS="floor gantry gantry_base" GANTRY_BASE=/other/gantry bench/run.sh
+#                                        # this build against another, side by side
 #   N=4 TOOLS="floor gantry pyinfra ansible" bench/run.sh verify
 #                                        # each tool on fresh hosts: the end
 #                                        # states must be the same
@@ -157,6 +159,13 @@ gantry() {
   "$PWD/target/release/gantry" apply -i "$state/inventory.yaml" -p bench/workload/gantry/playbooks/bench.yaml --forks "$N" --skip-preflight
 }
 
+# Another build of gantry (GANTRY_BASE=path), for a before/after comparison
+# in one run: TOOLS="floor gantry gantry_base".
+gantry_base() {
+  : "${GANTRY_BASE:?gantry_base needs GANTRY_BASE=/path/to/the/other/gantry}"
+  "$GANTRY_BASE" apply -i "$state/inventory.yaml" -p bench/workload/gantry/playbooks/bench.yaml --forks "$N" --skip-preflight
+}
+
 ansible() {
   ANSIBLE_CONFIG="$state/ansible.cfg" "$venv/ansible-playbook" -i "$state/ansible-hosts.ini" bench/workload/ansible/site.yml
 }
@@ -181,8 +190,8 @@ measure() {
   echo "$label $wall $cpu $rss $rc" >>"$results"
 }
 
-export -f addr floor floor_script gantry ansible pyinfra
-export N net state
+export -f addr floor floor_script gantry gantry_base ansible pyinfra
+export N net state GANTRY_BASE
 mkdir -p "$state"
 if [ "${1:-}" = up ]; then
   up
