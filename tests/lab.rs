@@ -704,3 +704,61 @@ rm /srv/pkgs/*.deb; dpkg-deb --build $d /srv/pkgs/gantry-lab-hello_2.0_all.deb >
         "{shown}"
     );
 }
+
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn a_login_shell_that_talks_is_never_taken_for_an_answer() {
+    let lab = Lab::up_with("t-banner", 33, "master1:control-plane,worker1:worker");
+    // As GPU servers often greet: a banner on stdout and a module system's
+    // note on stderr, at the top of root's .bashrc (sshd runs every command
+    // through the login shell, so each request and side channel meets them).
+    for h in &lab.hosts {
+        lab.exec(
+            h,
+            "printf '%s\\n' 'echo \"Welcome to prod, $(hostname)\"' 'echo \"module: cuda/12.4 loaded\" >&2' | cat - /root/.bashrc > /tmp/rc && mv /tmp/rc /root/.bashrc",
+        );
+    }
+    // An SSH command meets both lines, as gantry's will.
+    let key = lab.inventory.parent().unwrap().join("id_ed25519");
+    let login = Command::new("ssh")
+        .args(["-i", key.to_str().unwrap()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR"])
+        .arg(format!("root@{}", lab.ip(0)))
+        .arg("true")
+        .output()
+        .unwrap();
+    assert!(
+        text(&login.stdout).starts_with("Welcome to prod, "),
+        "{}",
+        text(&login.stdout)
+    );
+    assert_eq!(text(&login.stderr), "module: cuda/12.4 loaded\n");
+    let plan = lab.gantry(&["plan", "--accept-new-host-keys"]);
+    assert_eq!(plan.status.code(), Some(0));
+    assert!(
+        !text(&plan.stdout).contains("Welcome"),
+        "{}",
+        text(&plan.stdout)
+    );
+    let check = lab.gantry(&["check"]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+    let apply = lab.gantry(&["apply"]);
+    assert_eq!(apply.status.code(), Some(0));
+    assert_eq!(lab.exec("worker1", "hostname").trim(), "worker1");
+    let again = lab.gantry(&["apply"]);
+    assert!(
+        summary(&again).contains(" changed=0 failed=0"),
+        "{}",
+        summary(&again)
+    );
+    for out in [&plan, &check, &apply, &again] {
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(!all.contains("Welcome to prod"), "{all}");
+    }
+}

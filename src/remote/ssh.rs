@@ -485,8 +485,16 @@ impl Conn {
         let sh = slot.as_mut().expect("opened above");
         sh.count += 1;
         let nonce = format!("{}-{}", sh.prefix, sh.count);
+        let start = start_marker(&nonce);
         sh.ch
-            .data_bytes(request(&nonce, script, inputs, scope)?.into_bytes())
+            .data_bytes(
+                format!(
+                    "{}{}",
+                    start_line(&start),
+                    request(&nonce, script, inputs, scope)?
+                )
+                .into_bytes(),
+            )
             .await
             .map_err(lost)?;
         let out_end = format!("\n{nonce} ");
@@ -533,6 +541,10 @@ impl Conn {
                 Some(_) => {}
             }
         }
+        // What the login shell printed before this request (a banner from
+        // .bashrc, a conda note) is not part of the answer.
+        after_start(&mut out, &start);
+        after_start(&mut err, &start);
         Ok(Output {
             rc: rc.unwrap_or_default(),
             stdout: String::from_utf8_lossy(&out).into_owned(),
@@ -543,8 +555,14 @@ impl Conn {
     /// A command line on a channel of its own, stdin empty.
     async fn exec(&self, line: &str) -> Result<Output, ConnError> {
         let lost = |e: russh::Error| transient(format!("connection lost: {e}"));
+        let start = start_marker(&format!(
+            "gantry-exec-{}",
+            crate::secrets::random_hex(8).map_err(fatal)?
+        ));
         let mut ch = self.handle.channel_open_session().await.map_err(lost)?;
-        ch.exec(true, line).await.map_err(lost)?;
+        ch.exec(true, format!("{}{line}", start_line(&start)))
+            .await
+            .map_err(lost)?;
         ch.eof().await.map_err(lost)?;
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let mut rc = None;
@@ -566,6 +584,8 @@ impl Conn {
                 "connection lost: the command ended without an exit status".into(),
             ));
         };
+        after_start(&mut out, &start);
+        after_start(&mut err, &start);
         Ok(Output {
             rc,
             stdout: String::from_utf8_lossy(&out).into_owned(),
@@ -581,6 +601,28 @@ impl Conn {
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
+    }
+}
+
+/// The line that marks where a request's own output starts, on stdout and
+/// stderr. A login shell may print anything before it (sshd runs every
+/// command through the user's shell, and a .bashrc that greets, or a conda
+/// or module system that reports, writes to both streams): `after_start`
+/// drops all of it.
+fn start_marker(nonce: &str) -> String {
+    format!("{nonce}-start")
+}
+
+fn start_line(marker: &str) -> String {
+    format!("printf '%s\\n' {marker}; printf '%s\\n' {marker} >&2\n")
+}
+
+/// Drop what came before the start marker's line, and the line. Output
+/// without it (a shell that ended before it ran) is kept whole.
+fn after_start(buf: &mut Vec<u8>, marker: &str) {
+    let line = format!("{marker}\n");
+    if let Some(at) = find(buf, line.as_bytes(), 0) {
+        buf.drain(..at + line.len());
     }
 }
 
@@ -669,6 +711,35 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    /// Whatever the login shell prints before a request, on either stream,
+    /// is never taken for the answer.
+    #[test]
+    fn a_login_shell_that_talks_is_not_an_answer() {
+        let banner = "echo 'Welcome to prod, node1'; echo 'conda: base activated' >&2\n";
+        let start = start_marker("N-1");
+        let req = request("N-1", "echo answer; echo note >&2", &[], Scope::Own).unwrap();
+        let input = format!("{banner}{}{req}{banner}", start_line(&start));
+        let mut c = std::process::Command::new("sh")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        let o = c.wait_with_output().unwrap();
+        let (mut out, mut err) = (o.stdout, o.stderr);
+        assert_eq!(frame_end(&mut out, 0, b"\nN-1 "), Some(0));
+        let end = find(&err, b"\nN-1\n", 0).unwrap();
+        err.truncate(end);
+        after_start(&mut out, &start);
+        after_start(&mut err, &start);
+        assert_eq!(String::from_utf8(out).unwrap(), "answer\n");
+        assert_eq!(String::from_utf8(err).unwrap(), "note\n");
     }
 
     #[test]
