@@ -143,34 +143,40 @@ pub fn writes_script(actions: &[&Action], marker: &str) -> Result<String, String
             let input = format!("\"${}\"", input_var(j));
             let by_umask = mode & !0o666 == 0;
             let umask = if by_umask { 0o666 & !mode } else { 0o077 };
-            // Created empty and exclusively (noclobber), so nothing already
-            // at the temp path, a planted symlink say, is ever written
-            // through. By `true`, not `:`: a failed redirection of a special
-            // builtin such as `:` ends a non-interactive shell, and this is
-            // the host's long-lived one.
-            let mut steps = vec![
-                format!("umask {umask:03o}"),
-                "set -C".to_string(),
-                format!("true > {t}"),
-                "set +C".to_string(),
-            ];
-            if !by_umask {
-                steps.push(format!("chmod {mode:o} {t}"));
-            }
+            // Created exclusively (noclobber), so nothing already at the temp
+            // path, a planted symlink say, is written through. Then owner,
+            // mode and content go through the descriptor the creation opened
+            // (fd 3; chown and chmod reach it as /proc/self/fd/3), never the
+            // path again: a user who can write the directory and swaps the
+            // temp file for a symlink cannot aim root's chown, chmod or write
+            // at another file. The redirection is the group's, not a special
+            // builtin's, so when it fails (no such directory) the long-lived
+            // shell goes on. chown before chmod: chown clears setuid/setgid.
+            let mut inner = Vec::new();
             if owner.is_some() || group.is_some() {
                 let spec = format!(
                     "{}:{}",
                     owner.as_deref().unwrap_or(""),
                     group.as_deref().unwrap_or("")
                 );
-                steps.push(format!("chown -- {} {t}", quote(&spec)?));
+                inner.push(format!("chown -- {} /proc/self/fd/3", quote(&spec)?));
+            }
+            if !by_umask {
+                inner.push(format!("chmod {mode:o} /proc/self/fd/3"));
             }
             // dash's printf builtin calls every write error "I/O error";
-            // where it fails, cat writes the content again and names the
-            // cause (No space left on device).
-            steps.push(format!(
-                "{{ printf %s {input} >| {t} || printf %s {input} | cat >| {t}; }}"
+            // where it fails, cat tries again only to name the cause (No
+            // space left on device), and the write fails whatever cat does:
+            // the descriptor cannot be truncated, so a second try could only
+            // add to what the first left.
+            inner.push(format!(
+                "{{ printf %s {input} >&3 || {{ printf %s {input} | cat >&3; false; }}; }}"
             ));
+            let mut steps = vec![
+                format!("umask {umask:03o}"),
+                "set -C".to_string(),
+                format!("{{ set +C; {}; }} 3> {t}", inner.join(" && ")),
+            ];
             if let Some(argv) = validate {
                 // The candidate is checked in place: the live file is never
                 // replaced by one the validator refused.
@@ -196,7 +202,7 @@ pub fn writes_script(actions: &[&Action], marker: &str) -> Result<String, String
         for &j in stretch {
             match actions[j] {
                 Action::Write { .. } => body.push_str(&format!(
-                    "[ $lim -gt {j} ] && {{ mv -f -- \"$t{j}\" \"$d{j}\" || {{ r=$?; lim={j}; }}; }}\n"
+                    "[ $lim -gt {j} ] && {{ mv -fT -- \"$t{j}\" \"$d{j}\" || {{ r=$?; lim={j}; }}; }}\n"
                 )),
                 Action::Run { script, .. } => body.push_str(&format!(
                     "[ $lim -gt {j} ] && {{ {script}\nc=$?; {}; [ $c -eq 0 ] || {{ r=$c; lim={j}; }}; }}\n",
@@ -365,13 +371,16 @@ mod tests {
         // a_request_runs_whole_with_its_stdin_or_not_at_all).
         // The mode is the file's from its creation, before any content is
         // written: by the umask where it can be, else by chmod on the empty
-        // file. Owner and group are set on the empty file too.
+        // file. Owner and group are set on the empty file too, and all three
+        // through the descriptor the exclusive creation opened.
         let (script, _) = action_script(&good).unwrap();
         assert!(
-            script
-                .contains("{ umask 066 && set -C && true > \"$t0\" && set +C && { printf %s \"$gantry_stdin\" >| \"$t0\" || "),
+            script.contains(
+                "{ umask 066 && set -C && { set +C; { printf %s \"$gantry_stdin\" >&3 || "
+            ),
             "{script}"
         );
+        assert!(script.contains("} 3> \"$t0\""), "{script}");
         let exec = Action::Write {
             path: p.clone(),
             content: "#!/bin/sh\n".into(),
@@ -387,9 +396,10 @@ mod tests {
                 .unwrap_or_else(|| panic!("{needle} not in {script}"))
         };
         assert!(
-            at("true > \"$t0\"") < at("chmod 755")
-                && at("chmod 755") < at("chown")
-                && at("chown") < at("printf %s")
+            at("set -C") < at("chown -- root: /proc/self/fd/3")
+                && at("chown") < at("chmod 755 /proc/self/fd/3")
+                && at("chmod 755") < at("printf %s")
+                && at("printf %s") < at("3> \"$t0\"")
         );
         let euid = std::process::Command::new("id").arg("-u").output().unwrap();
         if String::from_utf8_lossy(&euid.stdout).trim() == "0" {
@@ -401,6 +411,103 @@ mod tests {
         } else {
             println!("SKIPPED: the owner=root write needs root to chown; run as root to check it");
         }
+    }
+
+    /// A local user who can write the target's directory swaps gantry's
+    /// temp file for a link to a file of theirs' choosing, between its
+    /// creation and its chown (here a `chown` early in PATH does the swap,
+    /// so the race is won every time). Owner, mode and content go through
+    /// the descriptor of the file gantry created, so the victim is never
+    /// chowned, chmodded or written.
+    #[test]
+    fn a_temp_file_swapped_for_a_link_never_aims_a_write() {
+        let euid = std::process::Command::new("id").arg("-u").output().unwrap();
+        if String::from_utf8_lossy(&euid.stdout).trim() != "0" {
+            println!("SKIPPED: the swap needs a chown as root; run as root to check it");
+            return;
+        }
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "theirs\n").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&victim, Some(65534), Some(65534)).unwrap();
+        let conf = dir.path().join("conf.d");
+        std::fs::create_dir(&conf).unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let chown = bin.join("chown");
+        std::fs::write(
+            &chown,
+            format!(
+                "#!/bin/sh\nfor t in {conf}/f.gantry.*; do mv \"$t\" {conf}/moved && ln -s {victim} \"$t\"; done\nexec /bin/chown \"$@\"\n",
+                conf = conf.display(),
+                victim = victim.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&chown, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let w = Action::Write {
+            path: conf.join("f").display().to_string(),
+            content: "gantry's\n".into(),
+            mode: 0o4755,
+            owner: Some("root".into()),
+            group: Some("root".into()),
+            validate: None,
+        };
+        let (script, input) = action_script(&w).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(own_call(&script).unwrap())
+            .env("gantry_stdin", input.unwrap())
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .unwrap();
+        assert!(
+            conf.join("moved").exists(),
+            "the swap did not happen: {out:?}"
+        );
+        let v = std::fs::metadata(&victim).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "theirs\n");
+        assert_eq!((v.uid(), v.gid()), (65534, 65534));
+        assert_eq!(v.permissions().mode() & 0o7777, 0o600);
+        // What gantry created got it all.
+        let m = std::fs::metadata(conf.join("moved")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(conf.join("moved")).unwrap(),
+            "gantry's\n"
+        );
+        assert_eq!(m.permissions().mode() & 0o7777, 0o4755);
+    }
+
+    /// A target that became a link to a directory after it was read is
+    /// replaced, not written into: `mv -T`.
+    #[test]
+    fn a_write_replaces_a_link_to_a_directory_never_lands_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let dest = dir.path().join("conf");
+        std::os::unix::fs::symlink(&elsewhere, &dest).unwrap();
+        let w = Action::Write {
+            path: dest.display().to_string(),
+            content: "x\n".into(),
+            mode: 0o644,
+            owner: None,
+            group: None,
+            validate: None,
+        };
+        let (script, input) = action_script(&w).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(own_call(&script).unwrap())
+            .env("gantry_stdin", input.unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        assert!(std::fs::symlink_metadata(&dest).unwrap().is_file());
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "x\n");
     }
 
     /// Several writes in one script: the first refused stops the rest; those
