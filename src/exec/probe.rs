@@ -220,7 +220,7 @@ pub(crate) fn probe_script_each(probes: &[Probe], marker: &str) -> Result<String
         parts.push(match p {
             Probe::File(path) => {
                 let q = quote(path)?;
-                format!("{{ [ -d {q} ] || cat -- {q}; }}")
+                format!("{{ [ -d {q} ] || [ -L {q} ] || cat -- {q}; }}")
             }
             Probe::Script(_) => format!("{{ {}\n}}", p.script()?),
         });

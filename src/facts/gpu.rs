@@ -23,26 +23,3 @@ pub fn parse_nvidia_smi(text: &str) -> Option<(String, usize)> {
         .count();
     Some((version, gpus))
 }
-
-/// Local ports in LISTEN state from `ss -Hltn` / `ss -Hlun`.
-pub fn parse_listening(text: &str) -> Vec<u16> {
-    let mut ports: Vec<u16> = text
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(3))
-        .filter_map(|addr| addr.rsplit(':').next())
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    ports.sort();
-    ports.dedup();
-    ports
-}
-
-/// The 99th percentile of fsync write latencies in nanoseconds.
-pub fn p99(mut samples: Vec<u64>) -> Option<u64> {
-    if samples.is_empty() {
-        return None;
-    }
-    samples.sort();
-    let idx = ((samples.len() as f64) * 0.99).ceil() as usize;
-    Some(samples[idx.saturating_sub(1).min(samples.len() - 1)])
-}

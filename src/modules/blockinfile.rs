@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::file_edit::{Wanted, converge, join_lines, split_lines};
+use super::file_edit::{Wanted, converge, join_lines, missing, split_lines};
 use super::{Answers, Decision, Doc, Mode, Module, Presence, Probes};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -55,14 +55,8 @@ impl Module for BlockInFile {
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {
         let cur = a.file("path")?;
-        if !cur.exists && !self.create {
-            if self.state == Presence::Absent {
-                return Ok(Decision::unchanged(format!("{} does not exist", self.path)));
-            }
-            return Err(format!(
-                "{} does not exist (set create: true to create it)",
-                self.path
-            ));
+        if let Some(d) = missing(&self.path, &cur, self.create, self.state == Presence::Absent) {
+            return d;
         }
         let begin = self.marker.replace("{mark}", "BEGIN");
         let end = self.marker.replace("{mark}", "END");

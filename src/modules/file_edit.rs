@@ -43,6 +43,9 @@ pub fn converge(path: &str, cur: &FileState, want: Wanted) -> Result<Decision, S
     if cur.is_dir {
         return Err(format!("{path} is a directory"));
     }
+    if cur.is_link {
+        return Err(link_refused(path));
+    }
     let want_mode = want
         .mode
         .map(|m| m.0)
@@ -103,6 +106,36 @@ pub fn converge(path: &str, cur: &FileState, want: Wanted) -> Result<Decision, S
     )
 }
 
+/// A file that an edit (lineinfile, blockinfile) finds missing: nothing to
+/// do when the edit removes, an error unless it may create the file; None
+/// when the edit goes on.
+pub fn missing(
+    path: &str,
+    cur: &FileState,
+    create: bool,
+    removes: bool,
+) -> Option<Result<Decision, String>> {
+    if cur.exists || create {
+        return None;
+    }
+    Some(if removes {
+        Ok(Decision::unchanged(format!("{path} does not exist")))
+    } else {
+        Err(format!(
+            "{path} does not exist (set create: true to create it)"
+        ))
+    })
+}
+
+/// Why a module does not work on a symbolic link. Following one would write
+/// or chmod a file the task does not name (a link a local user planted can
+/// point anywhere), and replacing it would silently drop the link.
+pub fn link_refused(path: &str) -> String {
+    format!(
+        "{path} is a symbolic link: gantry writes, chmods and chowns only regular files, never through a link (point the task at the link's target, or remove the link)"
+    )
+}
+
 pub fn split_lines(s: &str) -> Vec<String> {
     s.lines().map(str::to_string).collect()
 }
@@ -112,5 +145,38 @@ pub fn join_lines(lines: &[String]) -> String {
         String::new()
     } else {
         format!("{}\n", lines.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::modules::testing::{decide, link, module};
+    use crate::modules::{
+        blockinfile::BlockInFile, copy::Copy, file::File, lineinfile::LineInFile,
+    };
+
+    /// A link in a task's path, one a local user planted say, is refused by
+    /// every module that writes, chmods or chowns a file: never followed,
+    /// never replaced.
+    #[test]
+    fn a_symbolic_link_is_never_written_through() {
+        let refusal =
+            "/etc/x is a symbolic link: gantry writes, chmods and chowns only regular files";
+        let copy: Copy = module(json!({"dest": "/etc/x", "content": "a\n", "mode": "0600"}));
+        let line: LineInFile = module(json!({"path": "/etc/x", "line": "a", "create": true}));
+        let block: BlockInFile = module(json!({"path": "/etc/x", "block": "a"}));
+        let attrs: File = module(json!({"path": "/etc/x", "state": "file", "mode": "0600"}));
+        let touch: File = module(json!({"path": "/etc/x", "state": "touch", "owner": "root"}));
+        for e in [
+            decide(&copy, vec![link()]).unwrap_err(),
+            decide(&line, vec![link()]).unwrap_err(),
+            decide(&block, vec![link()]).unwrap_err(),
+            decide(&attrs, vec![link()]).unwrap_err(),
+            decide(&touch, vec![link()]).unwrap_err(),
+        ] {
+            assert!(e.starts_with(refusal), "{e}");
+        }
     }
 }

@@ -24,12 +24,15 @@ pub const PROBE_LOCALS: &str = "v";
 
 impl Probe {
     /// The shell text of the probe. A file probe prints one stat line, then
-    /// the content; a missing path prints nothing and exits 1.
+    /// the content; a missing path prints nothing and exits 1. A symbolic
+    /// link is described, never read through.
     pub fn script(&self) -> Result<String, String> {
         Ok(match self {
             Probe::File(p) => {
                 let q = quote(p)?;
-                format!("stat -c '%a %U %G %F' -- {q} && {{ [ -d {q} ] || cat -- {q}; }}")
+                format!(
+                    "stat -c '%a %U %G %F' -- {q} && {{ [ -d {q} ] || [ -L {q} ] || cat -- {q}; }}"
+                )
             }
             Probe::Script(s) => s.clone(),
         })
@@ -44,6 +47,9 @@ pub struct FileState {
     pub owner: String,
     pub group: String,
     pub is_dir: bool,
+    /// A symbolic link: its mode and owner are the link's, and its content
+    /// is not read.
+    pub is_link: bool,
     pub content: String,
 }
 
@@ -57,13 +63,14 @@ impl FileState {
         let mode = u32::from_str_radix(f.next().unwrap_or("0"), 8).unwrap_or(0);
         let owner = f.next().unwrap_or("").to_string();
         let group = f.next().unwrap_or("").to_string();
-        let is_dir = f.next().unwrap_or("") == "directory";
+        let kind = f.next().unwrap_or("");
         FileState {
             exists: true,
             mode,
             owner,
             group,
-            is_dir,
+            is_dir: kind == "directory",
+            is_link: kind == "symbolic link",
             content: content.to_string(),
         }
     }

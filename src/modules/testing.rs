@@ -19,6 +19,14 @@ pub fn dir(mode: &str) -> ProbeOut {
     }
 }
 
+/// A symbolic link, as `stat` describes one (it does not follow it).
+pub fn link() -> ProbeOut {
+    ProbeOut {
+        rc: 0,
+        out: "777 root root symbolic link\n".into(),
+    }
+}
+
 pub fn absent() -> ProbeOut {
     ProbeOut {
         rc: 1,
