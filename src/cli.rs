@@ -58,6 +58,11 @@ pub struct Connect {
     /// Also print tasks that are already in the wanted state.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Print the content diffs of files that are not world-readable (0600
+    /// keys, configs with passwords) and of `no_log` tasks. Without it they
+    /// show only how many lines change.
+    #[arg(long)]
+    pub show_secret_diffs: bool,
     /// At most this many hosts in flight at once.
     #[arg(short, long, default_value_t = 50)]
     pub forks: usize,

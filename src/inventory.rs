@@ -105,6 +105,7 @@ pub struct SshSpec {
     pub become_: Option<bool>,
     pub connect_timeout: Option<u64>,
     pub command_timeout: Option<u64>,
+    pub max_output_mib: Option<u64>,
     pub known_hosts: Option<PathBuf>,
 }
 
@@ -144,6 +145,8 @@ pub struct SshConfig {
     pub become_: bool,
     pub connect_timeout: u64,
     pub command_timeout: u64,
+    /// The most output one request may send back, in MiB.
+    pub max_output_mib: u64,
     pub known_hosts: PathBuf,
 }
 
@@ -167,6 +170,7 @@ impl Inventory {
             become_: h.become_.or(d.become_).unwrap_or(false),
             connect_timeout: h.connect_timeout.or(d.connect_timeout).unwrap_or(10),
             command_timeout: h.command_timeout.or(d.command_timeout).unwrap_or(300),
+            max_output_mib: h.max_output_mib.or(d.max_output_mib).unwrap_or(64),
             known_hosts: expand(
                 h.known_hosts
                     .or(d.known_hosts.clone())

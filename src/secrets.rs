@@ -45,22 +45,54 @@ fn generate(len: usize) -> Result<String> {
     Ok(out)
 }
 
-/// Write `content` to `path` atomically: a 0600 temp file in the same
-/// directory, fsync, then rename.
+/// Write `content` to `path` atomically: a 0600 temp file of a random name
+/// in the same directory (removed if anything fails), fsync, rename, then
+/// fsync the directory so the rename itself survives a power loss.
 fn write_private(path: &Path, content: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = dir.join(format!(".secrets.{}.tmp", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(content)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        random_hex(6).map_err(Error::Other)?
+    ));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(content)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// The key of the journal's input hashes (`plan::inputs`), kept 0600 beside
+/// the inventory: a hash over a task's values (a generated password among
+/// them) that anyone holding the journal could search offline is keyed, so
+/// the journal gives nothing away without this file.
+pub fn journal_key(inventory: &Path) -> Result<Vec<u8>> {
+    let path = inventory
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(".gantry")
+        .join("journal.key");
+    match std::fs::read_to_string(&path) {
+        Ok(k) => hex::decode(k.trim())
+            .map_err(|e| Error::Other(format!("{}: not a key: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let k = random_hex(32).map_err(Error::Other)?;
+            write_private(&path, k.as_bytes())?;
+            Ok(hex::decode(k).expect("hex from random_hex"))
+        }
+        Err(e) => Err(Error::io(&path, e)),
+    }
 }
 
 /// Every secret in `names`: from `given` (the inventory), else from the
@@ -72,8 +104,19 @@ pub fn resolve(
 ) -> Result<serde_json::Map<String, Json>> {
     let path = store_path(inventory);
     let mut stored: serde_json::Map<String, Json> = match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?,
+        Ok(b) => {
+            // A store others can read (copied in, an old umask) is
+            // tightened to the owner alone.
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = std::fs::metadata(&path)
+                && m.permissions().mode() & 0o077 != 0
+            {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| Error::io(&path, e))?;
+            }
+            serde_json::from_slice(&b)
+                .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
         Err(e) => return Err(Error::io(&path, e)),
     };
@@ -119,5 +162,28 @@ mod tests {
         let given: serde_json::Map<String, Json> =
             serde_json::from_str(r#"{"vrrp": "fromInv1"}"#).unwrap();
         assert_eq!(resolve(&inv, &given, &names).unwrap()["vrrp"], "fromInv1");
+        // No temp file is left beside it; a store others could read is
+        // tightened when it is next read.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(".gantry"))
+                .unwrap()
+                .count(),
+            1
+        );
+        std::fs::set_permissions(store_path(&inv), std::fs::Permissions::from_mode(0o644)).unwrap();
+        resolve(&inv, &Default::default(), &names).unwrap();
+        let meta = std::fs::metadata(store_path(&inv)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn the_journal_key_is_made_once_and_kept_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = dir.path().join("inventory.yaml");
+        let a = journal_key(&inv).unwrap();
+        assert_eq!(a.len(), 32);
+        assert_eq!(journal_key(&inv).unwrap(), a);
+        let meta = std::fs::metadata(dir.path().join(".gantry/journal.key")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     }
 }

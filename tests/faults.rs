@@ -224,6 +224,11 @@ fn fault_3_a_host_too_slow_for_the_task_timeout() {
         text(&out.stdout)
     );
     completed(&lab, &["master1", "gpu1"]);
+    // The timed-out step was stopped on the host, not left to finish
+    // (review finding 6): no sleep left, and it never touched its file.
+    assert!(!lab.try_exec("worker1", "pgrep -f '^sleep 60$'").0);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!lab.try_exec("worker1", "test -e /root/slow-done").0);
     // The host is fixed (here: it is fast again); the retry finishes it, and
     // only it: the other hosts are neither rerun nor contacted.
     std::fs::write(
@@ -246,6 +251,30 @@ fn fault_3_a_host_too_slow_for_the_task_timeout() {
     assert_eq!(row(&retry, "worker1")[2..], [0, 0, 0]);
     retry_converges(&lab);
     completed(&lab, &["worker1"]);
+    // A write whose validator outlives its timeout never lands later.
+    lab.exec("worker1", "echo old > /root/validated");
+    let out = lab.gantry(&[
+        "apply",
+        "-p",
+        "tests/fixtures/playbooks/slow-write.yaml",
+        "--limit",
+        "worker1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("command timed out after 2s; gantry stopped it on the host"),
+        "{}",
+        text(&out.stdout)
+    );
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(lab.exec("worker1", "cat /root/validated"), "old\n");
+    assert_eq!(
+        lab.exec("worker1", "ls /root | grep -c gantry || true")
+            .trim(),
+        "0",
+        "a temp file was left"
+    );
+    assert!(!lab.try_exec("worker1", "pgrep -f '^sleep 6$'").0);
 }
 
 #[test]
@@ -596,6 +625,29 @@ fn a_lock_from_another_controller_is_taken_only_once_stale() {
         "master1: removed lock (run=2-2 controller=elsewhere pid=1 user=ops)\n"
     );
     assert!(!lab.try_exec("master1", "test -e /run/gantry.lock").0);
+    // A run whose lock is removed under it (review finding 5) stops
+    // changing the host at its next task: the new keepalive value, two tasks
+    // after the slow step, never lands.
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap()
+        + "  slow_seconds: 8\n  keepalive_time: 700\n";
+    std::fs::write(&lab.inventory, inv).unwrap();
+    lab.exec("master1", "rm /root/slow-done");
+    let run = start_apply(&lab, &[]);
+    wait_for_slow_step(&lab, "master1");
+    assert_eq!(lab.gantry(&["unlock"]).status.code(), Some(0));
+    let (code, out) = finish(run);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "master1: lost the host lock: the lock was removed (`gantry unlock`?); stopped before "
+        ),
+        "{out}"
+    );
+    let landed = || lab.exec("master1", "cat /proc/sys/net/ipv4/tcp_keepalive_time") == "700\n";
+    assert!(!landed(), "the run went on after it lost the lock");
+    let out = lab.gantry(&["apply", "--retry-failed", "-p", PB]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(landed());
 }
 
 #[test]

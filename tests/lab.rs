@@ -10,6 +10,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::{Lab, root, row, summary, text};
 
@@ -317,10 +318,12 @@ fn hostile_inventory_values_never_reach_a_shell() {
 fn cross_host_secret_reaches_workers_and_never_the_output() {
     let lab = Lab::up("t-secret", 25);
     // On fresh hosts the join command exists only once apply has run init:
-    // plan says so rather than guess.
+    // plan says so rather than guess. (The file is 0600: its diff shows only
+    // when asked for.)
     let plan = lab.gantry(&[
         "plan",
         "--accept-new-host-keys",
+        "--show-secret-diffs",
         "-p",
         "tests/fixtures/playbooks/cross-host.yaml",
     ]);
@@ -501,7 +504,11 @@ fn a_command_past_its_timeout_fails_that_host_only() {
         "the run waited for the hung command"
     );
     let shown = text(&out.stdout);
-    assert!(shown.contains("FAILED worker1 slow/a step that hangs on one host: command timed out after 2s\n    command: run: sleep 30"), "{shown}");
+    assert!(shown.contains("FAILED worker1 slow/a step that hangs on one host: command timed out after 2s; gantry stopped it on the host\n    command: run: sleep 30"), "{shown}");
+    assert!(
+        !lab.try_exec("worker1", "pgrep -x sleep").0,
+        "the hung command goes on"
+    );
     assert_eq!(lab.exec("master1", "cat /root/after-slow"), "ran\n");
 }
 
@@ -556,7 +563,7 @@ fn rsa_key_through_ssh_agent() {
         if sock.exists() {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
         Command::new("ssh-add")
@@ -696,7 +703,7 @@ mkdir -p /srv/pkgs; dpkg-deb --build $d /srv/pkgs/gantry-lab-hello_1.0_all.deb >
         "set -e; d=/tmp/build/gantry-lab-hello; sed -i 's/^Version: 1.0$/Version: 2.0\\nDepends: gantry-lab-missing/' $d/DEBIAN/control
 rm /srv/pkgs/*.deb; dpkg-deb --build $d /srv/pkgs/gantry-lab-hello_2.0_all.deb >/dev/null",
     );
-    let out = lab.gantry_within(&["apply", "-p", pb], std::time::Duration::from_secs(60));
+    let out = lab.gantry_within(&["apply", "-p", pb], Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out.stdout);
     assert!(
@@ -761,4 +768,132 @@ fn a_login_shell_that_talks_is_never_taken_for_an_answer() {
         let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert!(!all.contains("Welcome to prod"), "{all}");
     }
+}
+
+/// Security review findings 2, 3 and 16, against real hosts: a device as a
+/// destination, a command that prints without end, a NUL byte in a value,
+/// and a local user racing gantry's writes in a directory they can write.
+/// Each fails its own task at most; the other host finishes, the lock is
+/// released, and no file but gantry's own is ever written.
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn a_hostile_host_costs_a_task_never_the_controller_or_another_file() {
+    let lab = Lab::up_with("t-bounded", 34, "master1:control-plane,worker1:worker");
+    let base = std::fs::read_to_string(&lab.inventory)
+        .unwrap()
+        .replace("ssh:\n", "ssh:\n  max_output_mib: 2\n")
+        + "  nul_value: \"a\\0b\"\n";
+    let run = |case: &str, extra: &str| {
+        std::fs::write(&lab.inventory, format!("{base}  case: {case}\n{extra}")).unwrap();
+        let out = lab.gantry(&[
+            "apply",
+            "--accept-new-host-keys",
+            "-p",
+            "tests/fixtures/playbooks/bounded.yaml",
+            "--skip-preflight",
+        ]);
+        let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(lab.exec("worker1", "cat /root/after"), format!("{case}\n"));
+        for h in ["master1", "worker1"] {
+            assert!(
+                !lab.try_exec(h, "test -e /run/gantry.lock").0,
+                "{h}: the lock was left: {shown}"
+            );
+        }
+        (out.status.code(), shown)
+    };
+    let (code, shown) = run("device", "");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown.contains("FAILED master1 bounded/a destination that is a device: /dev/zero is a character special file: gantry reads and writes only regular files"),
+        "{shown}"
+    );
+    // Past the cap (2 MiB here), the task fails and the shell is closed,
+    // which ends the command on the host.
+    let (code, shown) = run("flood", "");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown.contains("FAILED master1 bounded/a command that prints without end: the command's output passed the cap of 2 MiB (ssh.max_output_mib)"),
+        "{shown}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !lab.try_exec("master1", "pgrep -x yes").0,
+        "the flood goes on"
+    );
+    // A NUL byte fails the task, names no value, and the host goes on to
+    // release its lock (it was marked unreachable and kept its lock before).
+    let (code, shown) = run("nul", "");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown.contains("FAILED master1 bounded/a value that holds a NUL byte: a value of 3 bytes holds a NUL byte (at byte 1), which no remote command can be given"),
+        "{shown}"
+    );
+    // The race: `nobody` may write /srv/shared (not sticky), and swaps
+    // every temp file of gantry's it sees for a link to root's 0600 file.
+    lab.exec(
+        "master1",
+        "mkdir -p /srv/shared && chmod 777 /srv/shared && printf 'root only\\n' > /root/victim && chmod 600 /root/victim",
+    );
+    let racer = r#"
+import os, time
+n = 0
+end = time.time() + 120
+while time.time() < end and not os.path.exists('/srv/shared/stop'):
+    for e in os.scandir('/srv/shared'):
+        if '.gantry.' in e.name and not e.is_symlink():
+            try:
+                os.rename(e.path, '/srv/shared/stolen.%d' % n)
+                os.symlink('/root/victim', e.path)
+                n += 1
+                open('/tmp/swaps', 'w').write(str(n))
+            except OSError:
+                pass
+"#;
+    let py = "/tmp/racer.py";
+    lab.exec(
+        "master1",
+        &format!("cat > {py} <<'EOF'\n{racer}\nEOF\nchmod 644 {py}"),
+    );
+    let started = Command::new("docker")
+        .args([
+            "exec",
+            "-d",
+            "-u",
+            "nobody",
+            &format!("gantry-lab-{}-master1", lab.name),
+        ])
+        .args(["python3", py])
+        .status()
+        .unwrap();
+    assert!(started.success());
+    let mut failed_writes = 0;
+    for round in 0..4 {
+        let (_, shown) = run("race", &format!("  round: {round}\n"));
+        failed_writes += shown
+            .matches("was replaced by a link while it was written")
+            .count();
+    }
+    lab.exec("master1", "touch /srv/shared/stop");
+    let swaps: usize = lab
+        .try_exec("master1", "cat /tmp/swaps")
+        .1
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    println!("the racer swapped {swaps} temp files; {failed_writes} writes refused the link");
+    assert!(swaps > 0, "the racer never won: this run proved nothing");
+    assert_eq!(
+        lab.exec(
+            "master1",
+            "stat -c '%U:%G %a' /root/victim; cat /root/victim"
+        ),
+        "root:root 600\nroot only\n"
+    );
+    // No managed path became a link.
+    assert_eq!(
+        lab.exec("master1", "find /srv/shared -name 'conf*' -type l | wc -l")
+            .trim(),
+        "0"
+    );
 }

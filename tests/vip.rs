@@ -150,6 +150,25 @@ fn keepalived_and_haproxy_serve_the_vip_and_fail_over() {
         !format!("{}{}", text(&out.stdout), text(&out.stderr)).contains(&pass),
         "the VRRP password was printed"
     );
+    // Rotated, the old password is in the hosts' file and no longer a
+    // secret gantry knows: plan must not print the old side of the 0600
+    // file's diff (review finding 7), only count it.
+    let kept = std::fs::read(&secrets).unwrap();
+    let mut rotated = stored.clone();
+    rotated["keepalived_auth_pass"] = "Rotated9x".into();
+    std::fs::write(&secrets, serde_json::to_vec(&rotated).unwrap()).unwrap();
+    let plan = lab.gantry(&["plan", "-p", "cluster"]);
+    std::fs::write(&secrets, kept).unwrap();
+    let shown = format!("{}{}", text(&plan.stdout), text(&plan.stderr));
+    assert_eq!(plan.status.code(), Some(0), "{shown}");
+    assert!(
+        !shown.contains(&pass),
+        "the old VRRP password was printed: {shown}"
+    );
+    assert!(
+        shown.contains("(content hidden: the file is not world-readable; 1 line(s) removed, 1 added; --show-secret-diffs shows it)"),
+        "{shown}"
+    );
 
     // The stand-in answers as kube-apiserver does, and no more.
     assert_eq!(

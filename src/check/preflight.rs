@@ -73,9 +73,9 @@ pub fn gate(
         rt.block_on(conn.close());
     }
     for l in &failing {
-        println!("{l}");
+        crate::outln!("{l}");
     }
-    println!(
+    crate::outln!(
         "preflight: {} check(s) failed; nothing was changed. Fix them, or rerun with --skip-preflight",
         failing.len()
     );

@@ -125,9 +125,12 @@ pub async fn run(
 ) -> Checked {
     let sem = Arc::new(tokio::sync::Semaphore::new(o.forks.max(1)));
     let mut tasks = Vec::new();
-    for &h in selected {
+    for (pos, &h) in selected.iter().enumerate() {
         let (inv, w, sem) = (inv.clone(), w.clone(), sem.clone());
-        let (policy, reach, keep) = (o.policy, o.reachability, o.keep);
+        // Kept open for the run: as many as it runs at once (`--forks`),
+        // those it starts first; the others log in again when their turn
+        // comes, so a thousand hosts never hold a thousand sessions.
+        let (policy, reach, keep) = (o.policy, o.reachability, o.keep && pos < o.forks);
         let all: Vec<usize> = selected.to_vec();
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await.expect("open");

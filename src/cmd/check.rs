@@ -34,7 +34,7 @@ pub fn check(input: &Input, connect: &Connect, format: Format, fsync_probe: bool
     crate::check::fleet::fleet(&mut reports, &w.policy);
     match format {
         Format::Table => crate::ui::table::print_table(&reports, &down),
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             serde_json::to_string_pretty(&crate::ui::table::json(&reports, &down)).unwrap()
         ),

@@ -8,6 +8,6 @@ use crate::plan::graph::Dag;
 pub fn graph(input: &Input) -> Result<i32> {
     let (inv, pb) = load(input)?;
     let all: Vec<usize> = (0..inv.hosts.len()).collect();
-    print!("{}", Dag::build(&inv, &pb, &all)?.dot(&inv));
+    crate::out!("{}", Dag::build(&inv, &pb, &all)?.dot(&inv));
     Ok(0)
 }

@@ -31,7 +31,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         } => run::execute(&input, &connect, Some(&run)),
         Command::Status { input } => status::status(&input),
         Command::Check { list: true, .. } => {
-            print!("{}", crate::check::markdown_table());
+            crate::out!("{}", crate::check::markdown_table());
             Ok(0)
         }
         Command::Check {

@@ -6,12 +6,12 @@ use crate::error::{Error, Result};
 pub fn modules(name: Option<&str>, markdown: bool) -> Result<i32> {
     use crate::modules;
     if markdown {
-        print!("{}", modules::markdown_table());
+        crate::out!("{}", modules::markdown_table());
         return Ok(0);
     }
     match name {
         Some(n) => match modules::page(n) {
-            Some(page) => print!("{page}"),
+            Some(page) => crate::out!("{page}"),
             None => {
                 return Err(Error::Usage(format!(
                     "no module {n:?} (modules: {})",
@@ -23,9 +23,9 @@ pub fn modules(name: Option<&str>, markdown: bool) -> Result<i32> {
             let width = modules::NAMES.iter().map(|n| n.len()).max().unwrap_or(0);
             for (n, doc) in modules::docs() {
                 let params: Vec<&str> = doc.params.iter().map(|(p, _)| *p).collect();
-                println!("{n:width$}  {}", params.join(", "));
+                crate::outln!("{n:width$}  {}", params.join(", "));
             }
-            println!("\n`gantry modules NAME` shows one module's page.");
+            crate::outln!("\n`gantry modules NAME` shows one module's page.");
         }
     }
     Ok(0)

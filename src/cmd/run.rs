@@ -25,7 +25,12 @@ pub fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Re
     inv.secrets = crate::secrets::resolve(&input.inventory, &inv.secrets, &pb.secret_names())?;
     let selected = selected_hosts(&inv, input, connect)?;
     let dag = Dag::build(&inv, &pb, &selected)?;
-    let inputs = crate::plan::inputs::input_hashes(&inv, &pb, &dag);
+    let inputs = crate::plan::inputs::input_hashes(
+        &inv,
+        &pb,
+        &dag,
+        &crate::secrets::journal_key(&input.inventory)?,
+    );
     // One runtime for preflight and the run: it drives the connections
     // preflight opens and the run goes on with.
     let rt = runtime()?;
@@ -38,6 +43,7 @@ pub fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Re
             HostKeyPolicy::Strict
         },
     );
+    opts.show_secret_diffs = connect.show_secret_diffs;
     if let Some(rc) = run {
         if rc.retry_failed {
             let Some(st) = journal::state(&input.inventory)? else {
@@ -56,7 +62,7 @@ pub fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Re
             }
             let todo = dag.graph.node_count() - done.len();
             if todo == 0 {
-                println!(
+                crate::outln!(
                     "nothing to retry: every task finished in the last runs with the same input"
                 );
                 return Ok(0);
@@ -121,8 +127,8 @@ pub fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Re
         dag.graph.node_count() as u64,
         &names,
     );
-    for v in inv.secrets.values().filter_map(|v| v.as_str()) {
-        reporter.redactor.add(v);
+    for v in inv.secrets.values() {
+        reporter.redactor.add_secret(v);
     }
     // The engine reports through events; one thread renders, redacts and
     // journals them.
@@ -137,9 +143,17 @@ pub fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Re
     let (events, queue) = std::sync::mpsc::channel();
     let consumer = std::thread::spawn(move || sink.consume(queue));
     let result = rt.block_on(exec::run(inv, pb, dag, opts, events));
-    let reporter = consumer
+    let (reporter, journal_error) = consumer
         .join()
         .map_err(|_| Error::Other("the run's reporter thread failed".into()))?;
     reporter.finish();
+    if let Some(e) = journal_error {
+        // A retry trusts the journal; with records missing it could skip
+        // what this run left half done.
+        eprintln!(
+            "error: the journal could not be written ({e}): records of this run may be missing, so do not use --retry-failed after it; run a full apply"
+        );
+        return Ok(1);
+    }
     Ok(if result.any_failed() { 1 } else { 0 })
 }

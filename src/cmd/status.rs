@@ -10,7 +10,7 @@ use crate::plan::graph::Dag;
 /// `gantry status`: the journal's view, and what a retry would run.
 pub fn status(input: &Input) -> Result<i32> {
     let Some(st) = journal::state(&input.inventory)? else {
-        println!(
+        crate::outln!(
             "no runs yet: {} does not exist",
             journal::path(&input.inventory).display()
         );
@@ -23,9 +23,14 @@ pub fn status(input: &Input) -> Result<i32> {
     let (inv, pb) = load(&input)?;
     let all: Vec<usize> = (0..inv.hosts.len()).collect();
     let dag = Dag::build(&inv, &pb, &all)?;
-    let inputs = crate::plan::inputs::input_hashes(&inv, &pb, &dag);
+    let inputs = crate::plan::inputs::input_hashes(
+        &inv,
+        &pb,
+        &dag,
+        &crate::secrets::journal_key(&input.inventory)?,
+    );
     let (done, _) = journal::retry::finished_earlier(&inv, &dag, &inputs, &st);
-    println!(
+    crate::outln!(
         "last run {} ({}s ago): gantry {}",
         st.run,
         journal::now().saturating_sub(st.at),
@@ -37,7 +42,7 @@ pub fn status(input: &Input) -> Result<i32> {
             continue;
         }
         let host = &inv.hosts[h].name;
-        println!("\n{host}");
+        crate::outln!("\n{host}");
         for (seq, &n) in chain.iter().enumerate() {
             let task = &dag.graph[n].task;
             let rec = st.get(host, seq, &task.id);
@@ -59,19 +64,19 @@ pub fn status(input: &Input) -> Result<i32> {
             } else {
                 "rerun"
             };
-            println!(
+            crate::outln!(
                 "  {word:<11} {:<50} {when:>10}  [{rerun}]{}",
                 task.id,
                 if reason.is_empty() {
                     String::new()
                 } else {
-                    format!("  {reason}")
+                    format!("  {}", crate::ui::out::terminal_safe(reason))
                 }
             );
         }
     }
     let todo = dag.graph.node_count() - done.len();
-    println!(
+    crate::outln!(
         "\n`gantry apply --retry-failed` would run {todo} of {} task(s)",
         dag.graph.node_count()
     );

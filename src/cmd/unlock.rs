@@ -21,15 +21,19 @@ pub fn unlock(input: &Input, connect: &Connect) -> Result<i32> {
             let host = &inv.hosts[h];
             match crate::remote::ssh::connect(&host.address, &inv.ssh_for(host), policy).await {
                 Err(e) => {
-                    println!("{}: {e}", host.name);
+                    crate::outln!("{}: {e}", host.name);
                     code = 1;
                 }
                 Ok(conn) => {
                     match crate::remote::lock::force_release(&conn).await {
-                        Ok(Some(owner)) => println!("{}: removed lock ({owner})", host.name),
-                        Ok(None) => println!("{}: not locked", host.name),
+                        Ok(Some(owner)) => crate::outln!(
+                            "{}: removed lock ({})",
+                            host.name,
+                            crate::ui::out::terminal_safe(&owner)
+                        ),
+                        Ok(None) => crate::outln!("{}: not locked", host.name),
                         Err(e) => {
-                            println!("{}: {e}", host.name);
+                            crate::outln!("{}: {e}", host.name);
                             code = 1;
                         }
                     }

@@ -10,7 +10,7 @@ pub fn validate(input: &Input) -> Result<i32> {
     let (inv, pb) = load(input)?;
     let all: Vec<usize> = (0..inv.hosts.len()).collect();
     let dag = Dag::build(&inv, &pb, &all)?;
-    println!(
+    crate::outln!(
         "ok: {} hosts, {} plays, {} roles, {} tasks in the DAG",
         inv.hosts.len(),
         pb.plays.len(),

@@ -26,6 +26,37 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every string in it passed through `f` (the sink makes host text
+    /// safe for a terminal this way).
+    pub fn map_text(self, f: impl Fn(&str) -> String) -> Outcome {
+        match self {
+            Outcome::Ok(r) => Outcome::Ok(f(&r)),
+            Outcome::Changed {
+                reason,
+                diff,
+                actions,
+            } => Outcome::Changed {
+                reason: f(&reason),
+                diff: diff.map(|d| f(&d)),
+                actions: actions.iter().map(|a| f(a)).collect(),
+            },
+            Outcome::Failed {
+                reason,
+                command,
+                rc,
+                stderr,
+            } => Outcome::Failed {
+                reason: f(&reason),
+                command: command.map(|c| f(&c)),
+                rc,
+                stderr: f(&stderr),
+            },
+            Outcome::Skipped(r) => Outcome::Skipped(f(&r)),
+            Outcome::Blocked(r) => Outcome::Blocked(f(&r)),
+            Outcome::Unreachable(r) => Outcome::Unreachable(f(&r)),
+        }
+    }
+
     pub fn lets_dependents_run(&self) -> bool {
         matches!(
             self,
@@ -89,6 +120,14 @@ pub enum Event {
     },
     /// A task finished in an earlier run, not run again.
     DoneEarlier { host: usize },
+    /// A host is about to run these tasks (their places in its order):
+    /// journaled and on disk before `ack` is told, so a task whose record
+    /// is lost in a crash is known to have begun.
+    HostBegins {
+        host: usize,
+        seqs: Vec<usize>,
+        ack: tokio::sync::oneshot::Sender<()>,
+    },
     /// A run-wide message (a stop, a retry, a lock taken over).
     Notice(String),
     /// A value that must never be shown (a `no_log` result): sent before

@@ -12,7 +12,7 @@ use petgraph::graph::NodeIndex;
 
 use super::probe::ProbeCache;
 use super::task::run_task;
-use super::{Outcome, RunMode, Shared, finish, finish_done, host_ends, host_lost};
+use super::{Event, Outcome, RunMode, Shared, finish, finish_done, host_ends, host_lost};
 use crate::facts::{Sections, template_facts};
 use crate::plan::graph::Edge;
 use crate::remote::lock;
@@ -69,22 +69,31 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
     if let (RunMode::Apply, Some(stale)) = (s.opts.mode, s.opts.lock_stale_after) {
         let run = s.opts.run_id.clone();
         // The lock, then the facts, in one round trip.
-        let mut got = lock::acquire(&conn, &run, stale, &s.facts_script).await;
-        if let Err(lock::LockError::Held(by)) = &got
-            && lock::owner_is_gone(by)
+        let mut got = lock::acquire(&conn, &run, stale, None, &s.facts_script).await;
+        if let Err(lock::LockError::Held { owner, .. }) = &got
+            && lock::owner_is_gone(owner)
         {
-            got = lock::acquire(&conn, &run, Duration::ZERO, &s.facts_script).await;
+            let dead = owner.clone();
+            got = lock::acquire(&conn, &run, stale, Some(&dead), &s.facts_script).await;
         }
         match got {
             Ok((lock::Acquired::Fresh, out)) => facts_out = Some(out),
-            Ok((lock::Acquired::TookOver(old), out)) => {
-                s.notice(format!("{}: took over a stale lock ({old})", host.name));
+            Ok((lock::Acquired::TookOver { owner, age }, out)) => {
+                let why = if age >= stale.as_secs() {
+                    format!("heartbeat {age}s old")
+                } else {
+                    "its process on this controller is gone".to_string()
+                };
+                s.notice(format!(
+                    "{}: took over a stale lock ({owner}; {why})",
+                    host.name
+                ));
                 facts_out = Some(out);
             }
-            Err(lock::LockError::Held(by)) => {
+            Err(lock::LockError::Held { owner, age }) => {
                 conn.close().await;
                 let why = format!(
-                    "host is locked by another run ({by}); if that run is gone, wait for the lock to go stale or run `gantry unlock --limit {}`",
+                    "host is locked by another run ({owner}; heartbeat {age}s ago); if that run is gone, wait for the lock to go stale or run `gantry unlock --limit {}`",
                     host.name
                 );
                 return host_ends(
@@ -101,7 +110,7 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
             }
             Err(lock::LockError::Conn(e)) => return host_lost(&s, h, &chain, &e.message),
         }
-        heartbeat = Some(lock::heartbeat(conn.clone(), run));
+        heartbeat = Some(lock::heartbeat(conn.clone(), run, stale));
     }
     let facts_out = match facts_out {
         Some(out) => out,
@@ -129,6 +138,36 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
         cache: ProbeCache::default(),
         finished_ahead: Vec::new(),
     };
+    // The tasks this host will run, on disk before the first of them runs
+    // (the journal's `begin`).
+    if s.opts.mode == RunMode::Apply {
+        let seqs: Vec<usize> = chain
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !s.opts.done.contains(n))
+            .map(|(i, _)| i)
+            .collect();
+        let (ack, on_disk) = tokio::sync::oneshot::channel();
+        s.report(Event::HostBegins { host: h, seqs, ack });
+        if on_disk.await.is_err() {
+            if let Some(hb) = heartbeat {
+                hb.stop();
+                lock::release(&conn, &s.opts.run_id).await;
+            }
+            conn.close().await;
+            return host_ends(
+                &s,
+                h,
+                &chain,
+                Outcome::Failed {
+                    reason: "the journal could not be written; nothing was run on this host".into(),
+                    command: None,
+                    rc: None,
+                    stderr: String::new(),
+                },
+            );
+        }
+    }
     let mut host_failed = false;
     let mut settled: HashSet<NodeIndex> = HashSet::new();
     for (i, &n) in chain.iter().enumerate() {
@@ -173,6 +212,36 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
             finish(&s, n, Outcome::Blocked(r));
             continue;
         }
+        // A run that lost the host's lock (taken over, removed by `gantry
+        // unlock`, heartbeats that no longer reach it) changes nothing more
+        // there: another run may be at work on it.
+        if let Some(why) = heartbeat.as_ref().and_then(lock::Heartbeat::lost) {
+            let why = format!(
+                "lost the host lock: {why}; stopped before {}",
+                s.dag.graph[n].task.id
+            );
+            let rest: Vec<NodeIndex> = chain[i..]
+                .iter()
+                .copied()
+                .filter(|m| !settled.contains(m))
+                .collect();
+            host_ends(
+                &s,
+                h,
+                &rest,
+                Outcome::Failed {
+                    reason: why,
+                    command: None,
+                    rc: None,
+                    stderr: String::new(),
+                },
+            );
+            if let Some(hb) = heartbeat {
+                hb.stop();
+            }
+            conn.close().await;
+            return;
+        }
         let task = &s.dag.graph[n].task;
         let mut attempt = 0;
         let outcome = loop {
@@ -210,9 +279,14 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
         }
         if let Some(why) = lost {
             if let Some(hb) = heartbeat {
-                hb.abort();
+                hb.stop();
             }
-            return host_lost(&s, h, &chain[i + 1..], &why);
+            let rest: Vec<NodeIndex> = chain[i + 1..]
+                .iter()
+                .copied()
+                .filter(|m| !settled.contains(m))
+                .collect();
+            return host_lost(&s, h, &rest, &why);
         }
     }
     drop(permit);
@@ -220,7 +294,7 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
         s.host_failed();
     }
     if let Some(hb) = heartbeat {
-        hb.abort();
+        hb.stop();
         lock::release(&conn, &s.opts.run_id).await;
     }
     conn.close().await;

@@ -61,6 +61,8 @@ pub struct Options {
     pub fail_fast: bool,
     /// Host locks (apply): a lock whose heartbeat is older is taken over.
     pub lock_stale_after: Option<Duration>,
+    /// Show diffs of private files and `no_log` tasks in full.
+    pub show_secret_diffs: bool,
     /// Connections already open (preflight's), by host index: used instead
     /// of logging in again.
     pub conns: Mutex<HashMap<usize, ssh::Conn>>,
@@ -77,6 +79,7 @@ impl Options {
             max_fail_percent: None,
             fail_fast: false,
             lock_stale_after: None,
+            show_secret_diffs: false,
             conns: Mutex::new(HashMap::new()),
         }
     }
@@ -200,10 +203,26 @@ pub async fn run(
     // Ctrl-C once: finish what runs, start nothing new (the journal keeps
     // every finished task). Twice: abort now; the consumer journals what
     // came before and ends the process.
+    // SIGTERM (a CI job cancelled, systemd stopping a unit) counts as the
+    // first Ctrl-C: what runs finishes and is journaled.
     let on_signal = shared.clone();
     let signals = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.stop("interrupted (Ctrl-C); press it again to abort now".into());
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let first = tokio::select! {
+            r = tokio::signal::ctrl_c() => r.is_ok().then_some("Ctrl-C"),
+            () = terminated => Some("SIGTERM"),
+        };
+        if let Some(what) = first {
+            on_signal.stop(format!("interrupted ({what}); press Ctrl-C to abort now"));
             if tokio::signal::ctrl_c().await.is_ok() {
                 on_signal.report(Event::Abort);
                 std::future::pending::<()>().await;

@@ -128,7 +128,13 @@ pub(crate) fn probe_script(probes: &[Probe], marker: &str) -> Result<String, Str
     let mut parts = Vec::new();
     if let Some(quoted) = quoted_paths(probes)? {
         parts.push(format!("{STAT} {quoted}"));
-        parts.push(format!("cat -- {quoted}"));
+        // Only regular files, never through a link: a device (a `dest`
+        // templated to /dev/zero, a link planted to one) would stream
+        // without end, and a link's content is not the link's. Builtins
+        // pick them; the function's own arguments hold the list.
+        parts.push(format!(
+            "set --; for v in {quoted}; do [ -f \"$v\" ] && [ ! -L \"$v\" ] && set -- \"$@\" \"$v\"; done; [ $# -eq 0 ] || cat -- \"$@\""
+        ));
         parts.push(format!("{RESTAT} {quoted}"));
     }
     for p in probes {
@@ -176,13 +182,13 @@ pub(crate) fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Opti
                 },
                 Some((head, meta)) => {
                     let size: usize = meta.split(' ').next()?.parse().ok()?;
+                    // Only regular files were read (a link's size is its
+                    // target's name, a device's is 0 and endless).
                     let len = match head {
-                        h if h.ends_with(" directory") => 0,
                         h if h.ends_with(" regular file") || h.ends_with(" regular empty file") => {
                             size
                         }
-                        // A symlink's size is its target's name, not what cat reads.
-                        _ => return None,
+                        _ => 0,
                     };
                     let content = body.get(at..at + len)?;
                     at += len;
@@ -220,7 +226,10 @@ pub(crate) fn probe_script_each(probes: &[Probe], marker: &str) -> Result<String
         parts.push(match p {
             Probe::File(path) => {
                 let q = quote(path)?;
-                format!("{{ [ -d {q} ] || [ -L {q} ] || cat -- {q}; }}")
+                format!(
+                    "if {}; then cat -- {q}; else [ -e {q} ] || [ -L {q} ]; fi",
+                    modules::regular_file(&q)
+                )
             }
             Probe::Script(_) => format!("{{ {}\n}}", p.script()?),
         });
@@ -432,25 +441,44 @@ mod tests {
             assert_eq!(each[i], want, "each: {p:?}");
         }
         assert!(one_cat[4].out.contains("directory") && one_cat[5].rc == 1);
-        // What one cat cannot be cut into with certainty is read file by
-        // file: a symlink (stat gives the link's size), bytes that are not
-        // text, a file that changed between the two stats.
+        // Only regular files are read (review finding 3): a link and a
+        // device are described by their stat line alone, in one cat and one
+        // by one, and /dev/zero's endless content is never asked for.
         std::os::unix::fs::symlink(d.join("plain"), d.join("link")).unwrap();
-        std::fs::write(d.join("binary"), b"\xff\xfe").unwrap();
-        for odd in ["link", "binary"] {
+        for odd in [
+            d.join("link").display().to_string(),
+            "/dev/zero".to_string(),
+        ] {
             let probes = vec![
-                Probe::File(d.join(odd).display().to_string()),
+                Probe::File(odd.clone()),
                 Probe::File(d.join("plain").display().to_string()),
             ];
-            assert!(
-                read_answers(&probes, &sh(&probe_script(&probes, "M").unwrap()), "M").is_none(),
-                "{odd}"
-            );
+            let one =
+                read_answers(&probes, &sh(&probe_script(&probes, "M").unwrap()), "M").unwrap();
             let each =
                 read_answers_each(&probes, &sh(&probe_script_each(&probes, "M").unwrap()), "M")
                     .unwrap();
-            assert_eq!(each[1], one_cat[0], "{odd}");
+            assert_eq!(one, each, "{odd}");
+            assert_eq!(one[1], one_cat[0], "{odd}");
+            let (head, content) = one[0].out.split_once('\n').unwrap();
+            assert!(
+                head.ends_with(" symbolic link") || head.ends_with(" character special file"),
+                "{head}"
+            );
+            assert_eq!(content, "", "{odd}");
         }
+        // What one cat cannot be cut into with certainty is read file by
+        // file: bytes that are not text, a file that changed between the
+        // two stats.
+        std::fs::write(d.join("binary"), b"\xff\xfe").unwrap();
+        let probes = vec![
+            Probe::File(d.join("binary").display().to_string()),
+            Probe::File(d.join("plain").display().to_string()),
+        ];
+        assert!(read_answers(&probes, &sh(&probe_script(&probes, "M").unwrap()), "M").is_none());
+        let each = read_answers_each(&probes, &sh(&probe_script_each(&probes, "M").unwrap()), "M")
+            .unwrap();
+        assert_eq!(each[1], one_cat[0]);
         let probes = vec![Probe::File(d.join("plain").display().to_string())];
         let out = sh(&probe_script(&probes, "M").unwrap());
         let changed = out.replacen("\u{0}4 ", "\u{0}5 ", 1);

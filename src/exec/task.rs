@@ -164,6 +164,7 @@ pub(crate) async fn run_task(
                 None => return failed("reading state: a probe's answer is missing"),
             },
             Err(ProbeError::Failed(e)) => return failed(e),
+            Err(ProbeError::Lost(e)) if e.task_only() => return failed(e.message),
             Err(ProbeError::Lost(e)) => return Outcome::Unreachable(e.message),
         },
     };
@@ -196,7 +197,10 @@ pub(crate) async fn run_task(
     let read_only = change.read_only;
     let shown: Vec<String> = change.actions().iter().map(Action::describe).collect();
     let batch = task.retries == 0 && batchable(task, read_only, change.actions(), true);
-    let (reason, diff) = (change.reason.clone(), change.diff.clone());
+    let (reason, diff) = (
+        change.reason.clone(),
+        change.shown_diff(task.no_log, s.opts.show_secret_diffs),
+    );
     let actions = change.into_actions();
     if plan {
         for a in &actions {
@@ -242,7 +246,7 @@ pub(crate) async fn run_task(
             .run_in(writes::scope(a), &script, &inputs, timeout)
             .await
         {
-            Err(e) if e.message.starts_with("command timed out") => {
+            Err(e) if e.task_only() => {
                 return Outcome::Failed {
                     reason: e.message,
                     command: Some(a.describe()),

@@ -108,7 +108,10 @@ pub(crate) async fn write_ahead(
                             cx.cache.after(a);
                         }
                         let shown = c.actions().iter().map(Action::describe).collect();
-                        let (reason, diff) = (c.reason.clone(), c.diff.clone());
+                        let (reason, diff) = (
+                            c.reason.clone(),
+                            c.shown_diff(task.no_log, s.opts.show_secret_diffs),
+                        );
                         Err(Pending {
                             task,
                             reason,
@@ -154,7 +157,7 @@ pub(crate) async fn write_ahead(
             for &(n, _) in &ahead {
                 unregister(s, h, &s.dag.graph[n].task);
             }
-            if e.message.starts_with("command timed out") {
+            if e.task_only() {
                 return Outcome::Failed {
                     reason: e.message,
                     command: Some(first.shown.join("; ")),

@@ -23,6 +23,9 @@ pub struct Change {
     /// It runs whenever its task runs (a command with no `creates`): the
     /// engine then gives the task's `when:` as the reason it runs.
     pub unconditional: bool,
+    /// The diff is of a file that is not world-readable, before or after:
+    /// shown only as a count of lines (`shown_diff`).
+    pub private: bool,
 }
 
 impl Change {
@@ -33,6 +36,7 @@ impl Change {
             actions: vec![first],
             read_only: false,
             unconditional: false,
+            private: false,
         }
     }
 
@@ -44,6 +48,7 @@ impl Change {
             actions,
             read_only: false,
             unconditional: false,
+            private: false,
         })
     }
 
@@ -76,7 +81,34 @@ impl Change {
         self.actions.extend(other.actions);
         self.read_only &= other.read_only;
         self.unconditional |= other.unconditional;
+        self.private |= other.private;
         self
+    }
+
+    /// The diff as plan and apply print it. That of a private file, or of a
+    /// `no_log` task, is only counted unless the operator asks for it: the
+    /// old side of a rotated password, or a key, would otherwise land in
+    /// terminals and CI logs, and the redactor knows only the new values.
+    pub fn shown_diff(&self, no_log: bool, show_secrets: bool) -> Option<String> {
+        let diff = self.diff.as_ref()?;
+        if show_secrets || !(self.private || no_log) {
+            return Some(diff.clone());
+        }
+        let count = |c: char| {
+            diff.lines()
+                .filter(|l| l.starts_with(c) && !l.starts_with("+++") && !l.starts_with("---"))
+                .count()
+        };
+        Some(format!(
+            "(content hidden: {}; {} line(s) removed, {} added; --show-secret-diffs shows it)\n",
+            if self.private {
+                "the file is not world-readable"
+            } else {
+                "the task is no_log"
+            },
+            count('-'),
+            count('+')
+        ))
     }
 }
 

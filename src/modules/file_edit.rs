@@ -46,6 +46,12 @@ pub fn converge(path: &str, cur: &FileState, want: Wanted) -> Result<Decision, S
     if cur.is_link {
         return Err(link_refused(path));
     }
+    if cur.exists && !cur.is_regular() {
+        return Err(format!(
+            "{path} is a {}: gantry reads and writes only regular files",
+            cur.kind
+        ));
+    }
     let want_mode = want
         .mode
         .map(|m| m.0)
@@ -58,23 +64,20 @@ pub fn converge(path: &str, cur: &FileState, want: Wanted) -> Result<Decision, S
         group: want.group.clone(),
         validate: want.validate.clone(),
     };
-    if !cur.exists {
-        return Ok(Decision::Change(
-            Change::new(format!("{path} does not exist"), write()).with_diff(Some(unified_diff(
-                path,
-                "",
-                want.content,
-            ))),
-        ));
-    }
-    if cur.content != want.content {
-        return Ok(Decision::Change(
-            Change::new(format!("{path} content differs"), write()).with_diff(Some(unified_diff(
-                path,
-                &cur.content,
-                want.content,
-            ))),
-        ));
+    // Not world-readable before or after: its diff is counted, not shown.
+    let private = want_mode & 0o004 == 0 || (cur.exists && cur.mode & 0o004 == 0);
+    if !cur.exists || cur.content != want.content {
+        let mut c = Change::new(
+            if cur.exists {
+                format!("{path} content differs")
+            } else {
+                format!("{path} does not exist")
+            },
+            write(),
+        )
+        .with_diff(Some(unified_diff(path, &cur.content, want.content)));
+        c.private = private;
+        return Ok(Decision::Change(c));
     }
     let mut actions = Vec::new();
     let mut why = Vec::new();

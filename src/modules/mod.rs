@@ -25,7 +25,7 @@ pub use action::{Action, Touches};
 pub use decision::{Change, Decision};
 pub use file_edit::unified_diff;
 pub use params::{Mode, Presence, regex};
-pub use probe::{Answers, FileState, PROBE_LOCALS, Probe, ProbeOut, Probes};
+pub use probe::{Answers, FileState, PROBE_LOCALS, Probe, ProbeOut, Probes, regular_file};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;

@@ -24,19 +24,27 @@ pub const PROBE_LOCALS: &str = "v";
 
 impl Probe {
     /// The shell text of the probe. A file probe prints one stat line, then
-    /// the content; a missing path prints nothing and exits 1. A symbolic
-    /// link is described, never read through.
+    /// the content of a regular file; a missing path prints nothing and
+    /// exits 1. A symbolic link, a directory, a device are described, never
+    /// read.
     pub fn script(&self) -> Result<String, String> {
         Ok(match self {
             Probe::File(p) => {
                 let q = quote(p)?;
                 format!(
-                    "stat -c '%a %U %G %F' -- {q} && {{ [ -d {q} ] || [ -L {q} ] || cat -- {q}; }}"
+                    "stat -c '%a %U %G %F' -- {q} && if {}; then cat -- {q}; fi",
+                    regular_file(&q)
                 )
             }
             Probe::Script(s) => s.clone(),
         })
     }
+}
+
+/// The shell test for a regular file that is not a symbolic link, of the
+/// quoted path `q`: what a file probe reads the content of.
+pub fn regular_file(q: &str) -> String {
+    format!("[ -f {q} ] && [ ! -L {q} ]")
 }
 
 /// What a path is on the host, as `Probe::File` reads it.
@@ -50,10 +58,18 @@ pub struct FileState {
     /// A symbolic link: its mode and owner are the link's, and its content
     /// is not read.
     pub is_link: bool,
+    /// What `stat` calls it: "regular file", "directory", "symbolic link",
+    /// "character special file"...; empty when missing.
+    pub kind: String,
     pub content: String,
 }
 
 impl FileState {
+    /// A regular file (empty or not): the only kind gantry reads or writes.
+    pub fn is_regular(&self) -> bool {
+        self.kind.starts_with("regular")
+    }
+
     pub fn parse(o: &ProbeOut) -> FileState {
         if o.rc != 0 {
             return FileState::default();
@@ -71,6 +87,7 @@ impl FileState {
             group,
             is_dir: kind == "directory",
             is_link: kind == "symbolic link",
+            kind: kind.to_string(),
             content: content.to_string(),
         }
     }

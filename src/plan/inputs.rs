@@ -65,9 +65,11 @@ pub(crate) fn referenced(
 /// Each node's input hash: the task's definition, the role files it uses, and
 /// the values of exactly the variables it refers to, as the inventory and role
 /// defaults give them (facts and registered results are runtime, not input).
-/// A retry reruns a node whose hash moved, and only those.
-pub fn input_hashes(inv: &Inventory, pb: &Playbook, dag: &Dag) -> Vec<String> {
-    use sha2::Digest;
+/// A retry reruns a node whose hash moved, and only those. The hash is an
+/// HMAC under `key` (`secrets::journal_key`): the values hashed may hold
+/// secrets, and the journal that keeps the hashes is not secret.
+pub fn input_hashes(inv: &Inventory, pb: &Playbook, dag: &Dag, key: &[u8]) -> Vec<String> {
+    use hmac::{KeyInit, Mac};
     let templates = Templates::new(pb);
     let view = inv.template_map();
     // What a task refers to is the same on every host: work it out once per task.
@@ -85,7 +87,9 @@ pub fn input_hashes(inv: &Inventory, pb: &Playbook, dag: &Dag) -> Vec<String> {
             });
             let values: serde_json::Map<String, Json> = names.iter().filter_map(|k| input_value(&view, inv, pb, node.host, &t.role, k).map(|v| (k.clone(), v))).collect();
             let def = json!({"module": t.module, "params": t.params, "when": t.when, "loop": t.loop_, "register": t.register, "values": values, "files": files});
-            hex::encode(&sha2::Sha256::digest(def.to_string().as_bytes())[..8])
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+            mac.update(def.to_string().as_bytes());
+            hex::encode(&mac.finalize().into_bytes()[..8])
         })
         .collect()
 }

@@ -7,8 +7,14 @@
 /// One argument, quoted for a POSIX shell. A NUL byte cannot be passed to a
 /// shell at all, so it is refused rather than silently cut.
 pub fn quote(s: &str) -> Result<String, String> {
+    // The value is never in the message: it may be a secret or a file's
+    // content.
     shlex::try_quote(s).map(|c| c.into_owned()).map_err(|_| {
-        format!("value {s:?} contains a NUL byte and cannot be passed to a remote command")
+        format!(
+            "a value of {} bytes holds a NUL byte (at byte {}), which no remote command can be given",
+            s.len(),
+            s.find('\0').unwrap_or_default()
+        )
     })
 }
 

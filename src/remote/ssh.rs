@@ -3,6 +3,7 @@
 //! timeout on connect and on every command. Knows nothing about tasks.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,12 +14,28 @@ use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertific
 use super::script::{input_var, own_call, quote};
 use crate::inventory::SshConfig;
 
-/// Why a host could not be used. `retryable` is false for the failures a
-/// retry cannot fix and must not paper over: a changed host key, refused auth.
+/// What went wrong with a request or a connection, by what it means for
+/// the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The connection or its shell is gone: the host is unreachable for
+    /// the rest of the run.
+    Lost,
+    /// The host refused us for good: a changed or unknown host key, refused
+    /// authentication, sudo that wants a password. A retry cannot fix it.
+    Refused,
+    /// A command ran past its time; the host still answers.
+    TimedOut,
+    /// This one request cannot be run or read (a NUL byte in a value,
+    /// output past the cap): its task fails, the host goes on.
+    Request,
+}
+
+/// Why a request or a connection failed, in words, with its kind.
 #[derive(Debug, Clone)]
 pub struct ConnError {
     pub message: String,
-    pub retryable: bool,
+    pub kind: ErrorKind,
 }
 
 impl std::fmt::Display for ConnError {
@@ -27,16 +44,36 @@ impl std::fmt::Display for ConnError {
     }
 }
 
+impl ConnError {
+    /// Whether the host can still be used after this error: only its task
+    /// failed.
+    pub fn task_only(&self) -> bool {
+        matches!(self.kind, ErrorKind::TimedOut | ErrorKind::Request)
+    }
+}
+
 fn transient(message: String) -> ConnError {
     ConnError {
         message,
-        retryable: true,
+        kind: ErrorKind::Lost,
     }
 }
 fn fatal(message: String) -> ConnError {
     ConnError {
         message,
-        retryable: false,
+        kind: ErrorKind::Refused,
+    }
+}
+fn timed_out(message: String) -> ConnError {
+    ConnError {
+        message,
+        kind: ErrorKind::TimedOut,
+    }
+}
+pub fn request_error(message: String) -> ConnError {
+    ConnError {
+        message,
+        kind: ErrorKind::Request,
     }
 }
 
@@ -135,6 +172,11 @@ pub struct Conn {
     host: String,
     become_: bool,
     pub command_timeout: Duration,
+    /// The most output (stdout and stderr together) one request may send
+    /// back: past it the request fails and its shell is closed, so a
+    /// command that prints gigabytes, or a read of a device, costs its task,
+    /// never the controller's memory.
+    max_output: usize,
     /// The long-lived remote shell that runs commands one after another, so
     /// the login shell (.bashrc), sudo and sshd's session spawn are paid once
     /// per host, not once per command. `None` until first used, or after a
@@ -184,13 +226,19 @@ fn request(nonce: &str, script: &str, inputs: &[&str], scope: Scope) -> Result<S
         set.push_str(&format!(
             "{}={}; ",
             input_var(i),
-            quote(text).map_err(fatal)?
+            quote(text).map_err(request_error)?
         ));
         unset.push_str(&format!("unset {}; ", input_var(i)));
     }
     let (run, done) = match scope {
-        Scope::Subshell => (format!("( eval {} )", quote(script).map_err(fatal)?), ""),
-        Scope::Own => (own_call(script).map_err(fatal)?, "unset -f gantry_run; "),
+        Scope::Subshell => (
+            format!("( eval {} )", quote(script).map_err(request_error)?),
+            "",
+        ),
+        Scope::Own => (
+            own_call(script).map_err(request_error)?,
+            "unset -f gantry_run; ",
+        ),
     };
     Ok(format!(
         "{{ {set}{run} </dev/null; printf '\\n%s %d\\n' {nonce} $?; {done}{unset}printf '\\n%s\\n' {nonce} >&2; }}\n"
@@ -257,12 +305,27 @@ pub async fn connect(
         }
         Ok(Ok(h)) => h,
     };
-    authenticate(&mut handle, &cfg.user, cfg.identity_file.as_deref()).await?;
+    // Authentication has the connect timeout too: a slow PAM or LDAP, or an
+    // agent waiting for a confirmation, must not hold a handshake slot for
+    // ever.
+    tokio::time::timeout(
+        timeout,
+        authenticate(&mut handle, &cfg.user, cfg.identity_file.as_deref()),
+    )
+    .await
+    .map_err(|_| {
+        transient(format!(
+            "authentication on {address}:{} took more than {}s",
+            cfg.port, cfg.connect_timeout
+        ))
+    })??;
     Ok(Conn {
         handle,
         host: address.to_string(),
         become_: cfg.become_,
         command_timeout: Duration::from_secs(cfg.command_timeout),
+        max_output: usize::try_from(cfg.max_output_mib.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
         shell: tokio::sync::Mutex::new(None),
     })
 }
@@ -368,9 +431,11 @@ impl Conn {
     ) -> Result<Output, ConnError> {
         let started = std::time::Instant::now();
         let result = self.run_timed(scope, script, inputs, timeout).await;
-        // `GANTRY_LOG=gantry::ssh=debug` times each remote command. Only the
-        // script's first line is shown: the input, where secrets travel, never.
-        tracing::debug!(target: "gantry::ssh", host = %self.host, ms = started.elapsed().as_millis() as u64, rc = result.as_ref().map_or(-1, |o| o.rc), "{}", script.lines().next().unwrap_or("").chars().take(60).collect::<String>());
+        // `GANTRY_LOG=gantry::ssh=debug` times each remote command. No text
+        // of it is logged: a command's arguments can hold a token, and the
+        // log does not pass through the redactor. Its size tells requests
+        // apart well enough for timing.
+        tracing::debug!(target: "gantry::ssh", host = %self.host, ms = started.elapsed().as_millis() as u64, rc = result.as_ref().map_or(-1, |o| o.rc), bytes = script.len(), "request");
         result
     }
 
@@ -391,13 +456,21 @@ impl Conn {
             Some(_) => Ok(self.shell.lock().await),
             None => tokio::time::timeout(SHELL_WAIT, self.shell.lock()).await,
         };
+        // The pid of the shell that runs the request, once its start line
+        // has come back: what a timeout stops on the host.
+        let pid = AtomicU32::new(0);
         let result = match shell {
             Ok(mut slot) => {
-                match tokio::time::timeout(timeout, self.in_shell(&mut slot, scope, script, inputs))
-                    .await
+                match tokio::time::timeout(
+                    timeout,
+                    self.in_shell(&mut slot, scope, script, inputs, &pid),
+                )
+                .await
                 {
                     Ok(r) => {
-                        if r.is_err() {
+                        // A request refused before it was sent leaves the
+                        // shell as it was; anything else, it is given up.
+                        if r.as_ref().is_err_and(|e| e.kind != ErrorKind::Request) {
                             *slot = None;
                         }
                         Some(r)
@@ -413,7 +486,7 @@ impl Conn {
             }
             Err(_elapsed) => {
                 let line = self.wrap(scope, script)?;
-                tokio::time::timeout(timeout, self.exec(&line))
+                tokio::time::timeout(timeout, self.exec(&line, &pid))
                     .await
                     .ok()
                     .map(|r| match r {
@@ -426,19 +499,36 @@ impl Conn {
         };
         match result {
             // A command past its time, or a host that stopped answering?
-            // Ask the host something trivial: no answer means the host is
-            // gone (unreachable), an answer means the command is just slow.
-            None => match tokio::time::timeout(LIVENESS, self.exec("true")).await {
-                Ok(Ok(_)) => Err(transient(format!(
-                    "command timed out after {}s",
-                    timeout.as_secs()
-                ))),
-                _ => Err(transient(format!(
-                    "connection lost: the host stopped answering (command timed out after {}s, and a liveness check got no answer in {}s)",
-                    timeout.as_secs(),
-                    LIVENESS.as_secs()
-                ))),
-            },
+            // Stop the command on the host (its shell and everything under
+            // it): no answer means the host is gone (unreachable), an answer
+            // means the command was just slow, and is stopped now.
+            None => {
+                let stop = match pid.load(Ordering::Relaxed) {
+                    0 => "true".to_string(),
+                    p => self.wrap(Scope::Subshell, &stop_script(p))?,
+                };
+                let answered = tokio::time::timeout(
+                    LIVENESS + Duration::from_secs(2),
+                    self.exec(&stop, &AtomicU32::new(0)),
+                )
+                .await;
+                match answered {
+                    Ok(Ok(_)) => Err(timed_out(format!(
+                        "command timed out after {}s{}",
+                        timeout.as_secs(),
+                        if pid.load(Ordering::Relaxed) == 0 {
+                            ""
+                        } else {
+                            "; gantry stopped it on the host"
+                        }
+                    ))),
+                    _ => Err(transient(format!(
+                        "connection lost: the host stopped answering (command timed out after {}s, and a liveness check got no answer in {}s)",
+                        timeout.as_secs(),
+                        LIVENESS.as_secs()
+                    ))),
+                }
+            }
             Some(r) => r,
         }
     }
@@ -449,7 +539,7 @@ impl Conn {
             Scope::Subshell => quote(script),
             Scope::Own => own_call(script).and_then(|f| quote(&f)),
         }
-        .map_err(fatal)?;
+        .map_err(request_error)?;
         Ok(if self.become_ {
             format!("sudo -n -- sh -c {quoted}")
         } else {
@@ -468,6 +558,7 @@ impl Conn {
         scope: Scope,
         script: &str,
         inputs: &[&str],
+        pid: &AtomicU32,
     ) -> Result<Output, ConnError> {
         let lost = |e: russh::Error| transient(format!("connection lost: {e}"));
         if slot.is_none() {
@@ -502,10 +593,23 @@ impl Conn {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let (mut rc, mut err_done) = (None, false);
         while rc.is_none() || !err_done {
+            if out.len() + err.len() > self.max_output {
+                // Closing the channel ends the shell, and the command with it
+                // at its next write.
+                if let Some(sh) = slot.take() {
+                    let _ = sh.ch.close().await;
+                }
+                return Err(self.too_much());
+            }
             match sh.ch.wait().await {
                 Some(ChannelMsg::Data { data }) => {
                     let from = out.len().saturating_sub(out_end.len() + 12);
                     out.extend_from_slice(&data);
+                    if pid.load(Ordering::Relaxed) == 0
+                        && let Some(p) = start_pid(&out, &start)
+                    {
+                        pid.store(p, Ordering::Relaxed);
+                    }
                     if rc.is_none() {
                         rc = frame_end(&mut out, from, out_end.as_bytes());
                     }
@@ -553,7 +657,7 @@ impl Conn {
     }
 
     /// A command line on a channel of its own, stdin empty.
-    async fn exec(&self, line: &str) -> Result<Output, ConnError> {
+    async fn exec(&self, line: &str, pid: &AtomicU32) -> Result<Output, ConnError> {
         let lost = |e: russh::Error| transient(format!("connection lost: {e}"));
         let start = start_marker(&format!(
             "gantry-exec-{}",
@@ -567,8 +671,19 @@ impl Conn {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let mut rc = None;
         while let Some(msg) = ch.wait().await {
+            if out.len() + err.len() > self.max_output {
+                let _ = ch.close().await;
+                return Err(self.too_much());
+            }
             match msg {
-                ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                ChannelMsg::Data { data } => {
+                    out.extend_from_slice(&data);
+                    if pid.load(Ordering::Relaxed) == 0
+                        && let Some(p) = start_pid(&out, &start)
+                    {
+                        pid.store(p, Ordering::Relaxed);
+                    }
+                }
                 ChannelMsg::ExtendedData { data, ext: 1 } => err.extend_from_slice(&data),
                 ChannelMsg::ExitStatus { exit_status } => rc = Some(exit_status as i32),
                 ChannelMsg::ExitSignal { signal_name, .. } => {
@@ -593,6 +708,13 @@ impl Conn {
         })
     }
 
+    fn too_much(&self) -> ConnError {
+        request_error(format!(
+            "the command's output passed the cap of {} MiB (ssh.max_output_mib); gantry closed the remote shell, which ends the command",
+            self.max_output >> 20
+        ))
+    }
+
     pub async fn close(&self) {
         if let Some(sh) = self.shell.lock().await.take() {
             let _ = sh.ch.eof().await;
@@ -613,17 +735,46 @@ fn start_marker(nonce: &str) -> String {
     format!("{nonce}-start")
 }
 
+/// On stdout the start line also names the shell that runs the request
+/// (`$$`), so a request past its time can be stopped on the host
+/// (`stop_script`).
 fn start_line(marker: &str) -> String {
-    format!("printf '%s\\n' {marker}; printf '%s\\n' {marker} >&2\n")
+    format!("printf '%s %s\\n' {marker} $$; printf '%s\\n' {marker} >&2\n")
 }
 
 /// Drop what came before the start marker's line, and the line. Output
 /// without it (a shell that ended before it ran) is kept whole.
 fn after_start(buf: &mut Vec<u8>, marker: &str) {
-    let line = format!("{marker}\n");
-    if let Some(at) = find(buf, line.as_bytes(), 0) {
-        buf.drain(..at + line.len());
+    for line in [format!("{marker}\n"), format!("{marker} ")] {
+        if let Some(at) = find(buf, line.as_bytes(), 0) {
+            let end = find(buf, b"\n", at).map_or(buf.len(), |e| e + 1);
+            buf.drain(..end);
+            return;
+        }
     }
+}
+
+/// The pid the start line names on stdout, once it has arrived whole.
+fn start_pid(buf: &[u8], marker: &str) -> Option<u32> {
+    let line = format!("{marker} ");
+    let at = find(buf, line.as_bytes(), 0)? + line.len();
+    let end = find(buf, b"\n", at)?;
+    std::str::from_utf8(&buf[at..end])
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&p| p > 1)
+}
+
+/// Stop a process on the host and everything under it: the shell of a
+/// request past its time, first (so a write script runs its trap, removes
+/// its temp files and renames nothing), then its children, all of them
+/// listed before any is signalled; a second later, whatever is left is
+/// killed. Through /proc, so nothing needs procps.
+fn stop_script(pid: u32) -> String {
+    format!(
+        "p=; t() {{ p=\"$p $1\"; for k in $(cat /proc/$1/task/*/children 2>/dev/null); do t $k; done; }}; t {pid}; kill -TERM $p 2>/dev/null; sleep 1; kill -KILL $p 2>/dev/null; true"
+    )
 }
 
 fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
@@ -731,15 +882,58 @@ pub(crate) mod tests {
             use std::io::Write;
             c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         }
+        let c_pid = c.id();
         let o = c.wait_with_output().unwrap();
         let (mut out, mut err) = (o.stdout, o.stderr);
         assert_eq!(frame_end(&mut out, 0, b"\nN-1 "), Some(0));
         let end = find(&err, b"\nN-1\n", 0).unwrap();
         err.truncate(end);
+        assert!(start_pid(&out, &start).is_some_and(|p| p == c_pid));
         after_start(&mut out, &start);
         after_start(&mut err, &start);
         assert_eq!(String::from_utf8(out).unwrap(), "answer\n");
         assert_eq!(String::from_utf8(err).unwrap(), "note\n");
+    }
+
+    /// A request past its time is stopped on the host: its shell first
+    /// (whose trap then runs), then everything under it, grandchildren too.
+    #[test]
+    fn a_stopped_request_leaves_no_process_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let trap = dir.path().join("trapped");
+        let c = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "trap 'echo ran > {}; exit 1' TERM; ( sleep 300 & sleep 301 ) & sleep 302; echo renamed",
+                trap.display()
+            ))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = c.id();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let tree = || {
+            let ps = std::process::Command::new("pgrep")
+                .args(["-f", "^sleep 30[012]$"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&ps.stdout).lines().count()
+        };
+        assert_eq!(tree(), 3);
+        let st = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(stop_script(pid))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(tree(), 0, "a process was left behind");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "",
+            "the shell went on"
+        );
+        assert_eq!(std::fs::read_to_string(&trap).unwrap(), "ran\n");
     }
 
     #[test]

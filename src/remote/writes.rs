@@ -193,22 +193,64 @@ pub fn writes_script(actions: &[&Action], marker: &str) -> Result<String, String
             ));
         }
         body.push_str("set +C; umask \"$u\"\n");
-        if !synced.is_empty() {
+        // The stretch's temp files reach the disk before any is renamed
+        // (those made: a failed one stops the batch at its index), and a
+        // failed fsync stops the stretch's renames.
+        let writes: Vec<usize> = stretch
+            .iter()
+            .copied()
+            .filter(|&j| matches!(actions[j], Action::Write { .. }))
+            .collect();
+        if let Some(&first) = writes.first() {
+            let mut picks = String::from("set --;");
+            for (&j, t) in writes.iter().zip(&synced) {
+                picks.push_str(&format!(" [ $lim -gt {j} ] && set -- \"$@\" {t};"));
+            }
             body.push_str(&format!(
-                "sync -- {} 2>/dev/null || true\n",
-                synced.join(" ")
+                "{picks} [ $# -eq 0 ] || sync -- \"$@\" || {{ r=$?; lim={first}; }}\n"
             ));
+        }
+        // Each directory a write of the stretch lands in, with the first
+        // such write's index: synced if that write was renamed.
+        let mut dirs: Vec<(usize, String)> = Vec::new();
+        for &j in &writes {
+            if let Action::Write { path, .. } = actions[j] {
+                let d = match std::path::Path::new(path).parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.display().to_string(),
+                    _ => ".".to_string(),
+                };
+                if !dirs.iter().any(|(_, x)| *x == d) {
+                    dirs.push((j, d));
+                }
+            }
         }
         for &j in stretch {
             match actions[j] {
+                // A temp file swapped for a link (by a user who can write
+                // the directory) is not renamed into place: the write fails.
                 Action::Write { .. } => body.push_str(&format!(
-                    "[ $lim -gt {j} ] && {{ mv -fT -- \"$t{j}\" \"$d{j}\" || {{ r=$?; lim={j}; }}; }}\n"
+                    "[ $lim -gt {j} ] && {{ {{ [ ! -L \"$t{j}\" ] || {{ printf '%s\\n' \"gantry: $t{j} was replaced by a link while it was written\" >&2; false; }}; }} && mv -fT -- \"$t{j}\" \"$d{j}\" || {{ r=$?; lim={j}; }}; }}\n"
                 )),
                 Action::Run { script, .. } => body.push_str(&format!(
                     "[ $lim -gt {j} ] && {{ {script}\nc=$?; {}; [ $c -eq 0 ] || {{ r=$c; lim={j}; }}; }}\n",
                     frame::end(marker, j, "$c")
                 )),
             }
+        }
+        // Then the directories, so the renames survive a power loss too;
+        // if that fails, the stretch counts as not done (rerun, it changes
+        // nothing).
+        if let Some(&first) = writes.first() {
+            let mut picks = String::from("set --;");
+            for (j, d) in &dirs {
+                picks.push_str(&format!(
+                    " [ $lim -gt {j} ] && set -- \"$@\" {};",
+                    quote(d)?
+                ));
+            }
+            body.push_str(&format!(
+                "{picks} [ $# -eq 0 ] || sync -- \"$@\" || {{ r=$?; lim={first}; }}\n"
+            ));
         }
     }
     let temps = temps.join(" ");
@@ -467,6 +509,14 @@ mod tests {
             conf.join("moved").exists(),
             "the swap did not happen: {out:?}"
         );
+        // The link is not renamed into place: the write fails, and says why.
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("was replaced by a link while it was written"),
+            "{out:?}"
+        );
+        assert!(std::fs::symlink_metadata(conf.join("f")).is_err());
         let v = std::fs::metadata(&victim).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "theirs\n");
         assert_eq!((v.uid(), v.gid()), (65534, 65534));

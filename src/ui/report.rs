@@ -101,7 +101,7 @@ impl Reporter {
         let s = self.redactor.redact(s);
         match &self.bar {
             Some(b) => b.println(s),
-            None => println!("{s}"),
+            None => crate::outln!("{s}"),
         }
     }
 
@@ -140,7 +140,9 @@ impl Reporter {
                     &format!("{} {host} {task}: {reason}", style(changed_word).yellow()),
                 );
                 if let Some(d) = diff {
-                    let colored: String = shorten_diff(d)
+                    // Redacted before it is cut: a cut secret no longer
+                    // matches.
+                    let colored: String = shorten_diff(&self.redactor.redact(d))
                         .lines()
                         .map(|l| {
                             let l = format!("    {l}");
@@ -248,21 +250,30 @@ impl Reporter {
         let held = self.held.lock().unwrap();
         for h in &self.order {
             for l in held.get(h).into_iter().flatten() {
-                println!("{l}");
+                crate::outln!("{l}");
             }
         }
         let counts = self.counts.lock().unwrap();
         let width = counts.keys().map(|h| h.len()).max().unwrap_or(4).max(4);
         let changed_word = if self.plan { "to change" } else { "changed" };
-        println!(
+        crate::outln!(
             "\n{:width$}  {:>4} {:>9} {:>6} {:>7} {:>11}",
-            "HOST", "ok", changed_word, "failed", "skipped", "unreachable"
+            "HOST",
+            "ok",
+            changed_word,
+            "failed",
+            "skipped",
+            "unreachable"
         );
         let mut t = Counts::default();
         for (h, c) in counts.iter() {
-            println!(
+            crate::outln!(
                 "{h:width$}  {:>4} {:>9} {:>6} {:>7} {:>11}",
-                c.ok, c.changed, c.failed, c.skipped, c.unreachable
+                c.ok,
+                c.changed,
+                c.failed,
+                c.skipped,
+                c.unreachable
             );
             t.ok += c.ok;
             t.changed += c.changed;
@@ -277,7 +288,7 @@ impl Reporter {
         } else {
             String::new()
         };
-        println!(
+        crate::outln!(
             "{} hosts: ok={} {verb}={} failed={} skipped={} unreachable={}{done}",
             counts.len(),
             t.ok,

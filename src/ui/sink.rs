@@ -9,6 +9,7 @@ use std::sync::mpsc::Receiver;
 
 use petgraph::graph::NodeIndex;
 
+use super::out::terminal_safe;
 use super::report::Reporter;
 use crate::exec::{Event, Outcome};
 use crate::inventory::Inventory;
@@ -28,11 +29,13 @@ pub struct Sink {
 impl Sink {
     /// Consume every event until the run drops its sender; then close the
     /// journal (every record on disk before the run reports) and hand the
-    /// reporter back for the summary.
-    pub fn consume(self, events: Receiver<Event>) -> Reporter {
+    /// reporter back for the summary, with the journal's first write error
+    /// if it had one.
+    pub fn consume(self, events: Receiver<Event>) -> (Reporter, Option<String>) {
         for e in events {
             match e {
                 Event::TaskDone { node, outcome } => {
+                    let outcome = outcome.map_text(terminal_safe);
                     let n = &self.dag.graph[node];
                     self.reporter
                         .task_done(&self.inv.hosts[n.host].name, &n.task.id, &outcome);
@@ -43,6 +46,7 @@ impl Sink {
                     outcome,
                     nodes,
                 } => {
+                    let outcome = outcome.map_text(terminal_safe);
                     self.reporter
                         .host_unusable(&self.inv.hosts[host].name, &outcome, nodes.len());
                     for n in nodes {
@@ -52,7 +56,13 @@ impl Sink {
                 Event::DoneEarlier { host } => {
                     self.reporter.done_earlier(&self.inv.hosts[host].name)
                 }
-                Event::Notice(s) => self.reporter.notice(&s),
+                Event::HostBegins { host, seqs, ack } => match &self.journal {
+                    Some(j) => j.begin(&self.inv.hosts[host].name, &seqs, ack),
+                    None => {
+                        let _ = ack.send(());
+                    }
+                },
+                Event::Notice(s) => self.reporter.notice(&terminal_safe(&s)),
                 Event::Secret(s) => self.reporter.redactor.add(&s),
                 Event::Abort => {
                     if let Some(j) = &self.journal {
@@ -63,10 +73,8 @@ impl Sink {
                 }
             }
         }
-        if let Some(j) = &self.journal {
-            j.close();
-        }
-        self.reporter
+        let journal_error = self.journal.as_ref().and_then(|j| j.close());
+        (self.reporter, journal_error)
     }
 
     fn record(&self, n: NodeIndex, o: &Outcome) {

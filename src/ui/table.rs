@@ -21,11 +21,11 @@ pub fn print_table(reports: &[HostReport], unreachable: &[(String, String)]) {
         .chain([6])
         .max()
         .unwrap_or(6);
-    print!("{:<18}", "CHECK");
+    crate::out!("{:<18}", "CHECK");
     for r in reports {
-        print!(" {:>width$}", r.host);
+        crate::out!(" {:>width$}", r.host);
     }
-    println!();
+    crate::outln!();
     for c in CHECKS.iter().map(|c| c.name) {
         if !reports
             .iter()
@@ -33,30 +33,34 @@ pub fn print_table(reports: &[HostReport], unreachable: &[(String, String)]) {
         {
             continue;
         }
-        print!("{c:<18}");
+        crate::out!("{c:<18}");
         for r in reports {
             match r.findings.iter().find(|f| f.check == c) {
-                Some(f) => print!(" {:>width$}", mark(f.level).to_string()),
-                None => print!(" {:>width$}", "-"),
+                Some(f) => crate::out!(" {:>width$}", mark(f.level).to_string()),
+                None => crate::out!(" {:>width$}", "-"),
             }
         }
-        println!();
+        crate::outln!();
     }
     for r in reports {
         for f in r.findings.iter().filter(|f| f.level != Level::Pass) {
-            println!(
+            crate::outln!(
                 "{} {} {}: {} (required: {}); fix: {}",
                 mark(f.level),
                 r.host,
                 f.check,
-                f.measured,
+                super::out::terminal_safe(&f.measured),
                 f.required,
                 f.fix
             );
         }
     }
     for (h, why) in unreachable {
-        println!("{} {h}: not checked, unreachable: {why}", mark(Level::Fail));
+        crate::outln!(
+            "{} {h}: not checked, unreachable: {}",
+            mark(Level::Fail),
+            super::out::terminal_safe(why)
+        );
     }
 }
 
