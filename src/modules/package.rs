@@ -17,7 +17,7 @@ pub struct Package {
 impl Module for Package {
     const NAME: &'static str = "package";
     const DOC: Doc = Doc {
-        summary: "OS packages installed with dpkg/apt-get or rpm/dnf (yum). With `from_dir`, every package file of the directory is installed and no repository is consulted, so a dependency the directory lacks fails at once, named",
+        summary: "OS packages installed with dpkg/apt-get or rpm/dnf (yum). With `from_dir`, the named packages and what they need are installed from that directory's files (nothing else it holds), and no repository is consulted, so a dependency the directory lacks fails at once, named",
         params: &[
             ("name", "the packages, a list"),
             ("from_dir", "offline: a directory of .deb or .rpm files on the host"),
@@ -40,15 +40,31 @@ impl Module for Package {
         );
         for n in &self.name {
             let q = quote(n)?;
-            s.push_str(&format!("if command -v dpkg-query >/dev/null; then dpkg-query -W -f='${{db:Status-Status}}' -- {q} 2>/dev/null | grep -qx installed; else rpm -q -- {q} >/dev/null 2>&1; fi && echo {q} installed || echo {q} missing\n"));
+            s.push_str(&format!("if command -v dpkg-query >/dev/null; then dpkg-query -W -f='${{db:Status-Status}}' -- {q} 2>/dev/null | grep -qx installed; else rpm -q -- {q} >/dev/null 2>&1; fi && echo {q} installed || {{ echo {q} missing; v=1; }}\n"));
         }
+        // Offline, and something is missing: what each package file of the
+        // directory is, provides and needs, for `decide` to pick the named
+        // packages and what they need, and nothing else.
+        if let Some(d) = &self.from_dir {
+            let d = quote(d)?;
+            s.push_str(&format!(
+                "[ \"$v\" = 1 ] && for f in {d}/*.deb {d}/*.rpm; do [ -f \"$f\" ] || continue; printf 'File: %s\\n' \"$f\"; case $f in *.deb) dpkg-deb -f \"$f\" Package Provides Depends Pre-Depends;; *) rpm -qp --qf 'Package: %{{NAME}}\\n' \"$f\"; rpm -qp --provides \"$f\" | sed 's/^/Provides: /'; rpm -qp --requires \"$f\" | sed 's/^/Depends: /';; esac; done\n"
+            ));
+        }
+        s.push_str("true\n");
         Ok(Probes::new().script("installed", s))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {
-        let mut lines = a.script("installed")?.out.lines();
+        let answer = &a.script("installed")?.out;
+        let mut lines = answer.lines();
         let manager = lines.next().unwrap_or("none");
-        let missing: Vec<&str> = lines.filter_map(|l| l.strip_suffix(" missing")).collect();
+        let missing: Vec<&str> = answer
+            .lines()
+            .skip(1)
+            .take(self.name.len())
+            .filter_map(|l| l.strip_suffix(" missing"))
+            .collect();
         if missing.is_empty() {
             return Ok(Decision::unchanged(format!(
                 "installed: {}",
@@ -66,21 +82,27 @@ impl Module for Package {
                 "if command -v dnf >/dev/null; then dnf install -y -q -- {m}; else yum install -y -q -- {m}; fi",
                 m = command(&missing)?
             ),
-            // Offline: install what the directory holds for these names,
-            // with their dependencies from the same directory. No
-            // repository is consulted (an air-gapped host's sources would
-            // only time out), so a dependency the directory lacks is named
-            // in apt's error at once. Not `--no-download`: apt 2.6 then
-            // refuses local files ("Pathname to install is not absolute"),
-            // as the lab showed.
-            ("deb", Some(d)) => format!(
-                "cd -- {} && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts=/dev/null -- ./*.deb >&2",
-                quote(d)?
-            ),
-            ("rpm", Some(d)) => format!(
-                "cd -- {} && if command -v dnf >/dev/null; then dnf install -y -q --disablerepo='*' -- ./*.rpm; else yum install -y -q --disablerepo='*' -- ./*.rpm; fi",
-                quote(d)?
-            ),
+            // Offline: the files of the named packages and of what they
+            // need from the same directory; nothing else the directory
+            // holds. No repository is consulted (an air-gapped host's
+            // sources would only time out), so a dependency the directory
+            // lacks is named in apt's or dnf's error at once. Not
+            // `--no-download`: apt 2.6 then refuses local files ("Pathname
+            // to install is not absolute"), as the lab showed.
+            (m @ ("deb" | "rpm"), Some(d)) => {
+                let files = offline_files(d, &missing, answer)?;
+                if m == "deb" {
+                    format!(
+                        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts=/dev/null -- {} >&2",
+                        command(&files)?
+                    )
+                } else {
+                    format!(
+                        "if command -v dnf >/dev/null; then dnf install -y -q --disablerepo='*' -- {f}; else yum install -y -q --disablerepo='*' -- {f}; fi",
+                        f = command(&files)?
+                    )
+                }
+            }
             _ => return Err("package: neither dpkg nor rpm found on this host".into()),
         };
         Ok(Decision::Change(Change::new(
@@ -94,6 +116,95 @@ impl Module for Package {
             },
         )))
     }
+}
+
+/// One package file of an offline directory, as the probe describes it.
+#[derive(Debug, Default)]
+struct PackageFile {
+    path: String,
+    name: String,
+    /// Its name and what it provides (capabilities, virtual packages).
+    provides: Vec<String>,
+    /// Each dependency: its alternatives, by name.
+    depends: Vec<Vec<String>>,
+}
+
+/// The files to install for `wanted` from the directory `dir`: each named
+/// package's file, then, transitively, for each dependency the first of its
+/// alternatives that a file of the directory provides. A dependency no
+/// file provides is left to the package manager (installed already, or its
+/// error names it).
+fn offline_files(dir: &str, wanted: &[&str], answer: &str) -> Result<Vec<String>, String> {
+    let mut files: Vec<PackageFile> = Vec::new();
+    for l in answer.lines() {
+        let Some((k, v)) = l.split_once(": ") else {
+            continue;
+        };
+        match (k, files.last_mut()) {
+            ("File", _) => files.push(PackageFile {
+                path: v.to_string(),
+                ..Default::default()
+            }),
+            ("Package", Some(f)) => {
+                f.name = v.trim().to_string();
+                f.provides.push(f.name.clone());
+            }
+            ("Provides", Some(f)) => f.provides.extend(
+                v.split(',')
+                    .filter_map(|p| p.split_whitespace().next())
+                    .map(|p| p.split(':').next().unwrap_or(p).to_string()),
+            ),
+            ("Depends" | "Pre-Depends", Some(f)) => {
+                for dep in v.split(',') {
+                    let alts: Vec<String> = dep
+                        .split('|')
+                        .filter_map(|a| a.split_whitespace().next())
+                        .map(|a| a.split(':').next().unwrap_or(a).to_string())
+                        .filter(|a| !a.is_empty() && !a.starts_with("rpmlib("))
+                        .collect();
+                    if !alts.is_empty() {
+                        f.depends.push(alts);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let by_cap = |cap: &str| files.iter().position(|f| f.provides.iter().any(|p| p == cap));
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut queue: Vec<usize> = Vec::new();
+    for w in wanted {
+        match files.iter().position(|f| f.name == *w) {
+            Some(i) => queue.push(i),
+            None => {
+                return Err(format!(
+                    "package: {w} is not in {dir} (its files: {})",
+                    if files.is_empty() {
+                        "none".to_string()
+                    } else {
+                        files
+                            .iter()
+                            .map(|f| f.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ));
+            }
+        }
+    }
+    while let Some(i) = queue.pop() {
+        if chosen.contains(&i) {
+            continue;
+        }
+        chosen.push(i);
+        for alts in &files[i].depends {
+            if let Some(j) = alts.iter().find_map(|a| by_cap(a)) {
+                queue.push(j);
+            }
+        }
+    }
+    chosen.sort();
+    Ok(chosen.into_iter().map(|i| files[i].path.clone()).collect())
 }
 
 #[cfg(test)]
@@ -120,11 +231,29 @@ mod tests {
             "installed: haproxy, keepalived"
         );
         let offline: Package = module(json!({"name": ["keepalived"], "from_dir": "/root/yum/lb"}));
-        let d = change(decide(&offline, vec![out(0, "rpm\nkeepalived missing\n")]).unwrap());
+        // What rpm says of the directory's files: keepalived needs
+        // libnl3.so (from libnl3) and /bin/sh (installed); haproxy is there
+        // too, and not needed.
+        let dir = "rpm\nkeepalived missing\nFile: /root/yum/lb/haproxy.rpm\nPackage: haproxy\nProvides: haproxy = 2.4\nDepends: /bin/sh\nFile: /root/yum/lb/keepalived.rpm\nPackage: keepalived\nProvides: keepalived = 2.2\nDepends: libnl-3.so.200()(64bit)\nDepends: /bin/sh\nDepends: rpmlib(CompressedFileNames) <= 3.0.4-1\nFile: /root/yum/lb/libnl3.rpm\nPackage: libnl3\nProvides: libnl-3.so.200()(64bit)\nProvides: libnl3 = 3.7\n";
+        let d = change(decide(&offline, vec![out(0, dir)]).unwrap());
         assert!(matches!(
             d.actions(),
-            [Action::Run { script, .. }] if script == "cd -- /root/yum/lb && if command -v dnf >/dev/null; then dnf install -y -q --disablerepo='*' -- ./*.rpm; else yum install -y -q --disablerepo='*' -- ./*.rpm; fi"
-        ));
+            [Action::Run { script, .. }] if script == "if command -v dnf >/dev/null; then dnf install -y -q --disablerepo='*' -- /root/yum/lb/keepalived.rpm /root/yum/lb/libnl3.rpm; else yum install -y -q --disablerepo='*' -- /root/yum/lb/keepalived.rpm /root/yum/lb/libnl3.rpm; fi"
+        ), "{:?}", d.actions());
+        // Debian: alternatives, versions and architectures in Depends.
+        let deb = "deb\nhello missing\nFile: /srv/p/hello.deb\nPackage: hello\nDepends: libfoo (>= 1.0) | libbar, libc6:any (>= 2.34)\nFile: /srv/p/bar.deb\nPackage: bar-impl\nProvides: libbar (= 1)\nFile: /srv/p/other.deb\nPackage: other\n";
+        let m: Package = module(json!({"name": ["hello"], "from_dir": "/srv/p"}));
+        let d = change(decide(&m, vec![out(0, deb)]).unwrap());
+        assert!(matches!(
+            d.actions(),
+            [Action::Run { script, .. }] if script.ends_with("-- /srv/p/hello.deb /srv/p/bar.deb >&2")
+        ), "{:?}", d.actions());
+        // A named package the directory does not hold: said before anything runs.
+        let m: Package = module(json!({"name": ["nginx"], "from_dir": "/srv/p"}));
+        assert_eq!(
+            decide(&m, vec![out(0, "deb\nnginx missing\nFile: /srv/p/other.deb\nPackage: other\n")]).unwrap_err(),
+            "package: nginx is not in /srv/p (its files: other)"
+        );
         assert_eq!(
             decide(&offline, vec![out(0, "none\nkeepalived missing\n")]).unwrap_err(),
             "package: neither dpkg nor rpm found on this host"
