@@ -242,6 +242,48 @@ fn unknown_and_changed_host_keys_are_refused() {
         "{recorded}"
     );
     assert_eq!(lab.gantry(&["plan"]).status.code(), Some(0));
+    // A man in the middle offering only another algorithm (review finding
+    // 11): the host has a recorded key, so this is a change, not a new host
+    // to learn, with or without --accept-new-host-keys.
+    lab.exec(
+        "master1",
+        "echo 'HostKeyAlgorithms ecdsa-sha2-nistp256' >> /etc/ssh/sshd_config && systemctl restart ssh",
+    );
+    let out = lab.gantry(&["plan", "--accept-new-host-keys"]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains(&format!(
+            "UNREACHABLE master1: HOST KEY CHANGED for {}:22: it now offers ecdsa-sha2-nistp256 ",
+            lab.ip(0)
+        )),
+        "{shown}"
+    );
+    assert_eq!(std::fs::read_to_string(&kh).unwrap(), recorded);
+    lab.exec(
+        "master1",
+        "sed -i '/^HostKeyAlgorithms/d' /etc/ssh/sshd_config && systemctl restart ssh",
+    );
+    // A revoked key is refused even where a plain line lists it, and never
+    // learned (finding 12).
+    let key = lab.exec(
+        "master1",
+        "cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub",
+    );
+    std::fs::write(&kh, format!("{recorded}@revoked * {key}")).unwrap();
+    let out = lab.gantry(&["plan", "--accept-new-host-keys"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "is REVOKED ({} line {})",
+            kh.display(),
+            recorded.lines().count() + 1
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+    std::fs::write(&kh, &recorded).unwrap();
+    assert_eq!(lab.gantry(&["plan"]).status.code(), Some(0));
     // Changed: the host is reinstalled with new keys. A hard failure, even
     // with --accept-new-host-keys, and known_hosts is not rewritten.
     lab.exec(
@@ -259,7 +301,10 @@ fn unknown_and_changed_host_keys_are_refused() {
         "{shown}"
     );
     assert!(
-        shown.contains(&format!("which differs from {} line", kh.display())),
+        shown.contains(&format!(
+            "which is none of the keys recorded for it ({} line ",
+            kh.display()
+        )),
         "{shown}"
     );
     assert_eq!(std::fs::read_to_string(&kh).unwrap(), recorded);
@@ -342,6 +387,7 @@ fn cross_host_secret_reaches_workers_and_never_the_output() {
         "--skip-preflight",
         "--forks",
         "1",
+        "--show-secret-diffs",
         "-p",
         "tests/fixtures/playbooks/cross-host.yaml",
         "-v",
@@ -358,7 +404,8 @@ fn cross_host_secret_reaches_workers_and_never_the_output() {
     }
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(!all.contains(&token), "the secret was printed:\n{all}");
-    // Each worker's join.sh diff is shown, with the secret line redacted.
+    // Each worker's join.sh diff is shown (asked for: the file is 0600),
+    // with the secret line redacted.
     for w in ["worker1", "gpu1"] {
         let shown = format!("changed {w} join/keep the join command: ");
         let at = all
@@ -657,13 +704,17 @@ fn fail_fast_max_fail_percent_and_from() {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn offline_package_from_a_directory_on_the_host() {
     let lab = Lab::up_with("t-pkg", 32, "master1:control-plane");
-    // A real .deb, built on the host by dpkg-deb; the lab has no network.
+    // Real .debs, built on the host by dpkg-deb; the lab has no network.
+    // hello needs dep (through a virtual package dep provides); other is in
+    // the directory too, and nothing names or needs it.
     lab.exec(
         "master1",
-        "set -e; d=/tmp/build/gantry-lab-hello; mkdir -p $d/DEBIAN $d/usr/share/gantry-lab-hello
-printf 'Package: gantry-lab-hello\\nVersion: 1.0\\nArchitecture: all\\nMaintainer: gantry lab <lab@example.invalid>\\nDescription: built by a gantry lab test\\n' > $d/DEBIAN/control
-echo hello > $d/usr/share/gantry-lab-hello/hello
-mkdir -p /srv/pkgs; dpkg-deb --build $d /srv/pkgs/gantry-lab-hello_1.0_all.deb >/dev/null",
+        "set -e; mkdir -p /srv/pkgs; for p in hello dep other; do d=/tmp/build/gantry-lab-$p; mkdir -p $d/DEBIAN $d/usr/share/gantry-lab-$p
+printf 'Package: gantry-lab-%s\\nVersion: 1.0\\nArchitecture: all\\nMaintainer: gantry lab <lab@example.invalid>\\nDescription: built by a gantry lab test\\n' $p > $d/DEBIAN/control
+echo $p > $d/usr/share/gantry-lab-$p/$p; done
+echo 'Depends: gantry-lab-virtual (>= 1) | gantry-lab-absent' >> /tmp/build/gantry-lab-hello/DEBIAN/control
+echo 'Provides: gantry-lab-virtual (= 1.0)' >> /tmp/build/gantry-lab-dep/DEBIAN/control
+for p in hello dep other; do dpkg-deb --build /tmp/build/gantry-lab-$p /srv/pkgs/gantry-lab-${p}_1.0_all.deb >/dev/null; done",
     );
     let pb = "tests/fixtures/playbooks/offline-package.yaml";
     let out = lab.gantry(&["apply", "--accept-new-host-keys", "-p", pb]);
@@ -686,6 +737,16 @@ mkdir -p /srv/pkgs; dpkg-deb --build $d /srv/pkgs/gantry-lab-hello_1.0_all.deb >
         lab.exec("master1", "cat /usr/share/gantry-lab-hello/hello"),
         "hello\n"
     );
+    // What it needs came along; what nothing named stayed in the directory
+    // (review finding 21: `./*.deb` installed it all).
+    assert!(lab.try_exec("master1", "dpkg-query -W gantry-lab-dep").0);
+    assert!(
+        !lab.try_exec(
+            "master1",
+            "dpkg-query -W -f='${db:Status-Status}' gantry-lab-other | grep -qx installed"
+        )
+        .0
+    );
     let again = lab.gantry(&["apply", "-p", pb, "-v"]);
     assert_eq!(row(&again, "master1"), [1, 0, 0, 0, 0]);
     assert!(
@@ -700,7 +761,7 @@ mkdir -p /srv/pkgs; dpkg-deb --build $d /srv/pkgs/gantry-lab-hello_1.0_all.deb >
     lab.exec("master1", "dpkg -r gantry-lab-hello >/dev/null");
     lab.exec(
         "master1",
-        "set -e; d=/tmp/build/gantry-lab-hello; sed -i 's/^Version: 1.0$/Version: 2.0\\nDepends: gantry-lab-missing/' $d/DEBIAN/control
+        "set -e; d=/tmp/build/gantry-lab-hello; sed -i 's/^Version: 1.0$/Version: 2.0/; s/^Depends: .*/Depends: gantry-lab-missing/' $d/DEBIAN/control
 rm /srv/pkgs/*.deb; dpkg-deb --build $d /srv/pkgs/gantry-lab-hello_2.0_all.deb >/dev/null",
     );
     let out = lab.gantry_within(&["apply", "-p", pb], Duration::from_secs(60));

@@ -1,10 +1,11 @@
 //! Everything that crosses to a host: the SSH transport and the host's
 //! long-lived shell (`ssh`), shell text built from typed values (`script`),
 //! the framing of a request's parts (`frame`), requests of writes
-//! (`writes`) and the host lock (`lock`). russh is confined here; nothing
+//! (`writes`), the host lock (`lock`) and known_hosts (`known_hosts`). russh is confined here; nothing
 //! here knows about tasks or modules' decisions.
 
 pub mod frame;
+pub mod known_hosts;
 pub mod lock;
 pub mod script;
 pub mod ssh;

@@ -11,6 +11,7 @@ use russh::ChannelMsg;
 use russh::client::{self, Handle};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 
+use super::known_hosts::{self, KnownHosts, Verdict};
 use super::script::{input_var, own_call, quote};
 use crate::inventory::SshConfig;
 
@@ -93,6 +94,8 @@ struct Verifier {
     host: String,
     port: u16,
     known_hosts: PathBuf,
+    /// The user's file and the system's, read once for this connection.
+    files: Arc<KnownHosts>,
     policy: HostKeyPolicy,
     verdict: Arc<Mutex<Option<ConnError>>>,
 }
@@ -110,49 +113,67 @@ impl client::Handler for Verifier {
 
     async fn check_server_key(
         &mut self,
-        key: &PublicKeyOrCertificate,
+        offered: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let key = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(c) => PublicKey::from(c.public_key().clone()),
+        let (key, cert) = match offered {
+            PublicKeyOrCertificate::PublicKey { key, .. } => (key.clone(), None),
+            PublicKeyOrCertificate::Certificate(c) => {
+                (PublicKey::from(c.public_key().clone()), Some(c))
+            }
         };
-        let _guard = KNOWN_HOSTS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let path = &self.known_hosts;
         let fp = fingerprint(&key);
-        let checked = if path.exists() {
-            russh::keys::check_known_hosts_path(&self.host, self.port, &key, path)
-        } else {
-            Ok(false)
-        };
-        let verdict = match checked {
-            Ok(true) => return Ok(true),
-            Ok(false) if self.policy == HostKeyPolicy::AcceptNew => {
-                match russh::keys::known_hosts::learn_known_hosts_path(
-                    &self.host, self.port, &key, path,
-                ) {
-                    Ok(()) => {
-                        tracing::info!(target: "gantry::ssh", host = %self.host, "recorded new host key {fp} in {}", path.display());
-                        return Ok(true);
+        let (host, port, path) = (&self.host, self.port, &self.known_hosts);
+        let verdict = match self.files.verify(host, port, &key, cert) {
+            Verdict::Known => return Ok(true),
+            Verdict::Unknown if self.policy == HostKeyPolicy::AcceptNew => {
+                // One writer at a time, and only if no other connection
+                // recorded a key for this host meanwhile.
+                let _guard = KNOWN_HOSTS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+                match KnownHosts::load(&[path.as_path()]).map(|k| k.verify(host, port, &key, None))
+                {
+                    Ok(Verdict::Known) => return Ok(true),
+                    Ok(Verdict::Unknown) => {
+                        match russh::keys::known_hosts::learn_known_hosts_path(
+                            host, port, &key, path,
+                        ) {
+                            Ok(()) => {
+                                // As OpenSSH's "Warning: Permanently added".
+                                eprintln!(
+                                    "warning: recorded the host key of {host}:{port} ({fp}) in {} (--accept-new-host-keys)",
+                                    path.display()
+                                );
+                                return Ok(true);
+                            }
+                            Err(e) => fatal(format!(
+                                "could not record host key {fp} in {}: {e}",
+                                path.display()
+                            )),
+                        }
                     }
-                    Err(e) => fatal(format!(
-                        "could not record host key {fp} in {}: {e}",
-                        path.display()
+                    Ok(_) => fatal(format!(
+                        "host key of {host}:{port} was recorded by another connection meanwhile, and differs ({fp})"
                     )),
+                    Err(e) => fatal(e),
                 }
             }
-            Ok(false) => fatal(format!(
-                "host key of {}:{} is not known ({fp}); verify it out of band, then add it to {} or rerun with --accept-new-host-keys",
-                self.host,
-                self.port,
+            Verdict::Unknown => fatal(format!(
+                "host key of {host}:{port} is not known ({fp}); verify it out of band, then add it to {} or rerun with --accept-new-host-keys",
                 path.display()
             )),
-            Err(russh::keys::Error::KeyChanged { line }) => fatal(format!(
-                "HOST KEY CHANGED for {}:{}: it now offers {fp}, which differs from {} line {line}. This can be a man-in-the-middle attack, or a reinstalled host. Nothing was sent; remove the old line only once you know why it changed",
-                self.host,
-                self.port,
-                path.display()
+            Verdict::Changed(places) => fatal(format!(
+                "HOST KEY CHANGED for {host}:{port}: it now offers {fp}, which is none of the keys recorded for it ({}). This can be a man-in-the-middle attack, or a reinstalled host. Nothing was sent; remove the old lines only once you know why it changed",
+                places
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
-            Err(e) => fatal(format!("cannot read {}: {e}", path.display())),
+            Verdict::Revoked(place) => fatal(format!(
+                "host key of {host}:{port} ({fp}) is REVOKED ({place}): refused, with or without --accept-new-host-keys"
+            )),
+            Verdict::BadCertificate(why) => {
+                fatal(format!("host certificate of {host}:{port} refused: {why}"))
+            }
         };
         *self.verdict.lock().unwrap() = Some(verdict);
         Ok(false)
@@ -273,11 +294,29 @@ pub async fn connect(
         .acquire()
         .await
         .map_err(|e| transient(format!("connect: {e}")))?;
+    let files = Arc::new(
+        KnownHosts::load(&[
+            cfg.known_hosts.as_path(),
+            Path::new(known_hosts::SYSTEM_FILE),
+        ])
+        .map_err(fatal)?,
+    );
+    // Ask for the algorithms the host is recorded with first (as OpenSSH
+    // does), so a host with several keys is not taken for a changed one;
+    // its certificate when an authority covers it; never ssh-rsa (SHA-1).
+    let mut preferred = russh::Preferred {
+        key: known_hosts::preferred_order(&files.recorded_algorithms(address, cfg.port)).into(),
+        ..Default::default()
+    };
+    if files.has_authority(address, cfg.port) {
+        preferred.host_key_certificates = preferred.key.clone();
+    }
     let config = Arc::new(client::Config {
         // A dead or cut-off host is noticed within ~15 s even mid-command.
         keepalive_interval: Some(Duration::from_secs(5)),
         keepalive_max: 3,
         inactivity_timeout: None,
+        preferred,
         ..Default::default()
     });
     let verdict = Arc::new(Mutex::new(None));
@@ -285,6 +324,7 @@ pub async fn connect(
         host: address.to_string(),
         port: cfg.port,
         known_hosts: cfg.known_hosts.clone(),
+        files,
         policy,
         verdict: verdict.clone(),
     };
