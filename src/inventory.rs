@@ -403,7 +403,7 @@ impl Inventory {
                 field: "hosts".into(),
                 message: "no host has the control-plane role".into(),
             });
-        } else if cps.len() % 2 == 0 {
+        } else if !cps.is_empty() && cps.len() % 2 == 0 {
             out.push(Diagnostic {
                 severity: Severity::Warning,
                 location: None,

@@ -693,3 +693,33 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<(Role, Vec<Diagnostic>)
         doc.diags,
     ))
 }
+
+/// A scratch directory of this process, for the fuzz targets (`fuzz/`).
+fn fuzz_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gantry-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(d.join("roles/r")).expect("a scratch directory");
+    d
+}
+
+/// Fuzz target (`fuzz/`): any bytes as an inventory. Loading may fail; it
+/// must not panic.
+#[doc(hidden)]
+pub fn fuzz_inventory(data: &[u8]) {
+    let p = fuzz_dir().join("inventory.yaml");
+    std::fs::write(&p, data).expect("scratch write");
+    let _ = load_inventory(&p, |_| Default::default());
+}
+
+/// Fuzz target (`fuzz/`): any bytes as a role, its tasks.yaml up to the
+/// first 0xff byte, its defaults.yaml after it.
+#[doc(hidden)]
+pub fn fuzz_role(data: &[u8]) {
+    let dir = fuzz_dir().join("roles");
+    let (tasks, defaults) = match data.iter().position(|&b| b == 0xff) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    std::fs::write(dir.join("r/tasks.yaml"), tasks).expect("scratch write");
+    std::fs::write(dir.join("r/defaults.yaml"), defaults).expect("scratch write");
+    let _ = load_role(&dir, "r");
+}

@@ -232,7 +232,7 @@ pub fn state(inventory: &Path) -> Result<Option<State>> {
 /// The journal's state from its bytes. Each line stands alone: one torn by
 /// a crash (even inside a UTF-8 character) does not parse and is skipped,
 /// and costs no other line.
-fn read_state(bytes: &[u8]) -> Option<State> {
+pub fn read_state(bytes: &[u8]) -> Option<State> {
     let mut st: Option<State> = None;
     let mut latest: HashMap<(String, usize, String), Record> = Default::default();
     // (host, seq) a run began and has not yet recorded: by run.
