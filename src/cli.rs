@@ -167,6 +167,12 @@ pub enum Command {
         #[command(flatten)]
         input: Input,
     },
+    /// The offline bundle: a directory of artifacts with a manifest.yaml that
+    /// lists each one's kind, version, architecture, size and sha256.
+    Bundle {
+        #[command(subcommand)]
+        command: BundleCommand,
+    },
     /// List the task modules with their parameters; with a name, that
     /// module's page (summary, every parameter, an example).
     Modules {
@@ -175,5 +181,19 @@ pub enum Command {
         /// The table as the README shows it (Markdown).
         #[arg(long)]
         markdown: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BundleCommand {
+    /// Check a bundle directory against its manifest.yaml, offline: every
+    /// listed file present, a plain file of its listed size and sha256, and
+    /// nothing there that the manifest does not list. Every problem is
+    /// reported at once; exit 2 when there is any.
+    ///
+    /// Example: gantry bundle verify ./bundle
+    Verify {
+        /// The bundle directory (its manifest.yaml at the top).
+        dir: std::path::PathBuf,
     },
 }

@@ -4,6 +4,7 @@
 //! - `cli`, `cmd/`: the command line, and one thin file per subcommand;
 //! - `loader`, `inventory`, `playbook`, `secrets`: what the operator wrote,
 //!   read and checked before any host is touched (`loader` alone knows YAML);
+//! - `bundle/`: the offline bundle's manifest, and `bundle verify`;
 //! - `plan/`: the task DAG, templates, task variables, input hashes;
 //! - `modules/`: one file per task module (probes and decide, pure);
 //! - `facts/`: what gantry reads about a host, shared by the run and checks;
@@ -14,6 +15,7 @@
 //! - `ui/`: the only code that prints a run (sink, report, check table);
 //! - `error`: the one error type and its located diagnostics.
 
+pub mod bundle;
 pub mod check;
 pub mod cli;
 pub mod cmd;

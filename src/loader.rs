@@ -694,6 +694,26 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<(Role, Vec<Diagnostic>)
     ))
 }
 
+/// Load a bundle's manifest and check it (`Manifest::check`): every
+/// problem at once, each at its line. The positions come back too, for
+/// `bundle::verify` to point at the artifact a file belongs to.
+pub fn load_manifest(path: &Path) -> Result<(crate::bundle::Manifest, Positions)> {
+    let text = read(path)?;
+    let mut doc = parse_yaml(path, &text)?;
+    let value = doc.value.clone();
+    let Some(m) = doc.section::<crate::bundle::Manifest>("", &value) else {
+        return Err(Error::Invalid(doc.diags));
+    };
+    for d in m.check() {
+        doc.error(&d.field, d.message);
+    }
+    if doc.diags.is_empty() {
+        Ok((m, doc.pos))
+    } else {
+        Err(Error::Invalid(doc.diags))
+    }
+}
+
 /// A scratch directory of this process, for the fuzz targets (`fuzz/`).
 fn fuzz_dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("gantry-fuzz-{}", std::process::id()));

@@ -266,3 +266,79 @@ fn readme_check_table_is_the_registry() {
         "README.md's check table is not `gantry check --list`: paste it in"
     );
 }
+
+/// A bundle and its manifest: what verify says of a good one, and every
+/// problem of a bad one at once (a flipped byte, a short file, a missing
+/// file, a file nobody listed, a link), each at its manifest line.
+#[test]
+fn bundle_verify_finds_every_problem_before_any_host_is_touched() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path();
+    let files: [(&str, &[u8]); 4] = [
+        ("bin/runc", b"runc binary"),
+        ("images/pause.tar", b"pause image"),
+        ("charts/gpu-operator.tgz", b"a chart"),
+        ("packages/conntrack.deb", b"a package"),
+    ];
+    let mut m = String::from("artifacts:\n");
+    for (f, data) in files {
+        std::fs::create_dir_all(b.join(f).parent().unwrap()).unwrap();
+        std::fs::write(b.join(f), data).unwrap();
+        m.push_str(&format!(
+            "  - name: {}\n    kind: binary\n    version: \"1\"\n    arch: amd64\n    os: linux\n    file: {f}\n    size: {}\n    sha256: {}\n",
+            f.split('/').nth(1).unwrap(),
+            data.len(),
+            hex::encode(sha2::Sha256::digest(data))
+        ));
+    }
+    std::fs::write(b.join("manifest.yaml"), &m).unwrap();
+    let dir_s = b.to_str().unwrap();
+    let ok = gantry(&["bundle", "verify", dir_s]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert_eq!(
+        text(&ok.stdout),
+        format!("ok: 4 artifacts, 38 bytes, every size and sha256 as {dir_s}/manifest.yaml says\n")
+    );
+    // One byte flipped (same size), one cut short, one gone, one extra,
+    // one swapped for a link to a good copy.
+    std::fs::write(b.join("bin/runc"), b"runc binarY").unwrap();
+    std::fs::write(b.join("images/pause.tar"), b"pause").unwrap();
+    std::fs::remove_file(b.join("charts/gpu-operator.tgz")).unwrap();
+    std::fs::write(b.join("bin/stray"), b"x").unwrap();
+    std::fs::write(b.join("conntrack.deb"), b"a package").unwrap();
+    std::fs::remove_file(b.join("packages/conntrack.deb")).unwrap();
+    std::os::unix::fs::symlink(b.join("conntrack.deb"), b.join("packages/conntrack.deb")).unwrap();
+    let bad = gantry(&["bundle", "verify", dir_s]);
+    assert_eq!(bad.status.code(), Some(2));
+    let mf = format!("{dir_s}/manifest.yaml");
+    assert_eq!(
+        text(&bad.stderr),
+        format!(
+            "{mf}:9:5: error: artifacts[0].sha256: bin/runc has sha256 {}; the manifest says {}
+{mf}:16:5: error: artifacts[1].size: images/pause.tar is 5 bytes; the manifest says 11
+{mf}:23:5: error: artifacts[2].file: charts/gpu-operator.tgz is missing from the bundle
+{mf}:31:5: error: artifacts[3].file: packages/conntrack.deb is not a plain file (a link, a directory or a device); the bundle holds plain files
+error: {dir_s}/bin/stray is in the bundle but not in its manifest
+error: {dir_s}/conntrack.deb is in the bundle but not in its manifest
+6 error(s); nothing was changed on any host
+",
+            hex::encode(sha2::Sha256::digest(b"runc binarY")),
+            hex::encode(sha2::Sha256::digest(b"runc binary")),
+        )
+    );
+    // A manifest that names a path outside the bundle is refused as input.
+    std::fs::write(
+        b.join("manifest.yaml"),
+        m.replace("file: bin/runc", "file: ../../etc/shadow"),
+    )
+    .unwrap();
+    let out = gantry(&["bundle", "verify", dir_s]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{mf}:7:5: error: artifacts[0].file: \"../../etc/shadow\" must be a relative path inside the bundle (no `..`, `.`, leading `/` or empty part)\n1 error(s); nothing was changed on any host\n"
+        )
+    );
+}

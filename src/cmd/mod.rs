@@ -2,6 +2,7 @@
 //! DAG, run, render. The work lives in `plan`, `exec`, `check` and the
 //! journal; nothing here talks to a host itself.
 
+mod bundle;
 mod check;
 mod graph;
 mod modules;
@@ -12,7 +13,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Cli, Command, Connect, Input};
+use crate::cli::{BundleCommand, Cli, Command, Connect, Input};
 use crate::error::{Error, Result};
 use crate::inventory::Inventory;
 use crate::loader;
@@ -42,6 +43,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             list: false,
         } => check::check(&input, &connect, output, !no_fsync_probe),
         Command::Unlock { input, connect } => unlock::unlock(&input, &connect),
+        Command::Bundle {
+            command: BundleCommand::Verify { dir },
+        } => bundle::verify(&dir),
         Command::Modules { name, markdown } => modules::modules(name.as_deref(), markdown),
     }
 }

@@ -44,6 +44,10 @@ pub fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Re
         },
     );
     opts.show_secret_diffs = connect.show_secret_diffs;
+    opts.base_dir = match input.inventory.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
     if let Some(rc) = run {
         if rc.retry_failed {
             let Some(st) = journal::state(&input.inventory)? else {

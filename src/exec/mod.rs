@@ -66,6 +66,9 @@ pub struct Options {
     /// Connections already open (preflight's), by host index: used instead
     /// of logging in again.
     pub conns: Mutex<HashMap<usize, ssh::Conn>>,
+    /// Where relative controller paths (`upload.src`) start: the
+    /// inventory's directory.
+    pub base_dir: std::path::PathBuf,
 }
 
 impl Options {
@@ -81,6 +84,7 @@ impl Options {
             lock_stale_after: None,
             show_secret_diffs: false,
             conns: Mutex::new(HashMap::new()),
+            base_dir: std::path::PathBuf::from("."),
         }
     }
 }

@@ -52,6 +52,10 @@ impl Controller for RoleCx<'_> {
             )
         })
     }
+
+    fn local_file(&self, path: &str) -> Result<std::path::PathBuf, String> {
+        Ok(self.s.opts.base_dir.join(path))
+    }
 }
 
 pub(crate) fn tail(s: &str) -> String {
@@ -236,16 +240,23 @@ pub(crate) async fn run_task(
     }
     let mut last = ssh::Output::default();
     for a in &actions {
-        let (script, input) = match writes::action_script(a) {
-            Ok(x) => x,
-            Err(e) => return failed(e),
+        let result = if let Action::Upload { .. } = a {
+            cx.cache.after(a);
+            match upload(conn, a, timeout).await {
+                Ok(r) => r,
+                Err(e) => return failed(e),
+            }
+        } else {
+            let (script, input) = match writes::action_script(a) {
+                Ok(x) => x,
+                Err(e) => return failed(e),
+            };
+            cx.cache.after(a);
+            let inputs: Vec<&str> = input.iter().map(String::as_str).collect();
+            conn.run_in(writes::scope(a), &script, &inputs, timeout)
+                .await
         };
-        cx.cache.after(a);
-        let inputs: Vec<&str> = input.iter().map(String::as_str).collect();
-        match conn
-            .run_in(writes::scope(a), &script, &inputs, timeout)
-            .await
-        {
+        match result {
             Err(e) if e.task_only() => {
                 return Outcome::Failed {
                     reason: e.message,
@@ -287,4 +298,42 @@ pub(crate) async fn run_task(
         diff,
         actions: shown,
     }
+}
+
+/// An `Action::Upload`: the controller's file from its offset, streamed to
+/// the host's receiving script. An upload has no command timeout of its own
+/// (a large file on a slow link takes long); the task's `timeout` bounds it.
+async fn upload(
+    conn: &ssh::Conn,
+    a: &Action,
+    timeout: Option<Duration>,
+) -> Result<Result<ssh::Output, ssh::ConnError>, String> {
+    let Action::Upload {
+        src,
+        dest,
+        sha256,
+        size,
+        offset,
+        mode,
+    } = a
+    else {
+        return Err("internal: not an upload".into());
+    };
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let script = modules::upload_script(dest, sha256, *size, *offset, *mode)?;
+    let mut f = tokio::fs::File::open(src)
+        .await
+        .map_err(|e| format!("upload: {}: {e}", src.display()))?;
+    f.seek(std::io::SeekFrom::Start(*offset))
+        .await
+        .map_err(|e| format!("upload: {}: {e}", src.display()))?;
+    // Exactly the bytes the decision counted, even if the file grew since.
+    let mut body = f.take(size - offset);
+    Ok(conn
+        .upload(
+            &script,
+            &mut body,
+            timeout.unwrap_or(Duration::from_secs(24 * 3600)),
+        )
+        .await)
 }

@@ -276,7 +276,7 @@ pub(crate) fn registers_output(task: &Task, actions: &[Action]) -> bool {
 pub(crate) fn content_len(a: &Action) -> usize {
     match a {
         Action::Write { content, .. } => content.len(),
-        Action::Run { .. } => 0,
+        Action::Run { .. } | Action::Upload { .. } => 0,
     }
 }
 

@@ -28,6 +28,17 @@ pub enum Action {
         touches: Touches,
         own: bool,
     },
+    /// A controller file streamed to the host on a channel of its own
+    /// (`modules::upload`), from `offset` on, checked there by its sha256
+    /// before it is renamed into place.
+    Upload {
+        src: std::path::PathBuf,
+        dest: String,
+        sha256: String,
+        size: u64,
+        offset: u64,
+        mode: u32,
+    },
 }
 
 /// What an action may change on the host, so that state read before it and
@@ -90,7 +101,9 @@ impl Action {
 
     pub fn touches(&self) -> Touches {
         match self {
-            Action::Write { path, .. } => Touches::Path(path.clone()),
+            Action::Write { path, .. } | Action::Upload { dest: path, .. } => {
+                Touches::Path(path.clone())
+            }
             Action::Run { touches, .. } => touches.clone(),
         }
     }
@@ -99,6 +112,18 @@ impl Action {
         match self {
             Action::Write { path, mode, .. } => format!("write {path} (mode {mode:04o})"),
             Action::Run { show, .. } => format!("run: {show}"),
+            Action::Upload {
+                src,
+                dest,
+                size,
+                offset,
+                mode,
+                ..
+            } => format!(
+                "upload {} to {dest} (mode {mode:04o}, {} bytes)",
+                src.display(),
+                size - offset
+            ),
         }
     }
 }

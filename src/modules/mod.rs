@@ -26,6 +26,7 @@ pub use decision::{Change, Decision};
 pub use file_edit::unified_diff;
 pub use params::{Mode, Presence, regex};
 pub use probe::{Answers, FileState, PROBE_LOCALS, Probe, ProbeOut, Probes, regular_file};
+pub use upload::receive_script as upload_script;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
@@ -55,6 +56,9 @@ pub enum RoleFile<'a> {
 pub trait Controller {
     fn render_template(&self, name: &str) -> Result<String, String>;
     fn role_file(&self, name: &str) -> Result<String, String>;
+    /// A file on the controller (`upload.src`): a relative path is taken
+    /// from the inventory's directory.
+    fn local_file(&self, path: &str) -> Result<std::path::PathBuf, String>;
 }
 
 /// The contract of a module. The struct is the module's parameters.
@@ -207,6 +211,7 @@ registry! {
     service => Service,
     package => Package,
     vip_check => VipCheck,
+    upload => Upload,
 }
 
 /// Load-time check of a task's module and parameter names, against the

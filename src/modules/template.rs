@@ -79,6 +79,9 @@ mod tests {
         fn role_file(&self, name: &str) -> Result<String, String> {
             Err(format!("no file {name}"))
         }
+        fn local_file(&self, path: &str) -> Result<std::path::PathBuf, String> {
+            Err(format!("no file {path}"))
+        }
     }
 
     /// The rendered text, mode and validator go into one write.

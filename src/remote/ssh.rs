@@ -698,21 +698,74 @@ impl Conn {
 
     /// A command line on a channel of its own, stdin empty.
     async fn exec(&self, line: &str, pid: &AtomicU32) -> Result<Output, ConnError> {
+        self.exec_with(line, pid, None).await
+    }
+
+    /// Run `script` (as root when the host uses become) on a channel of its
+    /// own, its stdin the bytes `src` yields, streamed: the window of the
+    /// SSH channel is all that is in flight, so memory does not grow with
+    /// the size of what is sent. For `modules::upload`; `timeout` bounds
+    /// the whole transfer.
+    pub async fn upload(
+        &self,
+        script: &str,
+        src: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
+        timeout: Duration,
+    ) -> Result<Output, ConnError> {
+        let line = self.wrap(Scope::Subshell, script)?;
+        let pid = AtomicU32::new(0);
+        match tokio::time::timeout(timeout, self.exec_with(&line, &pid, Some(src))).await {
+            Ok(r) => r,
+            // The channel is dropped, which closes it: the host's `cat`
+            // sees the end of its input, and what arrived stays for the
+            // next run to resume from.
+            Err(_) => Err(timed_out(format!(
+                "the upload did not finish within {}s (the task's timeout); the next run resumes it",
+                timeout.as_secs()
+            ))),
+        }
+    }
+
+    async fn exec_with(
+        &self,
+        line: &str,
+        pid: &AtomicU32,
+        stdin: Option<&mut (dyn tokio::io::AsyncRead + Unpin + Send)>,
+    ) -> Result<Output, ConnError> {
         let lost = |e: russh::Error| transient(format!("connection lost: {e}"));
         let start = start_marker(&format!(
             "gantry-exec-{}",
             crate::secrets::random_hex(8).map_err(fatal)?
         ));
-        let mut ch = self.handle.channel_open_session().await.map_err(lost)?;
+        let ch = self.handle.channel_open_session().await.map_err(lost)?;
         ch.exec(true, format!("{}{line}", start_line(&start)))
             .await
             .map_err(lost)?;
-        ch.eof().await.map_err(lost)?;
+        // Input is sent while output is read: a command that ends before
+        // reading all of its input (an upload refused on the host) stops
+        // the sending, and its exit status and stderr say why.
+        let (mut rd, wr) = ch.split();
+        let send = async {
+            if let Some(src) = stdin {
+                wr.data(src).await?;
+            }
+            wr.eof().await
+        };
+        tokio::pin!(send);
+        let mut sent: Option<Result<(), russh::Error>> = None;
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let mut rc = None;
-        while let Some(msg) = ch.wait().await {
+        loop {
+            let msg = tokio::select! {
+                r = &mut send, if sent.is_none() => {
+                    sent = Some(r);
+                    continue;
+                }
+                m = rd.wait() => m,
+            };
+            let Some(msg) = msg else { break };
             if out.len() + err.len() > self.max_output {
-                let _ = ch.close().await;
+                let _ = wr.close().await;
                 return Err(self.too_much());
             }
             match msg {
@@ -735,6 +788,9 @@ impl Conn {
             }
         }
         let Some(rc) = rc else {
+            if let Some(Err(e)) = sent {
+                return Err(lost(e));
+            }
             return Err(transient(
                 "connection lost: the command ended without an exit status".into(),
             ));

@@ -16,7 +16,7 @@ use crate::modules::{Action, Touches};
 pub fn scope(a: &Action) -> Scope {
     match a {
         Action::Write { .. } | Action::Run { own: true, .. } => Scope::Own,
-        Action::Run { .. } => Scope::Subshell,
+        Action::Run { .. } | Action::Upload { .. } => Scope::Subshell,
     }
 }
 
@@ -40,6 +40,9 @@ pub fn action_script(a: &Action) -> Result<(String, Option<String>), String> {
             stdin: None,
             ..
         } => Ok((script.clone(), None)),
+        Action::Upload { .. } => {
+            Err("internal: an upload is streamed on a channel of its own, not scripted".into())
+        }
     }
 }
 
@@ -56,7 +59,7 @@ pub fn batchable(a: &Action) -> bool {
             touches,
             ..
         } => matches!(touches, Touches::Live | Touches::Made(_)),
-        Action::Run { .. } => false,
+        Action::Run { .. } | Action::Upload { .. } => false,
     }
 }
 
@@ -235,6 +238,8 @@ pub fn writes_script(actions: &[&Action], marker: &str) -> Result<String, String
                     "[ $lim -gt {j} ] && {{ {script}\nc=$?; {}; [ $c -eq 0 ] || {{ r=$c; lim={j}; }}; }}\n",
                     frame::end(marker, j, "$c")
                 )),
+                // Not batchable: refused at the top.
+                Action::Upload { .. } => {}
             }
         }
         // Then the directories, so the renames survive a power loss too;
@@ -303,7 +308,7 @@ pub fn batch_inputs<'a>(actions: &[&'a Action]) -> Vec<&'a str> {
         .iter()
         .map(|a| match a {
             Action::Write { content, .. } => content.as_str(),
-            Action::Run { .. } => "",
+            Action::Run { .. } | Action::Upload { .. } => "",
         })
         .collect()
 }

@@ -1,0 +1,215 @@
+//! Lab test of the `upload` module, the bundle's transfer: real hosts, real
+//! sshd, a 256 MiB artifact of random bytes. A transfer cut midway (the
+//! host's receiving `cat` stopped, the task's timeout reached) resumes from
+//! what arrived; a host that holds the file gets 0 bytes; a tampered copy is
+//! sent again; wrong bytes land nowhere and leave no temp file.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Lab, row, text};
+
+const SIZE: usize = 256 << 20;
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// A playbook with one upload task, in its own directory beside its role.
+fn playbook(
+    dir: &std::path::Path,
+    name: &str,
+    src: &str,
+    sha: &str,
+    timeout: Option<u64>,
+) -> String {
+    let role = dir.join(format!("roles/{name}"));
+    std::fs::create_dir_all(&role).unwrap();
+    let t = timeout.map_or(String::new(), |t| format!("  timeout: {t}\n"));
+    std::fs::write(
+        role.join("tasks.yaml"),
+        format!(
+            "- name: the artifact\n  upload:\n    src: {src}\n    dest: /var/lib/gantry-test/bundle/artifact.bin\n    sha256: {sha}\n{t}"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("playbooks")).unwrap();
+    let pb = dir.join(format!("playbooks/{name}.yaml"));
+    std::fs::write(
+        &pb,
+        format!("- name: upload\n  hosts: all\n  roles: [{name}]\n"),
+    )
+    .unwrap();
+    pb.to_str().unwrap().to_string()
+}
+
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn uploads_resume_skip_what_is_there_and_refuse_wrong_bytes() {
+    let lab = Lab::up_with("t-upload", 35, "master1:control-plane,worker1:worker");
+    let work = tempfile::tempdir().unwrap();
+    let mut data = vec![0u8; SIZE];
+    getrandom::fill(&mut data).unwrap();
+    let src = work.path().join("artifact.bin");
+    std::fs::write(&src, &data).unwrap();
+    let sha = sha256_hex(&data);
+    let src_s = src.to_str().unwrap();
+    let dest = "/var/lib/gantry-test/bundle/artifact.bin";
+    let part = "/var/lib/gantry-test/bundle/.artifact.bin.gantry-part";
+    let host_sha = |h: &str| {
+        lab.exec(h, &format!("sha256sum < {dest} | cut -c1-64"))
+            .trim()
+            .to_string()
+    };
+
+    // 1. Cut midway: master1's receiving `cat` is stopped once bytes have
+    // arrived, and the task's 3 s timeout ends the transfer.
+    let cut_pb = playbook(work.path(), "cut", src_s, &sha, Some(3));
+    let stopper = Command::new("docker")
+        .args([
+            "exec",
+            &lab.container("master1"),
+            "sh",
+            "-c",
+            &format!("i=0; while [ $i -lt 3000 ]; do s=$(stat -c %s {part} 2>/dev/null || echo 0); if [ \"$s\" -gt 0 ] && pkill -STOP -x cat; then echo stopped; exit 0; fi; i=$((i+1)); sleep 0.01; done; exit 1"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cut = lab.gantry_within(
+        &[
+            "apply",
+            "--accept-new-host-keys",
+            "-p",
+            &cut_pb,
+            "--limit",
+            "master1",
+        ],
+        Duration::from_secs(120),
+    );
+    let stopped = stopper.wait_with_output().unwrap();
+    assert_eq!(text(&stopped.stdout), "stopped\n");
+    lab.exec("master1", "pkill -CONT -x cat || true; sleep 1");
+    assert_eq!(cut.status.code(), Some(1), "{}", text(&cut.stdout));
+    assert!(
+        text(&cut.stdout).contains(
+            "the upload did not finish within 3s (the task's timeout); the next run resumes it"
+        ),
+        "{}",
+        text(&cut.stdout)
+    );
+    let arrived: usize = lab
+        .exec("master1", &format!("stat -c %s {part}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(arrived > 0 && arrived < SIZE, "{arrived} bytes arrived");
+    assert!(!lab.try_exec("master1", &format!("test -e {dest}")).0);
+
+    // 2. Without the timeout: master1 resumes from what arrived, worker1
+    // gets the whole file; both end with the right bytes, root's, 0644,
+    // and no partial file.
+    let pb = playbook(work.path(), "whole", src_s, &sha, None);
+    let out = lab.gantry_within(
+        &[
+            "apply",
+            "--skip-preflight",
+            "--accept-new-host-keys",
+            "-p",
+            &pb,
+        ],
+        Duration::from_secs(300),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("changed master1 whole/the artifact: {dest} does not exist; {arrived} of {SIZE} bytes arrived earlier, the rest is sent\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "changed worker1 whole/the artifact: {dest} does not exist; {SIZE} bytes are sent\n"
+        )),
+        "{stdout}"
+    );
+    for h in ["master1", "worker1"] {
+        assert_eq!(host_sha(h), sha, "{h}");
+        assert_eq!(
+            lab.exec(h, &format!("stat -c '%u %g %a' {dest} $(dirname {dest})")),
+            "0 0 644\n0 0 755\n",
+            "{h}"
+        );
+        assert!(!lab.try_exec(h, &format!("test -e {part}")).0, "{h}");
+    }
+
+    // 3. A rerun sends nothing: both ok, the files untouched (same inode
+    // and change time).
+    let before = lab.exec("master1", &format!("stat -c '%i %z' {dest}"));
+    let again = lab.gantry(&["apply", "--skip-preflight", "-p", &pb]);
+    assert_eq!(row(&again, "master1"), [1, 0, 0, 0, 0]);
+    assert_eq!(row(&again, "worker1"), [1, 0, 0, 0, 0]);
+    assert_eq!(
+        lab.exec("master1", &format!("stat -c '%i %z' {dest}")),
+        before
+    );
+
+    // 4. One byte of worker1's copy changed (same size): sent again there,
+    // and only there.
+    lab.exec(
+        "worker1",
+        &format!("printf 'X' | dd of={dest} bs=1 seek=1000 conv=notrunc status=none"),
+    );
+    let tampered = lab.gantry(&["apply", "--skip-preflight", "-p", &pb]);
+    assert_eq!(row(&tampered, "master1"), [1, 0, 0, 0, 0]);
+    assert_eq!(row(&tampered, "worker1"), [0, 1, 0, 0, 0]);
+    assert!(
+        text(&tampered.stdout).contains(&format!(", not {sha}; {SIZE} bytes are sent\n")),
+        "{}",
+        text(&tampered.stdout)
+    );
+    assert_eq!(host_sha("worker1"), sha);
+
+    // 5. Bytes that do not hash to the pinned sha256 (the controller's file
+    // changed under the manifest): refused on the host, the live file kept,
+    // no partial file left.
+    let wrong = sha256_hex(b"another file");
+    let bad_pb = playbook(work.path(), "bad", src_s, &wrong, None);
+    let bad = lab.gantry(&[
+        "apply",
+        "--skip-preflight",
+        "-p",
+        &bad_pb,
+        "--limit",
+        "worker1",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stdout).contains(&format!(
+            "gantry upload: what arrived has sha256 {sha}, not {wrong}; nothing was put in place"
+        )),
+        "{}",
+        text(&bad.stdout)
+    );
+    assert_eq!(host_sha("worker1"), sha);
+    assert!(!lab.try_exec("worker1", &format!("test -e {part}")).0);
+
+    // 6. A directory others may write is refused before a byte is kept.
+    lab.exec(
+        "worker1",
+        &format!("rm {dest}; chmod 0777 $(dirname {dest})"),
+    );
+    let open = lab.gantry(&["apply", "--skip-preflight", "-p", &pb, "--limit", "worker1"]);
+    assert_eq!(open.status.code(), Some(1));
+    assert!(
+        text(&open.stdout).contains("/var/lib/gantry-test/bundle is writable by group or others; make it 0755 (or tighter), root's"),
+        "{}",
+        text(&open.stdout)
+    );
+    assert!(
+        !lab.try_exec("worker1", &format!("test -e {part} || test -e {dest}"))
+            .0
+    );
+}
