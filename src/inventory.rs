@@ -31,6 +31,20 @@ pub struct Inventory {
     /// role needs are generated and kept in .gantry/secrets.json.
     #[serde(default)]
     pub secrets: Vars,
+    /// The offline bundle the inventory names (`bundle: DIR`, relative to
+    /// the inventory's directory), its manifest loaded and checked.
+    #[serde(skip)]
+    pub bundle: Option<BundleRef>,
+}
+
+/// A bundle directory and its manifest. Templates see it as `bundle`:
+/// `bundle.dir`, and `bundle.files[FILE]` with the artifact's `path` (on
+/// the controller), `sha256`, `size`, `name`, `version`, `kind`, `arch` and
+/// `os`.
+#[derive(Debug, Clone)]
+pub struct BundleRef {
+    pub dir: std::path::PathBuf,
+    pub manifest: crate::bundle::Manifest,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -459,6 +473,29 @@ impl Inventory {
             "secrets": self.secrets,
             "hosts": hosts,
             "groups": groups,
+            "bundle": self.bundle.as_ref().map(|b| {
+                let files: serde_json::Map<String, Json> = b
+                    .manifest
+                    .artifacts
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.file.clone(),
+                            serde_json::json!({
+                                "path": b.dir.join(&a.file).display().to_string(),
+                                "sha256": a.sha256,
+                                "size": a.size,
+                                "name": a.name,
+                                "version": a.version,
+                                "kind": a.kind,
+                                "arch": a.arch,
+                                "os": a.os,
+                            }),
+                        )
+                    })
+                    .collect();
+                serde_json::json!({"dir": b.dir.display().to_string(), "files": files})
+            }),
         })
     }
 }

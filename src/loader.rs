@@ -238,8 +238,12 @@ pub fn load_inventory(
     };
     // Check each part on its own, so one bad host does not hide another.
     for k in top.keys() {
-        if !["cluster", "ssh", "hosts", "vars", "firewall", "secrets"].contains(&k.as_str()) {
-            doc.error(k, format!("unknown field `{k}`, expected one of `cluster`, `ssh`, `hosts`, `vars`, `firewall`, `secrets`"));
+        if ![
+            "cluster", "ssh", "hosts", "vars", "firewall", "secrets", "bundle",
+        ]
+        .contains(&k.as_str())
+        {
+            doc.error(k, format!("unknown field `{k}`, expected one of `cluster`, `ssh`, `hosts`, `vars`, `firewall`, `secrets`, `bundle`"));
         }
     }
     for required in ["cluster", "hosts"] {
@@ -287,6 +291,32 @@ pub fn load_inventory(
         Json::Null => {}
         _ => doc.error("hosts", "expected a list of hosts".into()),
     }
+    // The bundle's manifest is checked with the inventory; its files are
+    // hashed only by apply (`bundle verify`), which can take a while.
+    let bundle = match top.get("bundle") {
+        None => None,
+        Some(Json::String(d)) => {
+            let dir = match path.parent() {
+                Some(p) => p.join(d),
+                None => PathBuf::from(d),
+            };
+            match load_manifest(&dir.join(crate::bundle::MANIFEST)) {
+                Ok((manifest, _)) => Some(crate::inventory::BundleRef { dir, manifest }),
+                Err(Error::Invalid(d)) => {
+                    doc.diags.extend(d);
+                    None
+                }
+                Err(e) => {
+                    doc.error("bundle", format!("the bundle's manifest: {e}"));
+                    None
+                }
+            }
+        }
+        Some(_) => {
+            doc.error("bundle", "expected the bundle directory's path".into());
+            None
+        }
+    };
     let structural_ok = doc.diags.is_empty();
     // The semantic checks run on whatever parsed, so one run reports both
     // kinds of problem.
@@ -301,6 +331,7 @@ pub fn load_inventory(
         vars: vars.unwrap_or_default(),
         firewall: firewall.unwrap_or_default(),
         secrets: secrets.unwrap_or_default(),
+        bundle,
     };
     let renumber = |text: &str| {
         let mut t = text.to_string();

@@ -342,3 +342,44 @@ error: {dir_s}/conntrack.deb is in the bundle but not in its manifest
         )
     );
 }
+
+/// An inventory that names a bundle has the manifest checked with it, at
+/// the manifest's lines; a missing manifest is named.
+#[test]
+fn the_inventorys_bundle_manifest_is_checked_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    let base = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/single-master.yaml"),
+    )
+    .unwrap();
+    std::fs::write(&inv, format!("{base}bundle: b\n")).unwrap();
+    let inv_s = inv.to_str().unwrap();
+    let out = gantry(&["validate", "-i", inv_s]);
+    assert_eq!(out.status.code(), Some(2));
+    let mf = dir.path().join("b/manifest.yaml");
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "error: bundle: the bundle's manifest: {}: No such file or directory",
+            mf.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::create_dir(dir.path().join("b")).unwrap();
+    std::fs::write(
+        &mf,
+        "artifacts:\n  - { name: runc, kind: binary, version: \"1\", arch: amd64, os: linux, file: runc, size: 1, sha256: abc }\n",
+    )
+    .unwrap();
+    let out = gantry(&["validate", "-i", inv_s]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "{}:2:92: error: artifacts[0].sha256: \"abc\" is not a sha256 (64 lowercase hex digits)",
+            mf.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -53,10 +53,23 @@ fn uploads_resume_skip_what_is_there_and_refuse_wrong_bytes() {
     let work = tempfile::tempdir().unwrap();
     let mut data = vec![0u8; SIZE];
     getrandom::fill(&mut data).unwrap();
-    let src = work.path().join("artifact.bin");
+    // The artifact in a bundle the inventory names: the tasks take its
+    // path and sha256 from the manifest (`bundle.files`).
+    let bundle = work.path().join("bundle");
+    std::fs::create_dir_all(bundle.join("bin")).unwrap();
+    let src = bundle.join("bin/artifact.bin");
     std::fs::write(&src, &data).unwrap();
     let sha = sha256_hex(&data);
-    let src_s = src.to_str().unwrap();
+    std::fs::write(
+        bundle.join("manifest.yaml"),
+        format!("artifacts:\n  - {{ name: artifact, kind: binary, version: \"1\", arch: all, os: linux, file: bin/artifact.bin, size: {SIZE}, sha256: {sha} }}\n"),
+    )
+    .unwrap();
+    let mut inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    inv.push_str(&format!("bundle: {}\n", bundle.display()));
+    std::fs::write(&lab.inventory, inv).unwrap();
+    let src_s = "\"{{ bundle.files['bin/artifact.bin'].path }}\"";
+    let sha_t = "\"{{ bundle.files['bin/artifact.bin'].sha256 }}\"";
     let dest = "/var/lib/gantry-test/bundle/artifact.bin";
     let part = "/var/lib/gantry-test/bundle/.artifact.bin.gantry-part";
     let host_sha = |h: &str| {
@@ -67,7 +80,7 @@ fn uploads_resume_skip_what_is_there_and_refuse_wrong_bytes() {
 
     // 1. Cut midway: master1's receiving `cat` is stopped once bytes have
     // arrived, and the task's 3 s timeout ends the transfer.
-    let cut_pb = playbook(work.path(), "cut", src_s, &sha, Some(3));
+    let cut_pb = playbook(work.path(), "cut", src_s, sha_t, Some(3));
     let stopper = Command::new("docker")
         .args([
             "exec",
@@ -112,7 +125,7 @@ fn uploads_resume_skip_what_is_there_and_refuse_wrong_bytes() {
     // 2. Without the timeout: master1 resumes from what arrived, worker1
     // gets the whole file; both end with the right bytes, root's, 0644,
     // and no partial file.
-    let pb = playbook(work.path(), "whole", src_s, &sha, None);
+    let pb = playbook(work.path(), "whole", src_s, sha_t, None);
     let out = lab.gantry_within(
         &[
             "apply",
@@ -212,4 +225,27 @@ fn uploads_resume_skip_what_is_there_and_refuse_wrong_bytes() {
         !lab.try_exec("worker1", &format!("test -e {part} || test -e {dest}"))
             .0
     );
+
+    // 7. A byte of the controller's bundle changed: apply refuses it at
+    // once (exit 2), before logging into any host.
+    let logins = lab.logins("master1");
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
+        f.seek(std::io::SeekFrom::Start(4096)).unwrap();
+        f.write_all(&[!data[4096]]).unwrap();
+    }
+    let refused = lab.gantry(&["apply", "--skip-preflight", "-p", &pb]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("error: artifacts[0].sha256: bin/artifact.bin has sha256 "),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(
+        text(&refused.stderr).ends_with("1 error(s); nothing was changed on any host\n"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(lab.logins("master1"), logins);
 }

@@ -7,11 +7,7 @@ use crate::error::{Error, Result};
 use crate::loader;
 
 pub fn verify(dir: &Path) -> Result<i32> {
-    let (m, pos) = loader::load_manifest(&dir.join(MANIFEST))?;
-    let problems = bundle::verify(dir, &m, &pos);
-    if !problems.is_empty() {
-        return Err(Error::Invalid(problems));
-    }
+    let m = check(dir)?;
     let bytes: u64 = m.artifacts.iter().map(|a| a.size).sum();
     crate::outln!(
         "ok: {} artifacts, {} bytes, every size and sha256 as {} says",
@@ -20,4 +16,14 @@ pub fn verify(dir: &Path) -> Result<i32> {
         dir.join(MANIFEST).display()
     );
     Ok(0)
+}
+
+/// The bundle checked against its manifest; every problem as bad input.
+pub(super) fn check(dir: &Path) -> Result<bundle::Manifest> {
+    let (m, pos) = loader::load_manifest(&dir.join(MANIFEST))?;
+    let problems = bundle::verify(dir, &m, &pos);
+    if !problems.is_empty() {
+        return Err(Error::Invalid(problems));
+    }
+    Ok(m)
 }

@@ -25,6 +25,13 @@ pub fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Re
     inv.secrets = crate::secrets::resolve(&input.inventory, &inv.secrets, &pb.secret_names())?;
     let selected = selected_hosts(&inv, input, connect)?;
     let dag = Dag::build(&inv, &pb, &selected)?;
+    // A bundle that does not match its manifest stops apply before any
+    // host is touched.
+    if mode == RunMode::Apply
+        && let Some(b) = &inv.bundle
+    {
+        super::bundle::check(&b.dir)?;
+    }
     let inputs = crate::plan::inputs::input_hashes(
         &inv,
         &pb,
