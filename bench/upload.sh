@@ -94,7 +94,7 @@ measure() {
   before=$(tx)
   /usr/bin/time -f "%e %M" -o "$state/time" "$gantry" apply --skip-preflight -p "$state/pb/playbooks/bundle.yaml" \
     -i "$state/inventory.yaml" --forks "$N" "$@" >"$state/$label.log" 2>&1 || rc=$?
-  read -r wall rss <"$state/time"
+  read -r wall rss < <(tail -1 "$state/time")
   local mb=$(( ($(tx) - before) / 1048576 ))
   printf '%-8s wall %8.2f s   peak RSS %7d KiB   over the link %6d MiB   exit %d\n' "$label" "$wall" "$rss" "$mb" "$rc"
   echo "$wall" >"$state/$label.wall"
@@ -104,7 +104,10 @@ measure() {
 up
 echo "N = $N hosts, $SIZE_MB MB in $FILES files, controller link $RATE, $(nproc) cores, $(date -u +%FT%TZ)"
 measure once --limit node1
-measure direct
+measure direct --no-fan-out
+# Fresh copies for the fan-out: the same hosts, the files removed.
+for i in $(seq 2 "$N"); do docker exec "gantry-$name-node$i" sh -c 'rm -rf /var/lib/gantry/bundle' & done; wait
+measure fanout
 measure rerun
-awk -v n="$N" -v once="$(cat "$state/once.wall")" -v direct="$(cat "$state/direct.wall")" -v rerun="$(cat "$state/rerun.wall")" \
-  'BEGIN { printf "direct/once %.1fx (node1 already had the set: %d hosts were sent it); rerun %.2f s\n", direct / once, n - 1, rerun }'
+awk -v n="$N" -v once="$(cat "$state/once.wall")" -v direct="$(cat "$state/direct.wall")" -v fan="$(cat "$state/fanout.wall")" -v rerun="$(cat "$state/rerun.wall")" \
+  'BEGIN { printf "to the %d hosts that lacked the set: direct/once %.1fx, fan-out/once %.2fx; rerun %.2f s\n", n - 1, direct / once, fan / once, rerun }'

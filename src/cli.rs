@@ -80,6 +80,10 @@ pub struct RunControl {
     /// anything.
     #[arg(long)]
     pub skip_preflight: bool,
+    /// Send every uploaded file to every host from this machine, instead of
+    /// once, with the hosts passing it on to each other over SSH.
+    #[arg(long)]
+    pub no_fan_out: bool,
     /// Run only what failed, was skipped or was unreachable last time (and
     /// what a changed inventory or role touches), on those hosts alone.
     #[arg(long)]

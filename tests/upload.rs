@@ -249,3 +249,161 @@ fn uploads_resume_skip_what_is_there_and_refuse_wrong_bytes() {
     );
     assert_eq!(lab.logins("master1"), logins);
 }
+
+/// Fan-out: the controller sends the file once; the other hosts get it
+/// from hosts that hold it, over their own OpenSSH with a key that lives
+/// for one transfer. A host the others cannot reach gets it from the
+/// controller. Nothing is left behind: no authorized_keys line, no key, no
+/// script, no process.
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn fan_out_sends_once_and_leaves_nothing_behind() {
+    let lab = Lab::up_with(
+        "t-fanout",
+        36,
+        "master1:control-plane,worker1:worker,worker2:worker,worker3:worker",
+    );
+    let work = tempfile::tempdir().unwrap();
+    let size = 64usize << 20;
+    let mut data = vec![0u8; size];
+    getrandom::fill(&mut data).unwrap();
+    let bundle = work.path().join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(bundle.join("a.bin"), &data).unwrap();
+    let sha = sha256_hex(&data);
+    std::fs::write(
+        bundle.join("manifest.yaml"),
+        format!("artifacts:\n  - {{ name: a, kind: binary, version: \"1\", arch: all, os: linux, file: a.bin, size: {size}, sha256: {sha} }}\n"),
+    )
+    .unwrap();
+    let mut inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    inv.push_str(&format!("bundle: {}\n", bundle.display()));
+    std::fs::write(&lab.inventory, inv).unwrap();
+    let pb = playbook(
+        work.path(),
+        "fan",
+        "\"{{ bundle.files['a.bin'].path }}\"",
+        "\"{{ bundle.files['a.bin'].sha256 }}\"",
+        None,
+    );
+    // worker3 takes SSH only from the controller (the lab's gateway).
+    let controller = format!("172.29.{}.1", lab.net);
+    lab.exec(
+        "worker3",
+        &format!("nft add table inet t; nft add chain inet t in '{{ type filter hook input priority -10; }}'; nft add rule inet t in ip saddr != {controller} tcp dport 22 drop"),
+    );
+    let peers = |h: &str| -> usize {
+        lab.exec(
+            h,
+            &format!("journalctl -u ssh -o cat --no-pager | grep '^Accepted publickey for root from ' | grep -vc ' from {controller} ' || true"),
+        )
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    let out = lab.gantry_env(
+        &[
+            "apply",
+            "--skip-preflight",
+            "--accept-new-host-keys",
+            "-p",
+            &pb,
+        ],
+        &[("GANTRY_LOG", "gantry::relay=info")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let dest = "/var/lib/gantry-test/bundle/artifact.bin";
+    let from_peers: Vec<usize> = lab.hosts.iter().map(|h| peers(h)).collect();
+    for h in &lab.hosts {
+        assert_eq!(
+            lab.exec(h, &format!("sha256sum < {dest} | cut -c1-64"))
+                .trim(),
+            sha,
+            "{h}"
+        );
+        // Nothing left: the line, the scripts, the keys, the processes.
+        assert_eq!(
+            lab.exec(h, "grep -c gantry-relay /root/.ssh/authorized_keys || true")
+                .trim(),
+            "0",
+            "{h}"
+        );
+        assert_eq!(
+            lab.exec(h, "ls -A /var/lib/gantry/relay 2>/dev/null || true"),
+            "",
+            "{h}"
+        );
+        assert!(
+            !lab.try_exec(h, "pgrep -x ssh").0,
+            "{h}: an ssh client is left running"
+        );
+    }
+    // One host got the file from the controller (the seed), the others
+    // from hosts holding it, except worker3, which no host can reach: it
+    // was either the seed or, after a relay to it failed, sent the file
+    // from the controller.
+    let log = text(&out.stderr).replace('\u{1b}', "");
+    let worker3_failed_over = log.contains("relay failed, sending from the controller: exit 255");
+    assert_eq!(from_peers[3], 0, "worker3 took a login from a peer");
+    assert_eq!(
+        from_peers.iter().sum::<usize>(),
+        if worker3_failed_over { 2 } else { 3 },
+        "logins from peers by host: {from_peers:?}\n{log}"
+    );
+    assert_eq!(
+        log.matches("relay failed").count(),
+        usize::from(worker3_failed_over),
+        "{log}"
+    );
+
+    // worker3 loses its copy; the others hold one (found in place), so it
+    // is sent from one of them, which cannot reach it: after ssh's 10 s
+    // connect timeout it comes from the controller instead.
+    lab.exec("worker3", &format!("rm {dest}"));
+    // worker3 asks last, once the others have found their copies.
+    let late = playbook(
+        work.path(),
+        "late",
+        "\"{{ bundle.files['a.bin'].path }}\"",
+        "\"{{ bundle.files['a.bin'].sha256 }}\"",
+        None,
+    );
+    let tasks = work.path().join("roles/late/tasks.yaml");
+    let upload = std::fs::read_to_string(&tasks).unwrap();
+    std::fs::write(
+        &tasks,
+        format!("- name: wait\n  command: {{ argv: [sleep, \"3\"] }}\n  when: inventory_hostname == 'worker3'\n{upload}"),
+    )
+    .unwrap();
+    let again = lab.gantry_env(
+        &["apply", "--skip-preflight", "-p", &late],
+        &[("GANTRY_LOG", "gantry::relay=info")],
+    );
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    assert_eq!(row(&again, "worker3"), [0, 2, 0, 0, 0]);
+    assert_eq!(row(&again, "master1"), [1, 0, 0, 1, 0]);
+    let log = text(&again.stderr);
+    assert!(
+        log.contains("relay failed, sending from the controller: exit 255"),
+        "{log}"
+    );
+    assert_eq!(
+        lab.exec("worker3", &format!("sha256sum < {dest} | cut -c1-64"))
+            .trim(),
+        sha
+    );
+    assert_eq!(peers("worker3"), 0);
+    for h in &lab.hosts {
+        assert_eq!(
+            lab.exec(h, "grep -c gantry-relay /root/.ssh/authorized_keys || true")
+                .trim(),
+            "0",
+            "{h}"
+        );
+        assert_eq!(
+            lab.exec(h, "ls -A /var/lib/gantry/relay 2>/dev/null || true"),
+            "",
+            "{h}"
+        );
+    }
+}

@@ -56,6 +56,7 @@ pub fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Re
         _ => std::path::PathBuf::from("."),
     };
     if let Some(rc) = run {
+        opts.fan_out = !rc.no_fan_out;
         if rc.retry_failed {
             let Some(st) = journal::state(&input.inventory)? else {
                 return Err(Error::Usage(format!(

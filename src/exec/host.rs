@@ -35,6 +35,8 @@ pub(crate) struct HostCx<'a> {
 }
 
 pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
+    // Whatever path this worker ends by, the host stops serving uploads.
+    let _present = s.relay.enter(h);
     let host = &s.inv.hosts[h];
     let chain = s.dag.chains[h].clone();
     // A host whose every task finished earlier is not contacted at all.
@@ -130,6 +132,8 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
         .entry(host.name.clone())
         .or_default()
         .insert("facts".into(), facts.clone());
+    // From here the host may pass uploaded files on to others.
+    s.relay.join(h, conn.clone());
     let mut cx = HostCx {
         h,
         conn: &conn,
@@ -293,6 +297,8 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
     if host_failed {
         s.host_failed();
     }
+    // Hosts still running may yet want a file from this one.
+    s.relay.retire(h).await;
     if let Some(hb) = heartbeat {
         hb.stop();
         lock::release(&conn, &s.opts.run_id).await;

@@ -18,6 +18,7 @@ mod event;
 mod host;
 mod probe;
 mod register;
+mod relay;
 mod task;
 mod write_ahead;
 
@@ -69,6 +70,8 @@ pub struct Options {
     /// Where relative controller paths (`upload.src`) start: the
     /// inventory's directory.
     pub base_dir: std::path::PathBuf,
+    /// Uploads fan out between hosts (`relay`).
+    pub fan_out: bool,
 }
 
 impl Options {
@@ -85,6 +88,7 @@ impl Options {
             show_secret_diffs: false,
             conns: Mutex::new(HashMap::new()),
             base_dir: std::path::PathBuf::from("."),
+            fan_out: true,
         }
     }
 }
@@ -112,6 +116,8 @@ pub(crate) struct Shared {
     stop_reason: Mutex<String>,
     failed_hosts: AtomicUsize,
     hosts_in_run: usize,
+    /// Where each host's uploads come from.
+    relay: relay::Relay,
 }
 
 impl Shared {
@@ -187,6 +193,7 @@ pub async fn run(
     let forks = Semaphore::new(opts.forks.max(1));
     let vars = Vars::new(&inv, &pb);
     let hosts_in_run = dag.chains.iter().filter(|c| !c.is_empty()).count();
+    let fan_out = opts.fan_out && opts.mode == RunMode::Apply && hosts_in_run > 1;
     let shared = Arc::new(Shared {
         vars,
         inv,
@@ -203,6 +210,7 @@ pub async fn run(
         stop_reason: Mutex::new(String::new()),
         failed_hosts: AtomicUsize::new(0),
         hosts_in_run,
+        relay: relay::Relay::new(fan_out, hosts_in_run),
     });
     // Ctrl-C once: finish what runs, start nothing new (the journal keeps
     // every finished task). Twice: abort now; the consumer journals what

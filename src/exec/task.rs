@@ -11,6 +11,7 @@ use serde_json::{Value as Json, json};
 use super::host::HostCx;
 use super::probe::{ProbeError, read_ahead};
 use super::register::{context, failed, register, skipped, unchanged};
+use super::relay::Source;
 use super::write_ahead::{Pending, batchable, write_ahead};
 use super::{KNOWN_AFTER_APPLY, Outcome, RunMode, Shared};
 use crate::modules::{
@@ -19,7 +20,7 @@ use crate::modules::{
 use crate::plan::vars::val;
 use crate::playbook::Task;
 use crate::remote::ssh::{self};
-use crate::remote::writes;
+use crate::remote::{relay, writes};
 
 /// Render a task's parameters into a typed module call. `template` and
 /// `copy: {src}` are resolved here into a `copy` with content.
@@ -195,7 +196,17 @@ pub(crate) async fn run_task(
         Err(e) => return failed(e),
     };
     let change = match decision {
-        Decision::Unchanged(reason) => return unchanged(s, h, task, reason),
+        Decision::Unchanged(reason) => {
+            // A file found in place may be passed on to other hosts.
+            if !plan {
+                for (m, _) in &calls {
+                    if let Some((sha, path)) = m.holds() {
+                        s.relay.hold(sha, h, path);
+                    }
+                }
+            }
+            return unchanged(s, h, task, reason);
+        }
         Decision::Change(c) => c,
     };
     let read_only = change.read_only;
@@ -242,7 +253,7 @@ pub(crate) async fn run_task(
     for a in &actions {
         let result = if let Action::Upload { .. } = a {
             cx.cache.after(a);
-            match upload(conn, a, timeout).await {
+            match upload(s, cx.h, conn, a, timeout).await {
                 Ok(r) => r,
                 Err(e) => return failed(e),
             }
@@ -300,10 +311,15 @@ pub(crate) async fn run_task(
     }
 }
 
-/// An `Action::Upload`: the controller's file from its offset, streamed to
-/// the host's receiving script. An upload has no command timeout of its own
-/// (a large file on a slow link takes long); the task's `timeout` bounds it.
+/// An `Action::Upload`: the file streamed to the host's receiving script,
+/// from a host that already holds it (fan-out, `relay`) or from the
+/// controller. A relay that fails on the way (the hosts cannot reach each
+/// other) falls back to the controller. An upload has no command timeout
+/// of its own (a large file on a slow link takes long); the task's
+/// `timeout` bounds it.
 async fn upload(
+    s: &Shared,
+    h: usize,
     conn: &ssh::Conn,
     a: &Action,
     timeout: Option<Duration>,
@@ -319,21 +335,118 @@ async fn upload(
     else {
         return Err("internal: not an upload".into());
     };
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let limit = timeout.unwrap_or(Duration::from_secs(24 * 3600));
     let script = modules::upload_script(dest, sha256, *size, *offset, *mode)?;
+    if !s.relay.enabled {
+        return direct(s, conn, src, &script, *offset, *size, limit).await;
+    }
+    let from = s.relay.source(sha256, h).await;
+    let Source::Peer {
+        conn: peer, path, ..
+    } = &from
+    else {
+        let r = direct(s, conn, src, &script, *offset, *size, limit).await;
+        let landed = matches!(&r, Ok(Ok(o)) if o.rc == 0);
+        s.relay.done(sha256, h, dest, &from, landed, false);
+        return r;
+    };
+    tracing::debug!(target: "gantry::relay", host = %conn.host, from = %peer.host, "relay");
+    match relayed(s, conn, peer, path, &script, *offset, limit).await {
+        Ok(out) if out.rc == 0 => {
+            s.relay.done(sha256, h, dest, &from, true, false);
+            Ok(Ok(out))
+        }
+        // The receiving script's own refusal (exit 3): the same from anywhere.
+        Ok(out) if out.rc == 3 && out.stderr.contains("gantry upload: ") => {
+            s.relay.done(sha256, h, dest, &from, false, false);
+            Ok(Ok(out))
+        }
+        // ssh's own failure, or the relay's set-up: from the controller
+        // instead, from the start (what arrived is not counted on).
+        r => {
+            let why = match &r {
+                Ok(out) => format!("exit {}: {}", out.rc, out.stderr.trim()),
+                Err(e) => e.clone(),
+            };
+            tracing::info!(target: "gantry::relay", host = %conn.host, from = %peer.host, "relay failed, sending from the controller: {why}");
+            s.relay.done(sha256, h, dest, &from, false, true);
+            let script = modules::upload_script(dest, sha256, *size, 0, *mode)?;
+            direct(s, conn, src, &script, 0, *size, limit).await
+        }
+    }
+}
+
+/// From the controller: the file from `offset`, streamed, once one of the
+/// controller's few transfer slots is free.
+async fn direct(
+    s: &Shared,
+    conn: &ssh::Conn,
+    src: &std::path::Path,
+    script: &str,
+    offset: u64,
+    size: u64,
+    limit: Duration,
+) -> Result<Result<ssh::Output, ssh::ConnError>, String> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let _slot = s
+        .relay
+        .controller
+        .acquire()
+        .await
+        .map_err(|e| format!("upload: {e}"))?;
     let mut f = tokio::fs::File::open(src)
         .await
         .map_err(|e| format!("upload: {}: {e}", src.display()))?;
-    f.seek(std::io::SeekFrom::Start(*offset))
+    f.seek(std::io::SeekFrom::Start(offset))
         .await
         .map_err(|e| format!("upload: {}: {e}", src.display()))?;
     // Exactly the bytes the decision counted, even if the file grew since.
     let mut body = f.take(size - offset);
-    Ok(conn
-        .upload(
-            &script,
-            &mut body,
-            timeout.unwrap_or(Duration::from_secs(24 * 3600)),
+    Ok(conn.upload(script, &mut body, limit).await)
+}
+
+/// From the peer that holds a copy at `path`: authorize the peer on this
+/// host for this one transfer, have the peer send, then revoke, whatever
+/// happened (`remote::relay`). An error is the relay's own failure.
+async fn relayed(
+    s: &Shared,
+    conn: &ssh::Conn,
+    peer: &ssh::Conn,
+    path: &str,
+    script: &str,
+    offset: u64,
+    limit: Duration,
+) -> Result<ssh::Output, String> {
+    let (private, public) = s.relay.key()?;
+    let tag = crate::secrets::random_hex(8)?;
+    // authorized_keys' from= takes addresses; a name would need the host's
+    // DNS to agree, so a peer known by name is not restricted by address.
+    let from = match peer.host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => "*".into(),
+    };
+    let setup = Duration::from_secs(60);
+    let auth = conn
+        .run(
+            &relay::authorize(&tag, &from, &public)?,
+            &[script],
+            Some(setup),
         )
-        .await)
+        .await
+        .map_err(|e| e.message)?;
+    let sent = if auth.rc == 0 {
+        let send = relay::send(path, offset, &conn.host, conn.port, &conn.host_key)?;
+        peer.upload(&send, &mut private.as_bytes(), limit)
+            .await
+            .map_err(|e| e.message)
+    } else {
+        Err(format!("relay set-up: {}", auth.stderr.trim()))
+    };
+    let revoked = conn.run(&relay::revoke(&tag)?, &[], Some(setup)).await;
+    if let Ok(out) = &revoked
+        && out.rc != 0
+    {
+        return Err(format!("relay clean-up: {}", out.stderr.trim()));
+    }
+    sent
 }

@@ -90,6 +90,13 @@ pub trait Module: DeserializeOwned + Clone + std::fmt::Debug + Into<AnyModule> {
 
     /// The decision, from the answers to `probes`.
     fn decide(&self, answers: &Answers) -> Result<Decision, String>;
+
+    /// A file, by sha256, that the host holds once this call is done or
+    /// found unchanged, with its path there: other hosts may be sent it
+    /// from this one (`upload`'s fan-out).
+    fn holds(&self) -> Option<(&str, &str)> {
+        None
+    }
 }
 
 /// Typed parameters from a JSON value, errors naming the module and field.
@@ -190,6 +197,12 @@ macro_rules! registry {
             pub fn decide(&self, answers: &Answers) -> Result<Decision, String> {
                 match self {
                     $(AnyModule::$ty(m) => m.decide(answers),)*
+                }
+            }
+
+            pub fn holds(&self) -> Option<(&str, &str)> {
+                match self {
+                    $(AnyModule::$ty(m) => m.holds(),)*
                 }
             }
         }

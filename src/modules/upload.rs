@@ -173,6 +173,10 @@ impl Module for Upload {
             _ => return Err(format!("reading {dest}: unexpected answer {out:?}")),
         })
     }
+
+    fn holds(&self) -> Option<(&str, &str)> {
+        Some((&self.sha256, &self.dest))
+    }
 }
 
 /// The host side of an `Action::Upload`: a `sh` script whose stdin is the

@@ -7,6 +7,7 @@
 pub mod frame;
 pub mod known_hosts;
 pub mod lock;
+pub mod relay;
 pub mod script;
 pub mod ssh;
 pub mod writes;

@@ -98,6 +98,9 @@ struct Verifier {
     files: Arc<KnownHosts>,
     policy: HostKeyPolicy,
     verdict: Arc<Mutex<Option<ConnError>>>,
+    /// The key the host proved it holds, once accepted (OpenSSH's one-line
+    /// form): what a relay from another host checks it against.
+    accepted: Arc<Mutex<Option<String>>>,
 }
 
 fn fingerprint(key: &PublicKey) -> String {
@@ -115,6 +118,22 @@ impl client::Handler for Verifier {
         &mut self,
         offered: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
+        let ok = self.check(offered)?;
+        if ok {
+            let key = match offered {
+                PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+                PublicKeyOrCertificate::Certificate(c) => PublicKey::from(c.public_key().clone()),
+            };
+            if let Ok(line) = key.to_openssh() {
+                *self.accepted.lock().unwrap_or_else(|e| e.into_inner()) = Some(line);
+            }
+        }
+        Ok(ok)
+    }
+}
+
+impl Verifier {
+    fn check(&mut self, offered: &PublicKeyOrCertificate) -> Result<bool, russh::Error> {
         let (key, cert) = match offered {
             PublicKeyOrCertificate::PublicKey { key, .. } => (key.clone(), None),
             PublicKeyOrCertificate::Certificate(c) => {
@@ -190,7 +209,11 @@ const LIVENESS: Duration = Duration::from_secs(5);
 /// An open, authenticated connection to one host.
 pub struct Conn {
     handle: Handle<Verifier>,
-    host: String,
+    pub host: String,
+    /// The host key this connection verified (`ssh-ed25519 AAAA...`).
+    pub host_key: String,
+    pub port: u16,
+    pub user: String,
     become_: bool,
     pub command_timeout: Duration,
     /// The most output (stdout and stderr together) one request may send
@@ -320,6 +343,7 @@ pub async fn connect(
         ..Default::default()
     });
     let verdict = Arc::new(Mutex::new(None));
+    let accepted = Arc::new(Mutex::new(None));
     let verifier = Verifier {
         host: address.to_string(),
         port: cfg.port,
@@ -327,6 +351,7 @@ pub async fn connect(
         files,
         policy,
         verdict: verdict.clone(),
+        accepted: accepted.clone(),
     };
     let timeout = Duration::from_secs(cfg.connect_timeout);
     let connecting = client::connect(config, (address, cfg.port), verifier);
@@ -359,9 +384,17 @@ pub async fn connect(
             cfg.port, cfg.connect_timeout
         ))
     })??;
+    let host_key = accepted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default();
     Ok(Conn {
         handle,
         host: address.to_string(),
+        host_key,
+        port: cfg.port,
+        user: cfg.user.clone(),
         become_: cfg.become_,
         command_timeout: Duration::from_secs(cfg.command_timeout),
         max_output: usize::try_from(cfg.max_output_mib.saturating_mul(1 << 20))
