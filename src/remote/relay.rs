@@ -112,7 +112,7 @@ d=$(mktemp -d {dir}/key.XXXXXX) || exit 3
 trap 'rm -rf -- "$d"' EXIT
 cat > "$d/key" || exit 3
 printf '%s\n' {kh} > "$d/known_hosts"
-tail -c +{start} -- {src} | ssh -T -i "$d/key" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile="$d/known_hosts" -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=10 -o LogLevel=ERROR -p {port} -l root {a}
+tail -c +{start} -- {src} | ssh -T -i "$d/key" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile="$d/known_hosts" -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes -o Ciphers=aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com -o ConnectTimeout=10 -o LogLevel=ERROR -p {port} -l root {a}
 "#,
         dir = quote(DIR)?,
         kh = quote(&format!("{pattern} {host_key}"))?,
