@@ -37,6 +37,7 @@ state=$PWD/bench/.state
 results=$state/results
 lab/ensure-docker.sh
 image=$(lab/build-image.sh)
+. bench/hosts.sh
 
 cleanup() {
   ids=$(docker ps -aq --filter "label=gantry-bench=$name")
@@ -68,25 +69,11 @@ up() {
       --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined -e LAB_INIT=sshd \
       -v "$state/hosts:/lab:ro" -v "$state/logins:/logins" --label gantry-bench=$name "$image" >/dev/null
   done
-  local pending
-  for _ in $(seq 1 300); do
-    pending=0
-    for i in $(seq 1 "$N"); do timeout 1 bash -c "</dev/tcp/$(addr "$i")/22" 2>/dev/null || pending=$((pending + 1)); done
-    [ "$pending" = 0 ] && break
-    sleep 0.2
-  done
-  [ "$pending" = 0 ] || { echo "bench: $pending hosts never opened port 22" >&2; exit 1; }
+  wait_for_sshd
   if [ "$HEAVY" = 1 ]; then
     for i in $(seq 1 "$N"); do docker exec "gantry-$name-node$i" sh -c "$(printf '%s\n' "echo '$(heavy_bashrc)' >> /root/.bashrc")"; done
   fi
-  # Under the load of N sshds starting, a scan can time out: rescan the missing.
-  : >"$state/known_hosts"
-  for _ in 1 2 3 4 5; do
-    missing=$(for i in $(seq 1 "$N"); do a=$(addr "$i"); grep -q "^$a " "$state/known_hosts" || echo "$a"; done)
-    [ -z "$missing" ] && break
-    ssh-keyscan -T 10 -t ed25519 $missing >>"$state/known_hosts" 2>/dev/null || true
-  done
-  [ "$(wc -l <"$state/known_hosts")" = "$N" ] || { echo "bench: ssh-keyscan got $(wc -l <"$state/known_hosts") of $N host keys" >&2; exit 1; }
+  scan_host_keys "$state/known_hosts"
   gantry_inventory >"$state/inventory.yaml"
   bench/workload/make-inventories.sh "$state" "$N" "$net"
   # Let the start-up of N containers die down before anything is timed.

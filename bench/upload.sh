@@ -28,6 +28,7 @@ name=bench-upload
 state=$PWD/bench/.state-upload
 lab/ensure-docker.sh
 image=$(lab/build-image.sh)
+. bench/hosts.sh
 cargo build --release --quiet
 gantry=$PWD/target/release/gantry
 
@@ -50,18 +51,8 @@ up() {
       --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined -e LAB_INIT=sshd \
       -v "$state/hosts:/lab:ro" --label gantry-bench=$name "$image" >/dev/null
   done
-  for _ in $(seq 1 300); do
-    pending=0
-    for i in $(seq 1 "$N"); do timeout 1 bash -c "</dev/tcp/$(addr "$i")/22" 2>/dev/null || pending=$((pending + 1)); done
-    [ "$pending" = 0 ] && break
-    sleep 0.2
-  done
-  : >"$state/known_hosts"
-  for _ in 1 2 3 4 5; do
-    missing=$(for i in $(seq 1 "$N"); do a=$(addr "$i"); grep -q "^$a " "$state/known_hosts" || echo "$a"; done)
-    [ -z "$missing" ] && break
-    ssh-keyscan -T 10 -t ed25519 $missing >>"$state/known_hosts" 2>/dev/null || true
-  done
+  wait_for_sshd
+  scan_host_keys "$state/known_hosts"
   {
     echo "cluster: { name: bench, networking: { pod_cidr: 10.244.0.0/16, service_cidr: 10.96.0.0/12 } }"
     echo "ssh: { user: root, identity_file: $state/id_ed25519, known_hosts: $state/known_hosts }"

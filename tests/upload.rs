@@ -321,22 +321,7 @@ fn fan_out_sends_once_and_leaves_nothing_behind() {
             sha,
             "{h}"
         );
-        // Nothing left: the line, the scripts, the keys, the processes.
-        assert_eq!(
-            lab.exec(h, "grep -c gantry-relay /root/.ssh/authorized_keys || true")
-                .trim(),
-            "0",
-            "{h}"
-        );
-        assert_eq!(
-            lab.exec(h, "ls -A /var/lib/gantry/relay 2>/dev/null || true"),
-            "",
-            "{h}"
-        );
-        assert!(
-            !lab.try_exec(h, "pgrep -x ssh").0,
-            "{h}: an ssh client is left running"
-        );
+        nothing_left(&lab, h);
     }
     // One host got the file from the controller (the seed), the others
     // from hosts holding it, except worker3, which no host can reach: it
@@ -394,16 +379,26 @@ fn fan_out_sends_once_and_leaves_nothing_behind() {
     );
     assert_eq!(peers("worker3"), 0);
     for h in &lab.hosts {
-        assert_eq!(
-            lab.exec(h, "grep -c gantry-relay /root/.ssh/authorized_keys || true")
-                .trim(),
-            "0",
-            "{h}"
-        );
-        assert_eq!(
-            lab.exec(h, "ls -A /var/lib/gantry/relay 2>/dev/null || true"),
-            "",
-            "{h}"
-        );
+        nothing_left(&lab, h);
     }
+}
+
+/// Nothing of a relay left on a host: the authorized_keys line, the
+/// scripts, the keys, a running `ssh`.
+fn nothing_left(lab: &Lab, h: &str) {
+    assert_eq!(
+        lab.exec(h, "grep -c gantry-relay /root/.ssh/authorized_keys || true")
+            .trim(),
+        "0",
+        "{h}"
+    );
+    assert_eq!(
+        lab.exec(h, "ls -A /var/lib/gantry/relay 2>/dev/null || true"),
+        "",
+        "{h}"
+    );
+    assert!(
+        !lab.try_exec(h, "pgrep -x ssh").0,
+        "{h}: an ssh client is left running"
+    );
 }
