@@ -14,8 +14,9 @@
 //!   next run sends only the rest. Bytes that arrive whole but hash wrong
 //!   are removed, and nothing is put in place.
 //! - The destination's directory must be root's and writable by no one
-//!   else (gantry makes it 0755 when it is missing): no local user can swap
-//!   the partial file, and the file lands root-owned.
+//!   else (gantry makes it 0755 when it is missing), and so must every
+//!   directory above it, or be sticky: no local user can swap the partial
+//!   file or move the directory away, and the file lands root-owned.
 
 use std::path::PathBuf;
 
@@ -191,6 +192,12 @@ fail() {{ printf 'gantry upload: %s\n' "$1" >&2; exit 3; }}
 [ -d {dq} ] || mkdir -p -m 0755 -- {dq} || fail "cannot make {dir}"
 [ ! -L {dq} ] && [ "$(stat -c %u -- {dq})" = 0 ] || fail "{dir} must be a directory owned by root"
 [ -z "$(find {dq} -maxdepth 0 -perm /022)" ] || fail "{dir} is writable by group or others; make it 0755 (or tighter), root's"
+a=$(dirname -- {dq})
+while :; do
+  [ ! -L "$a" ] && [ "$(stat -c %u -- "$a")" = 0 ] && [ -z "$(find "$a" -maxdepth 0 -perm /022 ! -perm -1000)" ] || fail "$a, above {dir}, must be root's and writable by no one else (or sticky, as /tmp): another user could move {dir} away mid-transfer"
+  [ "$a" = / ] && break
+  a=$(dirname -- "$a")
+done
 umask 077
 if [ {offset} -gt 0 ]; then
   [ -f {p} ] && [ ! -L {p} ] && [ "$(stat -c %s -- {p})" = {offset} ] || fail "the partial copy changed since it was read; run again"
@@ -298,5 +305,23 @@ mod tests {
         assert!(err.contains("nothing was put in place"), "{err}");
         assert!(!std::path::Path::new(&part).exists());
         assert_eq!(std::fs::read(&dest).unwrap(), b"abc");
+        // A directory that is root's and 0755 but sits in one others may
+        // write (not sticky) is refused: it could be moved away mid-transfer.
+        std::fs::set_permissions(t.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let inner = t.path().join("d");
+        std::fs::create_dir(&inner).unwrap();
+        let inner_dest = inner.join("x").to_str().unwrap().to_string();
+        let script = receive_script(&inner_dest, SHA, 3, 0, 0o644).unwrap();
+        let o = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+        assert_eq!(o.status.code(), Some(3));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr),
+            format!(
+                "gantry upload: {}, above {}, must be root's and writable by no one else (or sticky, as /tmp): another user could move {} away mid-transfer\n",
+                t.path().display(),
+                inner.display(),
+                inner.display()
+            )
+        );
     }
 }
