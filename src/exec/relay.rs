@@ -18,6 +18,10 @@ use crate::remote::ssh::Conn;
 pub(crate) const SEEDS: usize = 1;
 /// Transfers a host serves at once.
 pub(crate) const FANOUT: usize = 2;
+/// Holders of a file that stay to serve it after their own tasks are done,
+/// until every host of the run is: enough to keep the fan-out going
+/// without every finished host keeping its connection and lock.
+pub(crate) const LINGER: usize = 4;
 /// Transfers from the controller at once, all files and hosts together:
 /// more only share its link thinner, and a host whose share is too thin
 /// loses its lock's heartbeat behind its own upload (seen at 20 hosts on
@@ -207,10 +211,12 @@ impl Relay {
         self.changed.notify_waiters();
     }
 
-    /// Host `h` is done with its own tasks. It goes on serving until every
-    /// host of the run is (a host still to ask for a file may ask it of
-    /// this one), then serves no more: its lock and connection are about
-    /// to go.
+    /// Host `h` is done with its own tasks. Its lock and connection are
+    /// about to go, unless others may still need a file from it: it stays
+    /// (serving, its lock held) while a file it holds has fewer than
+    /// `LINGER` other holders able to serve and some host of the run is
+    /// not done. A host that holds nothing leaves at once, so a run without
+    /// uploads keeps no more connections open than before.
     pub(crate) async fn retire(&self, h: usize) {
         loop {
             let wait = self.changed.notified();
@@ -221,9 +227,20 @@ impl Relay {
                 if st.finished.insert(h) {
                     self.changed.notify_waiters();
                 }
-                if st.finished.len() >= self.hosts && st.serving.get(&h).copied().unwrap_or(0) == 0
-                {
+                let all_done = st.finished.len() >= self.hosts;
+                let needed = !all_done
+                    && st.holders.values().any(|hs| {
+                        hs.iter().any(|(p, _)| *p == h)
+                            && hs
+                                .iter()
+                                .filter(|(p, _)| *p != h && st.conns.contains_key(p))
+                                .count()
+                                < LINGER
+                    });
+                if !needed && st.serving.get(&h).copied().unwrap_or(0) == 0 {
                     st.conns.remove(&h);
+                    drop(st);
+                    self.changed.notify_waiters();
                     return;
                 }
             }
@@ -254,5 +271,36 @@ impl Drop for Presence<'_> {
         }
         drop(st);
         self.relay.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A host that holds nothing leaves at once (a run without uploads
+    /// keeps no connection open longer); one that holds a file others may
+    /// still need stays until every host of the run is done.
+    #[tokio::test]
+    async fn a_holder_stays_until_the_run_is_done_and_no_one_else_does() {
+        let r = Relay::new(true, 3);
+        tokio::time::timeout(Duration::from_millis(100), r.retire(2))
+            .await
+            .expect("a host holding nothing leaves at once");
+        r.state()
+            .holders
+            .insert("s".into(), vec![(0, "/b/f".into())]);
+        let stays = tokio::time::timeout(Duration::from_millis(200), r.retire(0)).await;
+        assert!(
+            stays.is_err(),
+            "left while host 1 may still ask for the file"
+        );
+        // Host 1 ends (any path): now every host is done.
+        drop(r.enter(1));
+        tokio::time::timeout(Duration::from_millis(100), r.retire(0))
+            .await
+            .expect("leaves once every host is done");
     }
 }
