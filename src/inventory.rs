@@ -207,14 +207,7 @@ impl Inventory {
     /// plays select on. Every problem is returned; none stops the others.
     pub fn check(&self, known_roles: &HashSet<String>) -> Vec<Diagnostic> {
         let mut out = Vec::new();
-        let mut err = |field: String, message: String| {
-            out.push(Diagnostic {
-                severity: Severity::Error,
-                location: None,
-                field,
-                message,
-            })
-        };
+        let mut err = |field: String, message: String| out.push(Diagnostic::error(field, message));
 
         if !is_rfc1123_label_seq(&self.cluster.name) {
             err(

@@ -19,7 +19,7 @@ use std::path::{Component, Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Diagnostic, Severity};
+use crate::error::Diagnostic;
 
 /// The manifest's name at the top of a bundle directory.
 pub const MANIFEST: &str = "manifest.yaml";
@@ -71,14 +71,7 @@ impl Manifest {
     /// with the field it is at (`artifacts[2].file`).
     pub fn check(&self) -> Vec<Diagnostic> {
         let mut out = Vec::new();
-        let mut err = |field: String, message: String| {
-            out.push(Diagnostic {
-                severity: Severity::Error,
-                location: None,
-                field,
-                message,
-            })
-        };
+        let mut err = |field: String, message: String| out.push(Diagnostic::error(field, message));
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, a) in self.artifacts.iter().enumerate() {
             let at = |f: &str| format!("artifacts[{i}].{f}");
