@@ -58,6 +58,19 @@ struct State {
     failed: HashSet<(usize, usize)>,
 }
 
+impl State {
+    /// `h` holds a verified copy of `sha` at `path`: it may serve it, if it
+    /// can serve at all (it joined).
+    fn add_holder(&mut self, sha: &str, h: usize, path: &str) {
+        if self.conns.contains_key(&h) {
+            self.holders
+                .entry(sha.to_string())
+                .or_default()
+                .push((h, path.to_string()));
+        }
+    }
+}
+
 pub(crate) struct Relay {
     state: Mutex<State>,
     changed: Notify,
@@ -159,13 +172,8 @@ impl Relay {
 
     /// Host `h` was found to hold a verified copy of `sha` at `path`.
     pub(crate) fn hold(&self, sha: &str, h: usize, path: &str) {
-        let mut st = self.state();
-        if self.enabled && st.conns.contains_key(&h) {
-            st.holders
-                .entry(sha.to_string())
-                .or_default()
-                .push((h, path.to_string()));
-            drop(st);
+        if self.enabled {
+            self.state().add_holder(sha, h, path);
             self.changed.notify_waiters();
         }
     }
@@ -201,11 +209,8 @@ impl Relay {
         if let Some(n) = st.moving.get_mut(sha) {
             *n = n.saturating_sub(1);
         }
-        if landed && st.conns.contains_key(&h) {
-            st.holders
-                .entry(sha.to_string())
-                .or_default()
-                .push((h, dest.to_string()));
+        if landed {
+            st.add_holder(sha, h, dest);
         }
         drop(st);
         self.changed.notify_waiters();
