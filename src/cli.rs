@@ -199,5 +199,66 @@ pub enum BundleCommand {
     Verify {
         /// The bundle directory (its manifest.yaml at the top).
         dir: std::path::PathBuf,
+        /// Also report what this inventory's cluster needs (`bundle list`)
+        /// that the bundle lacks.
+        #[arg(short, long)]
+        inventory: Option<PathBuf>,
+    },
+    /// What the inventory's cluster needs in its bundle, derived from it.
+    ///
+    /// The Kubernetes binaries and images of its version, containerd,
+    /// runc, crictl, the CNI plugins, Helm and Calico, for each CPU
+    /// architecture its hosts have (`arch:` on a host, default amd64).
+    /// Versions are the delivery guide's unless the inventory names others.
+    ///
+    /// Example: gantry bundle list -i inventory.yaml --yaml > wanted.yaml
+    List {
+        /// The cluster inventory.
+        #[arg(
+            short,
+            long,
+            default_value = "inventory.yaml",
+            env = "GANTRY_INVENTORY"
+        )]
+        inventory: PathBuf,
+        /// Print the list as YAML, as `bundle fetch --list` reads it (a
+        /// pinned `sha256:` can be added to any entry).
+        #[arg(long)]
+        yaml: bool,
+    },
+    /// Download a bundle on a machine with internet access.
+    ///
+    /// Each artifact comes from its source, several at once, resumed with HTTP range requests
+    /// after a dropped connection or an interrupted fetch, checked against
+    /// its sha256 (pinned in the list, or from the checksum file its project
+    /// publishes), then moved into place. Writes DIR/manifest.yaml with
+    /// every artifact's size and sha256; a second fetch downloads nothing.
+    /// Image references (docker://) are not downloaded: the run lists them,
+    /// to be saved with `docker save` or `skopeo copy`. Exit 1 when any
+    /// artifact is missing at the end.
+    ///
+    /// Example: gantry bundle fetch ./bundle -i inventory.yaml --jobs 8
+    Fetch {
+        /// The bundle directory to fill (created when absent).
+        dir: PathBuf,
+        /// The cluster inventory whose needs are fetched (`bundle list`).
+        #[arg(
+            short,
+            long,
+            default_value = "inventory.yaml",
+            env = "GANTRY_INVENTORY"
+        )]
+        inventory: PathBuf,
+        /// Fetch this list (as `bundle list --yaml` prints it) instead of
+        /// the inventory's needs.
+        #[arg(long)]
+        list: Option<PathBuf>,
+        /// Artifacts downloading at once.
+        #[arg(short, long, default_value_t = 4)]
+        jobs: usize,
+        /// Accept artifacts with no pinned sha256 and no published checksum
+        /// file, recording the hash of what arrived (trust on first fetch).
+        #[arg(long)]
+        trust_first_fetch: bool,
     },
 }

@@ -134,6 +134,26 @@ pub struct HostSpec {
     pub ssh: Option<SshSpec>,
     #[serde(default)]
     pub vars: Vars,
+    /// The host's CPU architecture, for the bundle's binaries and images.
+    #[serde(default)]
+    pub arch: Arch,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    #[default]
+    Amd64,
+    Arm64,
+}
+
+impl Arch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
 }
 
 impl HostSpec {
@@ -217,6 +237,18 @@ impl Inventory {
         }
         if self.hosts.is_empty() {
             err("hosts".into(), "no hosts are declared".into());
+        }
+        if let Some(v) = &self.cluster.kubernetes_version
+            && !crate::bundle::wanted::supports(v)
+        {
+            err(
+                "cluster.kubernetes_version".into(),
+                format!(
+                    "{v:?} is not a Kubernetes version gantry supports ({}; the guide's is {})",
+                    crate::bundle::wanted::known_kubernetes(),
+                    crate::bundle::wanted::DEFAULT_KUBERNETES
+                ),
+            );
         }
 
         let mut names: HashMap<&str, usize> = HashMap::new();
@@ -442,7 +474,7 @@ impl Inventory {
         let hosts: Vec<Json> = self
             .hosts
             .iter()
-            .map(|h| serde_json::json!({ "name": h.name, "address": h.address, "ip": h.ipv4(), "roles": h.roles }))
+            .map(|h| serde_json::json!({ "name": h.name, "address": h.address, "ip": h.ipv4(), "roles": h.roles, "arch": h.arch }))
             .collect();
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for h in &self.hosts {

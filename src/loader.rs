@@ -227,6 +227,22 @@ pub fn load_inventory(
     path: &Path,
     known_roles: impl Fn(&Inventory) -> std::collections::HashSet<String>,
 ) -> Result<(Inventory, Vec<Diagnostic>)> {
+    load_inventory_with(path, known_roles, true)
+}
+
+/// The inventory without reading its bundle's manifest (`bundle: DIR` is
+/// left out): for `bundle list` and `bundle fetch`, which make the bundle.
+/// Every role a host names is taken as known.
+pub fn load_inventory_for_bundle(path: &Path) -> Result<(Inventory, Vec<Diagnostic>)> {
+    let every_role = |inv: &Inventory| inv.hosts.iter().flat_map(|h| h.roles.clone()).collect();
+    load_inventory_with(path, every_role, false)
+}
+
+fn load_inventory_with(
+    path: &Path,
+    known_roles: impl Fn(&Inventory) -> std::collections::HashSet<String>,
+    read_bundle: bool,
+) -> Result<(Inventory, Vec<Diagnostic>)> {
     let text = read(path)?;
     let mut doc = parse_yaml(path, &text)?;
     let Some(top) = doc.value.as_object().cloned() else {
@@ -295,6 +311,7 @@ pub fn load_inventory(
     // hashed only by apply (`bundle verify`), which can take a while.
     let bundle = match top.get("bundle") {
         None => None,
+        Some(Json::String(_)) if !read_bundle => None,
         Some(Json::String(d)) => {
             let dir = match path.parent() {
                 Some(p) => p.join(d),
@@ -743,6 +760,63 @@ pub fn load_manifest(path: &Path) -> Result<(crate::bundle::Manifest, Positions)
     } else {
         Err(Error::Invalid(doc.diags))
     }
+}
+
+/// Load the list of artifacts `bundle fetch --list` downloads (as `bundle
+/// list --yaml` prints it): each file inside the bundle and named once,
+/// each pinned hash a sha256, each source named.
+pub fn load_wanted(path: &Path) -> Result<crate::bundle::wanted::WantedList> {
+    let text = read(path)?;
+    let mut doc = parse_yaml(path, &text)?;
+    let value = doc.value.clone();
+    let Some(list) = doc.section::<crate::bundle::wanted::WantedList>("", &value) else {
+        return Err(Error::Invalid(doc.diags));
+    };
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, w) in list.artifacts.iter().enumerate() {
+        let at = |f: &str| format!("artifacts[{i}].{f}");
+        if let Err(e) = crate::bundle::manifest::inside(&w.file) {
+            doc.error(&at("file"), e);
+        }
+        if let Some(j) = seen.insert(w.file.as_str(), i) {
+            doc.error(
+                &at("file"),
+                format!("{} is listed twice (also artifacts[{j}])", w.file),
+            );
+        }
+        if let Some(s) = &w.sha256
+            && let Err(e) = crate::bundle::check_sha256(s)
+        {
+            doc.error(&at("sha256"), e);
+        }
+        if w.source.trim().is_empty() {
+            doc.error(&at("source"), "must not be empty".into());
+        }
+    }
+    if doc.diags.is_empty() {
+        Ok(list)
+    } else {
+        Err(Error::Invalid(doc.diags))
+    }
+}
+
+/// Any value as YAML, for what gantry prints or writes for people to read.
+pub fn to_yaml<T: serde::Serialize>(v: &T) -> String {
+    serde_yaml::to_string(v).expect("plain data serializes")
+}
+
+/// Write a bundle's manifest: a temp file beside it, synced, renamed into
+/// place, so a reader sees the old manifest or the new, never half.
+pub fn write_manifest(path: &Path, m: &crate::bundle::Manifest) -> Result<()> {
+    let tmp = path.with_file_name(format!(".{}.gantry-tmp", crate::bundle::MANIFEST));
+    let text = format!(
+        "# Written by gantry bundle fetch: every artifact's size and sha256 as it arrived.\n{}",
+        to_yaml(m)
+    );
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::io(path, e))
 }
 
 /// A scratch directory of this process, for the fuzz targets (`fuzz/`).

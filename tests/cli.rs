@@ -28,7 +28,7 @@ tests/fixtures/bad-inventory.yaml:8:23: error: hosts[1].address: duplicate addre
 tests/fixtures/bad-inventory.yaml:9:7: error: hosts[2].name: duplicate host name "master1", also hosts[0]
 tests/fixtures/bad-inventory.yaml:9:22: error: hosts[2].address: "a;touch pwned" is neither an IP address nor a name that resolves
 tests/fixtures/bad-inventory.yaml:9:56: error: hosts[2].roles[0]: role "controlplane" is not used by any play of the playbook (known: control-plane, gpu, worker)
-tests/fixtures/bad-inventory.yaml:10:19: error: hosts[3].adress: unknown field `adress`, expected one of `name`, `address`, `roles`, `ssh`, `vars`
+tests/fixtures/bad-inventory.yaml:10:19: error: hosts[3].adress: unknown field `adress`, expected one of `name`, `address`, `roles`, `ssh`, `vars`, `arch`
 10 error(s); nothing was changed on any host
 "#;
     assert_eq!(text(&out.stderr), expected);
@@ -213,7 +213,7 @@ fn an_unknown_host_key_does_not_hide_the_hosts_other_problems() {
         format!(
             "{f}:5:17: error: cluster.networking.pod_cidr: \"10.244.0.0/33\" is not a CIDR like 10.244.0.0/16
 {f}:8:17: error: hosts[1].address: duplicate address \"10.9.0.1\", also hosts[0] (m1)
-{f}:8:53: error: hosts[1].colour: unknown field `colour`, expected one of `name`, `address`, `roles`, `ssh`, `vars`
+{f}:8:53: error: hosts[1].colour: unknown field `colour`, expected one of `name`, `address`, `roles`, `ssh`, `vars`, `arch`
 3 error(s); nothing was changed on any host
 "
         )
@@ -382,4 +382,120 @@ fn the_inventorys_bundle_manifest_is_checked_with_it() {
         "{}",
         text(&out.stderr)
     );
+}
+
+fn small_inventory(dir: &std::path::Path, edit: impl Fn(String) -> String) -> String {
+    let base = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/single-master.yaml"),
+    )
+    .unwrap();
+    let inv = dir.join("inventory.yaml");
+    std::fs::write(&inv, edit(base)).unwrap();
+    inv.to_str().unwrap().to_string()
+}
+
+/// `bundle list` derives the bundle from the inventory: every architecture
+/// its hosts have, the kubeadm image set of its Kubernetes version (pause
+/// 3.10.1 for v1.34, not containerd 1.6's 3.6).
+#[test]
+fn bundle_list_derives_what_each_architecture_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = small_inventory(dir.path(), |s| {
+        s.replace(
+            "    roles: [worker, gpu]\n",
+            "    roles: [worker, gpu]\n    arch: arm64\n",
+        )
+    });
+    let out = gantry(&["bundle", "list", "-i", &inv, "--yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let y = text(&out.stdout);
+    // 18 per architecture, and the one Calico manifest.
+    assert_eq!(y.matches("\n- name: ").count(), 37, "{y}");
+    for arch in ["amd64", "arm64"] {
+        for want in [
+            format!(
+                "  source: https://dl.k8s.io/release/v1.34.3/bin/linux/{arch}/kubeadm\n  sha256_url: https://dl.k8s.io/release/v1.34.3/bin/linux/{arch}/kubeadm.sha256\n"
+            ),
+            format!(
+                "  file: images/{arch}/registry.k8s.io_pause_3.10.1.tar\n  source: docker://registry.k8s.io/pause:3.10.1\n"
+            ),
+            format!("  file: images/{arch}/registry.k8s.io_etcd_3.6.4-0.tar\n"),
+            format!("  file: bin/{arch}/containerd-1.6.32-linux-{arch}.tar.gz\n"),
+        ] {
+            assert!(y.contains(&want), "{want} not in:\n{y}");
+        }
+    }
+    assert!(y.contains("  for: 'arm64 hosts: gpu1'\n"), "{y}");
+    assert!(
+        y.contains("  for: 'amd64 hosts: master1, node1, node2'\n"),
+        "{y}"
+    );
+    let table = gantry(&["bundle", "list", "-i", &inv]);
+    let t = text(&table.stdout);
+    assert!(t.starts_with("KIND      NAME  "), "{t}");
+    assert!(
+        t.ends_with(&format!(
+            "37 artifacts; `gantry bundle fetch DIR -i {inv}` downloads them\n"
+        )),
+        "{t}"
+    );
+}
+
+/// A Kubernetes version whose image set gantry does not know is refused at
+/// its line, before anything else happens.
+#[test]
+fn an_unsupported_kubernetes_version_is_refused_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = small_inventory(dir.path(), |s| s.replace("v1.34.3", "v1.29.0"));
+    for args in [
+        vec!["validate", "-i", &inv],
+        vec!["bundle", "list", "-i", &inv],
+    ] {
+        let out = gantry(&args);
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            text(&out.stderr),
+            format!(
+                "{inv}:5:3: error: cluster.kubernetes_version: \"v1.29.0\" is not a Kubernetes version gantry supports (v1.34.x; the guide's is v1.34.3)\n1 error(s); nothing was changed on any host\n"
+            )
+        );
+    }
+}
+
+/// `bundle verify --inventory` also names what the inventory needs and the
+/// bundle lacks, with the bundle's own problems, in one run.
+#[test]
+fn bundle_verify_names_what_the_inventory_needs_and_the_bundle_lacks() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let inv = small_inventory(dir.path(), |s| s);
+    let b = dir.path().join("bundle");
+    std::fs::create_dir_all(b.join("bin")).unwrap();
+    std::fs::write(b.join("bin/runc"), b"runc").unwrap();
+    std::fs::write(
+        b.join("manifest.yaml"),
+        format!(
+            "artifacts:\n  - {{ name: runc, kind: binary, version: v1.1.12, arch: amd64, os: linux, file: bin/runc, size: 4, sha256: {} }}\n  - {{ name: gone, kind: binary, version: \"1\", arch: amd64, os: linux, file: bin/gone, size: 1, sha256: {} }}\n",
+            hex::encode(sha2::Sha256::digest(b"runc")),
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    let out = gantry(&["bundle", "verify", b.to_str().unwrap(), "-i", &inv]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = text(&out.stderr);
+    assert!(
+        e.starts_with(&format!(
+            "{}:3:71: error: artifacts[1].file: bin/gone is missing from the bundle\n\
+             error: {inv}: the bundle lacks binary kubeadm v1.34.3 (amd64), which the inventory needs for amd64 hosts: master1, node1, node2, gpu1\n",
+            b.join("manifest.yaml").display()
+        )),
+        "{e}"
+    );
+    // Everything but runc: 17 of the 18, one missing file.
+    assert!(
+        e.ends_with("19 error(s); nothing was changed on any host\n"),
+        "{e}"
+    );
+    assert!(!e.contains("lacks binary runc"), "{e}");
 }

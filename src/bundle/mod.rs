@@ -6,8 +6,10 @@
 //!
 //! The manifest (`manifest.yaml` at the bundle's top) is read by `loader`.
 
+pub mod fetch;
 pub mod manifest;
 pub mod verify;
+pub mod wanted;
 
 pub use manifest::{Artifact, Kind, MANIFEST, Manifest};
 pub use verify::verify;

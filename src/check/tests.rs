@@ -24,6 +24,7 @@ fn host(name: &str, roles: &[&str]) -> HostSpec {
         roles: roles.iter().map(|r| r.to_string()).collect(),
         ssh: None,
         vars: Default::default(),
+        arch: Default::default(),
     }
 }
 

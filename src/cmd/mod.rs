@@ -43,9 +43,17 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             list: false,
         } => check::check(&input, &connect, output, !no_fsync_probe),
         Command::Unlock { input, connect } => unlock::unlock(&input, &connect),
-        Command::Bundle {
-            command: BundleCommand::Verify { dir },
-        } => bundle::verify(&dir),
+        Command::Bundle { command } => match command {
+            BundleCommand::Verify { dir, inventory } => bundle::verify(&dir, inventory.as_deref()),
+            BundleCommand::List { inventory, yaml } => bundle::list(&inventory, yaml),
+            BundleCommand::Fetch {
+                dir,
+                inventory,
+                list,
+                jobs,
+                trust_first_fetch,
+            } => bundle::fetch(&dir, &inventory, list.as_deref(), jobs, trust_first_fetch),
+        },
         Command::Modules { name, markdown } => modules::modules(name.as_deref(), markdown),
     }
 }
