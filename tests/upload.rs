@@ -402,3 +402,163 @@ fn nothing_left(lab: &Lab, h: &str) {
         "{h}: an ssh client is left running"
     );
 }
+
+/// A `docker save` tarball of a one-file image, made here (no registry):
+/// `content` sets the image's bytes, so two calls give two tarballs of the
+/// same reference.
+fn image_tarball(dir: &std::path::Path, reference: &str, content: &str, out: &str) -> String {
+    let root = dir.join(format!("rootfs-{out}"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("hello"), content).unwrap();
+    let path = dir.join(out);
+    let script = format!(
+        "tar -C {r} -c . | docker import - {reference} >/dev/null && docker save {reference} -o {p} && docker rmi {reference} >/dev/null",
+        r = root.display(),
+        p = path.display()
+    );
+    let made = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    path.display().to_string()
+}
+
+/// The bundle's images reach containerd (real containerd 1.6.20 and ctr
+/// from Debian, not a stand-in): uploaded, checked, imported into k8s.io
+/// once; a second run imports nothing; another tarball of the same
+/// reference is imported again; a tampered tarball on the host is refused.
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn bundle_images_are_imported_once_and_only_from_their_tarball() {
+    let lab = Lab::up_with("t-images", 37, "master1:control-plane");
+    let work = tempfile::tempdir().unwrap();
+    let reference = "lab.gantry.test/tiny:1";
+    let bundle = work.path().join("bundle");
+    std::fs::create_dir_all(bundle.join("images")).unwrap();
+    let one = image_tarball(work.path(), reference, "one", "one.tar");
+    let two = image_tarball(work.path(), reference, "two", "two.tar");
+    std::fs::copy(&one, bundle.join("images/tiny.tar")).unwrap();
+    let manifest = |tar: &str| {
+        let data = std::fs::read(tar).unwrap();
+        std::fs::write(
+            bundle.join("manifest.yaml"),
+            format!(
+                "artifacts:\n  - {{ name: {reference}, kind: image, version: \"1\", arch: amd64, os: linux, file: images/tiny.tar, size: {}, sha256: {} }}\n",
+                data.len(),
+                sha256_hex(&data)
+            ),
+        )
+        .unwrap();
+        std::fs::copy(tar, bundle.join("images/tiny.tar")).unwrap();
+        sha256_hex(&data)
+    };
+    let sha_one = manifest(&one);
+    let mut inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    inv.push_str(&format!("bundle: {}\n", bundle.display()));
+    std::fs::write(&lab.inventory, inv).unwrap();
+    let dest = "/var/lib/gantry/bundle/images/tiny.tar";
+    let role = work.path().join("roles/images");
+    std::fs::create_dir_all(&role).unwrap();
+    std::fs::write(
+        role.join("tasks.yaml"),
+        format!(
+            "- name: containerd runs\n  service: {{ name: containerd, state: started }}\n\
+             - name: the tarball\n  upload:\n    src: \"{{{{ bundle.files['images/tiny.tar'].path }}}}\"\n    dest: {dest}\n    sha256: \"{{{{ bundle.files['images/tiny.tar'].sha256 }}}}\"\n\
+             - name: the image\n  image:\n    src: {dest}\n    ref: {reference}\n    sha256: \"{{{{ bundle.files['images/tiny.tar'].sha256 }}}}\"\n    snapshotter: native\n"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(work.path().join("playbooks")).unwrap();
+    let pb = work.path().join("playbooks/images.yaml");
+    std::fs::write(&pb, "- name: images\n  hosts: all\n  roles: [images]\n").unwrap();
+    let pb = pb.to_str().unwrap();
+    let labels = || {
+        lab.exec(
+            "master1",
+            &format!("ctr -n k8s.io images ls | awk '$1 == \"{reference}\" {{ print $NF }}'"),
+        )
+    };
+
+    // 1. Imported, labelled with the tarball's sha256.
+    let out = lab.gantry(&[
+        "apply",
+        "--skip-preflight",
+        "--accept-new-host-keys",
+        "-p",
+        pb,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "changed master1 images/the image: {reference} is not in containerd's k8s.io namespace\n"
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        labels(),
+        format!("gantry.bundle.sha256={sha_one},io.cri-containerd.image=managed\n")
+    );
+
+    // 2. Again: nothing imported, nothing uploaded.
+    let again = lab.gantry(&["apply", "--skip-preflight", "-p", pb]);
+    assert_eq!(
+        row(&again, "master1"),
+        [3, 0, 0, 0, 0],
+        "{}",
+        text(&again.stdout)
+    );
+
+    // 3. Another tarball of the same reference: uploaded and imported again.
+    let sha_two = manifest(&two);
+    let out = lab.gantry(&["apply", "--skip-preflight", "-p", pb]);
+    assert_eq!(
+        row(&out, "master1"),
+        [1, 2, 0, 0, 0],
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "changed master1 images/the image: {reference} is in k8s.io from another tarball (sha256 {sha_one})\n"
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        labels(),
+        format!("gantry.bundle.sha256={sha_two},io.cri-containerd.image=managed\n")
+    );
+
+    // 4. The image gone and the host's tarball changed under it: the image
+    // task alone refuses to import it (the upload task is left out).
+    std::fs::write(
+        role.join("tasks.yaml"),
+        format!(
+            "- name: the image\n  image:\n    src: {dest}\n    ref: {reference}\n    sha256: {sha_two}\n    snapshotter: native\n"
+        ),
+    )
+    .unwrap();
+    lab.exec(
+        "master1",
+        &format!("ctr -n k8s.io images rm {reference} >/dev/null; printf 'X' | dd of={dest} bs=1 seek=100 conv=notrunc status=none"),
+    );
+    let bad = lab.gantry(&["apply", "--skip-preflight", "-p", pb]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad.stdout));
+    assert!(
+        text(&bad.stdout).contains(&format!(
+            "{dest} does not have sha256 {sha_two}; not imported"
+        )),
+        "{}",
+        text(&bad.stdout)
+    );
+    assert_eq!(labels(), "");
+
+    // 5. containerd stopped: the task says so, nothing is imported.
+    lab.exec("master1", "systemctl stop containerd");
+    let down = lab.gantry(&["apply", "--skip-preflight", "-p", pb]);
+    assert_eq!(down.status.code(), Some(1), "{}", text(&down.stdout));
+    assert!(
+        text(&down.stdout).contains("containerd must run before images are imported"),
+        "{}",
+        text(&down.stdout)
+    );
+}

@@ -225,6 +225,7 @@ registry! {
     package => Package,
     vip_check => VipCheck,
     upload => Upload,
+    image => Image,
 }
 
 /// Load-time check of a task's module and parameter names, against the
