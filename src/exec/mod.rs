@@ -118,6 +118,8 @@ pub(crate) struct Shared {
     hosts_in_run: usize,
     /// Where each host's uploads come from.
     relay: relay::Relay,
+    /// The uploads' progress bars (drawn only on a terminal).
+    transfers: crate::ui::progress::Transfers,
 }
 
 impl Shared {
@@ -211,6 +213,7 @@ pub async fn run(
         failed_hosts: AtomicUsize::new(0),
         hosts_in_run,
         relay: relay::Relay::new(fan_out, hosts_in_run),
+        transfers: Default::default(),
     });
     // Ctrl-C once: finish what runs, start nothing new (the journal keeps
     // every finished task). Twice: abort now; the consumer journals what

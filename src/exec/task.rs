@@ -338,22 +338,31 @@ async fn upload(
     let limit = timeout.unwrap_or(Duration::from_secs(24 * 3600));
     let script = modules::upload_script(dest, sha256, *size, *offset, *mode)?;
     if !s.relay.enabled {
-        return direct(s, conn, src, &script, *offset, *size, limit).await;
+        return direct(s, conn, h, src, &script, *offset..*size, limit).await;
     }
     let from = s.relay.source(sha256, h).await;
     let Source::Peer {
-        conn: peer, path, ..
+        conn: peer,
+        path,
+        host: peer_index,
     } = &from
     else {
-        let r = direct(s, conn, src, &script, *offset, *size, limit).await;
+        let r = direct(s, conn, h, src, &script, *offset..*size, limit).await;
         let landed = matches!(&r, Ok(Ok(o)) if o.rc == 0);
         s.relay.done(sha256, h, dest, &from, landed, false);
         return r;
     };
     tracing::debug!(target: "gantry::relay", host = %conn.host, from = %peer.host, "relay");
-    match relayed(s, conn, peer, path, &script, *offset, limit).await {
+    let file = dest.rsplit('/').next().unwrap_or(dest);
+    let bar = s
+        .transfers
+        .relayed(&s.inv.hosts[h].name, &s.inv.hosts[*peer_index].name, file);
+    let r = relayed(s, conn, peer, path, &script, *offset, limit).await;
+    drop(bar);
+    match r {
         Ok(out) if out.rc == 0 => {
             s.relay.done(sha256, h, dest, &from, true, false);
+            s.transfers.landed();
             Ok(Ok(out))
         }
         // The receiving script's own refusal (exit 3): the same from anywhere.
@@ -371,7 +380,7 @@ async fn upload(
             tracing::info!(target: "gantry::relay", host = %conn.host, from = %peer.host, "relay failed, sending from the controller: {why}");
             s.relay.done(sha256, h, dest, &from, false, true);
             let script = modules::upload_script(dest, sha256, *size, 0, *mode)?;
-            direct(s, conn, src, &script, 0, *size, limit).await
+            direct(s, conn, h, src, &script, 0..*size, limit).await
         }
     }
 }
@@ -381,10 +390,10 @@ async fn upload(
 async fn direct(
     s: &Shared,
     conn: &ssh::Conn,
+    h: usize,
     src: &std::path::Path,
     script: &str,
-    offset: u64,
-    size: u64,
+    bytes: std::ops::Range<u64>,
     limit: Duration,
 ) -> Result<Result<ssh::Output, ssh::ConnError>, String> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -397,12 +406,25 @@ async fn direct(
     let mut f = tokio::fs::File::open(src)
         .await
         .map_err(|e| format!("upload: {}: {e}", src.display()))?;
-    f.seek(std::io::SeekFrom::Start(offset))
+    f.seek(std::io::SeekFrom::Start(bytes.start))
         .await
         .map_err(|e| format!("upload: {}: {e}", src.display()))?;
     // Exactly the bytes the decision counted, even if the file grew since.
-    let mut body = f.take(size - offset);
-    Ok(conn.upload(script, &mut body, limit).await)
+    let n = bytes.end - bytes.start;
+    let file = src
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let bar = s.transfers.direct(&s.inv.hosts[h].name, &file, n);
+    let mut body = crate::ui::progress::Counted {
+        inner: f.take(n),
+        transfer: &bar,
+    };
+    let r = conn.upload(script, &mut body, limit).await;
+    if matches!(&r, Ok(o) if o.rc == 0) {
+        s.transfers.landed();
+    }
+    Ok(r)
 }
 
 /// From the peer that holds a copy at `path`: authorize the peer on this

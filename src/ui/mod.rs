@@ -2,6 +2,7 @@
 //! redacts once, renders them (`report`) and journals them.
 
 pub mod out;
+pub mod progress;
 pub mod redact;
 pub mod report;
 pub mod sink;

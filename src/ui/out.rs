@@ -13,14 +13,17 @@ pub fn print(s: &str) {
     if GONE.load(Ordering::Relaxed) {
         return;
     }
-    let mut out = std::io::stdout().lock();
-    if out
-        .write_all(s.as_bytes())
-        .and_then(|_| out.flush())
-        .is_err()
-    {
-        GONE.store(true, Ordering::Relaxed);
-    }
+    // Above the transfer bars, when they are drawn (`progress`).
+    super::progress::above_bars(|| {
+        let mut out = std::io::stdout().lock();
+        if out
+            .write_all(s.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            GONE.store(true, Ordering::Relaxed);
+        }
+    });
 }
 
 /// `print!` to stdout through [`print`].

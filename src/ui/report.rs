@@ -60,7 +60,7 @@ pub struct Reporter {
 impl Reporter {
     pub fn new(plan: bool, verbose: bool, total: u64, hosts: &[String]) -> Reporter {
         let bar = console::Term::stdout().is_term().then(|| {
-            let b = ProgressBar::new(total);
+            let b = super::progress::bars().add(ProgressBar::new(total));
             b.set_style(
                 ProgressStyle::with_template(
                     "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks {msg}",
