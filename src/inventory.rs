@@ -239,14 +239,14 @@ impl Inventory {
             err("hosts".into(), "no hosts are declared".into());
         }
         if let Some(v) = &self.cluster.kubernetes_version
-            && !crate::bundle::wanted::supports(v)
+            && !crate::versions::supports(v)
         {
             err(
                 "cluster.kubernetes_version".into(),
                 format!(
                     "{v:?} is not a Kubernetes version gantry supports ({}; the guide's is {})",
-                    crate::bundle::wanted::known_kubernetes(),
-                    crate::bundle::wanted::DEFAULT_KUBERNETES
+                    crate::versions::known_kubernetes(),
+                    crate::versions::DEFAULT_KUBERNETES
                 ),
             );
         }
@@ -494,6 +494,8 @@ impl Inventory {
                 "control_plane_endpoint": self.cluster.control_plane_endpoint,
                 "networking": self.cluster.networking,
             },
+            // The component versions and kubeadm's images (`versions`).
+            "kubernetes": crate::versions::Versions::for_inventory(self).map(|v| v.template_view()),
             "firewall": self.firewall,
             "secrets": self.secrets,
             "hosts": hosts,

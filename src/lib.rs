@@ -4,7 +4,9 @@
 //! - `cli`, `cmd/`: the command line, and one thin file per subcommand;
 //! - `loader`, `inventory`, `playbook`, `secrets`: what the operator wrote,
 //!   read and checked before any host is touched (`loader` alone knows YAML);
-//! - `bundle/`: the offline bundle's manifest, and `bundle verify`;
+//! - `versions`: the component versions and kubeadm's images of a cluster;
+//! - `bundle/`: the offline bundle: its manifest, what a cluster needs in it
+//!   (`wanted`), `fetch` and `verify`;
 //! - `plan/`: the task DAG, templates, task variables, input hashes;
 //! - `modules/`: one file per task module (probes and decide, pure);
 //! - `facts/`: what gantry reads about a host, shared by the run and checks;
@@ -31,6 +33,7 @@ pub mod playbook;
 pub mod remote;
 pub mod secrets;
 pub mod ui;
+pub mod versions;
 
 pub use error::{Error, Result};
 

@@ -4,10 +4,7 @@
 //! fetch` downloads it, and `gantry bundle verify --inventory` reports what
 //! the bundle lacks of it.
 //!
-//! The versions are the delivery guide's where it names one (Kubernetes
-//! v1.34.3, containerd 1.6.32, Helm v3.14.4, Calico v3.27.0) and gantry's
-//! choice where it does not (runc, crictl, the CNI plugins), each overridable
-//! in the inventory's `cluster` section. gantry carries no table of
+//! The versions come from `versions`. gantry carries no table of
 //! checksums: an artifact's sha256 is pinned in the list, or taken from the
 //! checksum file its project publishes beside it (`sha256_url`), and from
 //! then on pinned in the bundle's manifest.
@@ -19,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{Kind, Manifest};
 use crate::error::Diagnostic;
 use crate::inventory::Inventory;
+use crate::versions::Versions;
 
 /// One artifact the cluster needs: what it is, where it comes from, and
 /// how its sha256 is known.
@@ -53,79 +51,6 @@ pub struct Wanted {
 #[serde(deny_unknown_fields)]
 pub struct WantedList {
     pub artifacts: Vec<Wanted>,
-}
-
-/// The component versions a cluster is built from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Versions {
-    pub kubernetes: String,
-    pub containerd: String,
-    pub runc: String,
-    pub crictl: String,
-    pub cni_plugins: String,
-    pub calico: String,
-    pub helm: String,
-    /// The images kubeadm of that Kubernetes version pulls
-    /// (`kubeadm config images list`).
-    pub pause: String,
-    pub etcd: String,
-    pub coredns: String,
-}
-
-/// The Kubernetes versions whose image set gantry knows: (version prefix,
-/// pause, etcd, coredns), from `kubeadm config images list`.
-const KUBEADM_IMAGES: &[(&str, &str, &str, &str)] = &[("v1.34.", "3.10.1", "3.6.4-0", "v1.12.1")];
-
-/// The guide's Kubernetes version, used when the inventory names none.
-pub const DEFAULT_KUBERNETES: &str = "v1.34.3";
-
-impl Versions {
-    /// The versions for this inventory: its `cluster.kubernetes_version`,
-    /// the guide's for the rest. `None` when gantry does not know the image
-    /// set of that Kubernetes version.
-    pub fn for_inventory(inv: &Inventory) -> Option<Self> {
-        let k8s = inv
-            .cluster
-            .kubernetes_version
-            .clone()
-            .unwrap_or_else(|| DEFAULT_KUBERNETES.into());
-        if !supports(&k8s) {
-            return None;
-        }
-        let &(_, pause, etcd, coredns) = KUBEADM_IMAGES
-            .iter()
-            .find(|(prefix, ..)| k8s.starts_with(prefix))?;
-        Some(Versions {
-            kubernetes: k8s,
-            containerd: "1.6.32".into(),
-            runc: "v1.1.12".into(),
-            crictl: "v1.34.0".into(),
-            cni_plugins: "v1.5.1".into(),
-            calico: "v3.27.0".into(),
-            helm: "v3.14.4".into(),
-            pause: pause.into(),
-            etcd: etcd.into(),
-            coredns: coredns.into(),
-        })
-    }
-}
-
-/// Whether gantry knows the image set of this Kubernetes version (`v1.34.3`).
-pub fn supports(version: &str) -> bool {
-    KUBEADM_IMAGES.iter().any(|(prefix, ..)| {
-        version
-            .strip_prefix(prefix)
-            .is_some_and(|patch| !patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit()))
-    })
-}
-
-/// The Kubernetes versions gantry can list a bundle for, for messages.
-pub fn known_kubernetes() -> String {
-    KUBEADM_IMAGES
-        .iter()
-        .map(|(p, ..)| format!("{p}x"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Everything the inventory's cluster needs, per architecture present.
