@@ -5,7 +5,7 @@ use std::path::Path;
 
 use gantry::inventory::Inventory;
 use gantry::loader;
-use gantry::plan::render_template;
+use gantry::plan::{render_template, render_template_item};
 use gantry::playbook::Playbook;
 
 fn load(inv: &str) -> (Inventory, Playbook) {
@@ -125,7 +125,10 @@ fn every_role_template_renders_for_every_example_host() {
                     let mut f = facts();
                     f["ipv4"] =
                         serde_json::json!({ h.address.clone(): {"iface": "eth0", "prefix": 24} });
-                    render_template(&inv, &pb, &h.name, &role.name, t, f)
+                    // A template rendered in a loop gets an item as its task would.
+                    let item = (t == "hosts.toml.j2")
+                        .then(|| serde_json::json!(["docker.io", ["https://mirror.example:5000"]]));
+                    render_template_item(&inv, &pb, &h.name, &role.name, t, f, item)
                         .unwrap_or_else(|e| panic!("{inv_file} {} {}/{t}: {e}", h.name, role.name));
                 }
             }
@@ -290,5 +293,28 @@ fn load_balancer_roles_run_only_with_a_vip_and_no_external_lb() {
         ext.template_view()["cluster"]["api_lb"],
         false,
         "external LB: gantry installs none"
+    );
+}
+
+/// containerd's config takes the pause image kubeadm of the cluster's
+/// version wants (not containerd 1.6's 3.6) unless the inventory names one.
+#[test]
+fn containerd_config_uses_kubeadms_pause_image_and_the_systemd_cgroup_driver() {
+    let (mut inv, pb) = load("inventory/single-master.yaml");
+    let cfg = render_template(&inv, &pb, "node1", "containerd", "config.toml.j2", facts()).unwrap();
+    assert!(
+        cfg.contains("  sandbox_image = \"registry.k8s.io/pause:3.10.1\"\n"),
+        "{cfg}"
+    );
+    assert!(cfg.contains("        SystemdCgroup = true\n"), "{cfg}");
+    assert!(cfg.contains("    snapshotter = \"overlayfs\"\n"), "{cfg}");
+    inv.vars.insert(
+        "containerd_sandbox_image".into(),
+        "registry.local/pause:3.10.1".into(),
+    );
+    let cfg = render_template(&inv, &pb, "node1", "containerd", "config.toml.j2", facts()).unwrap();
+    assert!(
+        cfg.contains("  sandbox_image = \"registry.local/pause:3.10.1\"\n"),
+        "{cfg}"
     );
 }

@@ -26,11 +26,26 @@ pub fn render_template(
     template: &str,
     facts: Json,
 ) -> Result<String, String> {
+    render_template_item(inv, pb, host, role, template, facts, None)
+}
+
+/// `render_template` for a task with a `loop`: `item` is the loop's item.
+pub fn render_template_item(
+    inv: &Inventory,
+    pb: &Playbook,
+    host: &str,
+    role: &str,
+    template: &str,
+    facts: Json,
+    item: Option<Json>,
+) -> Result<String, String> {
     let h = inv
         .hosts
         .iter()
         .position(|x| x.name == host)
         .ok_or_else(|| format!("no host {host}"))?;
-    let ctx = Vars::new(inv, pb).context(h, role, &facts, None, val(json!({})));
+    let mine: Option<serde_json::Map<String, Json>> =
+        item.map(|i| [("item".to_string(), i)].into_iter().collect());
+    let ctx = Vars::new(inv, pb).context(h, role, &facts, mine.as_ref(), val(json!({})));
     Templates::new(pb).render_file(role, template, &Value::from(ctx))
 }

@@ -1,0 +1,135 @@
+//! Lab test of the `containerd` role with the real containerd 1.6.20 from
+//! Debian (not a stand-in): the config gantry renders is the one
+//! `containerd config dump` reports (SystemdCgroup, the pause image kubeadm
+//! v1.34 wants, config_path mirrors); a second apply changes nothing and
+//! does not restart containerd; a drifted config shows in plan and is
+//! repaired on that host alone.
+
+mod common;
+
+use common::{Lab, row, text};
+
+fn pid(lab: &Lab, host: &str) -> String {
+    lab.exec(host, "systemctl show -p MainPID --value containerd")
+        .trim()
+        .to_string()
+}
+
+#[test]
+#[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
+fn containerd_is_configured_judged_by_itself_and_repaired() {
+    let lab = Lab::up_with("t-containerd", 38, "master1:control-plane,worker1:worker");
+    let mut inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    inv = inv.replace(
+        "vars:\n",
+        "vars:\n  containerd_registry_mirrors:\n    docker.io: [\"https://mirror.lab.test:5000\"]\n",
+    );
+    std::fs::write(&lab.inventory, inv).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("playbooks")).unwrap();
+    let pb = work.path().join("playbooks/runtime.yaml");
+    std::fs::write(
+        &pb,
+        "- name: runtime\n  hosts: all\n  roles: [containerd]\n",
+    )
+    .unwrap();
+    let pb = pb.to_str().unwrap();
+
+    // 1. From a host where containerd is installed and stopped.
+    let out = lab.gantry(&[
+        "apply",
+        "--skip-preflight",
+        "--accept-new-host-keys",
+        "-p",
+        pb,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    for h in ["master1", "worker1"] {
+        assert_eq!(
+            lab.exec(
+                h,
+                "systemctl is-active containerd; systemctl is-enabled containerd"
+            ),
+            "active\nenabled\n",
+            "{h}"
+        );
+        // containerd's own reading of the file, not the file's text.
+        let dump = lab.exec(h, "containerd config dump");
+        for want in [
+            "    sandbox_image = \"registry.k8s.io/pause:3.10.1\"\n",
+            "      snapshotter = \"native\"\n",
+            "            SystemdCgroup = true\n",
+            "      config_path = \"/etc/containerd/certs.d\"\n",
+        ] {
+            assert!(dump.contains(want), "{h}: {want:?} not in:\n{dump}");
+        }
+        assert_eq!(
+            lab.exec(h, "cat /etc/containerd/certs.d/docker.io/hosts.toml"),
+            "# Written by gantry (role containerd): pulls of docker.io go to these\n# mirrors first, in order.\nserver = \"https://registry-1.docker.io\"\n\n[host.\"https://mirror.lab.test:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            "{h}"
+        );
+    }
+
+    // 2. Again: nothing changes, containerd is not restarted.
+    let pids = (pid(&lab, "master1"), pid(&lab, "worker1"));
+    let again = lab.gantry(&["apply", "--skip-preflight", "-p", pb]);
+    assert_eq!(row(&again, "master1")[1], 0, "{}", text(&again.stdout));
+    assert_eq!(row(&again, "worker1")[1], 0, "{}", text(&again.stdout));
+    assert_eq!((pid(&lab, "master1"), pid(&lab, "worker1")), pids);
+
+    // 3. SystemdCgroup flipped on worker1: plan shows it there and only
+    // there; apply repairs it and restarts containerd on worker1 alone.
+    lab.exec(
+        "worker1",
+        "sed -i 's/SystemdCgroup = true/SystemdCgroup = false/' /etc/containerd/config.toml",
+    );
+    let plan = lab.gantry(&["plan", "-p", pb]);
+    let p = text(&plan.stdout);
+    assert!(
+        p.contains("\n    -        SystemdCgroup = false\n    +        SystemdCgroup = true\n"),
+        "{p}"
+    );
+    assert_eq!(row(&plan, "master1")[1], 0, "{p}");
+    assert!(
+        p.contains("would change worker1 containerd/restart containerd after a config change: restart requested\n"),
+        "{p}"
+    );
+    let fix = lab.gantry(&["apply", "--skip-preflight", "-p", pb]);
+    assert_eq!(row(&fix, "master1")[1], 0, "{}", text(&fix.stdout));
+    assert_eq!(row(&fix, "worker1")[1], 2, "{}", text(&fix.stdout));
+    assert_eq!(pid(&lab, "master1"), pids.0);
+    assert_ne!(pid(&lab, "worker1"), pids.1);
+    assert!(
+        lab.exec("worker1", "containerd config dump")
+            .contains("            SystemdCgroup = true\n")
+    );
+
+    // 4. A config containerd cannot read (a quote in a value breaks the
+    // TOML): refused by the real `containerd config dump` before it goes
+    // live; the live file and the running daemon are left as they were.
+    let live = lab.exec("worker1", "sha256sum /etc/containerd/config.toml");
+    let running = pid(&lab, "worker1");
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    std::fs::write(
+        &lab.inventory,
+        inv.replace(
+            "containerd_snapshotter: native",
+            "containerd_snapshotter: 'native\"x'",
+        ),
+    )
+    .unwrap();
+    let bad = lab.gantry(&["apply", "--skip-preflight", "-p", pb, "--limit", "worker1"]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad.stdout));
+    assert!(
+        text(&bad.stdout)
+            .contains("FAILED worker1 containerd/containerd configuration: command failed\n")
+            && text(&bad.stdout).contains("stderr: containerd: failed to load TOML: "),
+        "{}",
+        text(&bad.stdout)
+    );
+    assert_eq!(
+        lab.exec("worker1", "sha256sum /etc/containerd/config.toml"),
+        live
+    );
+    assert_eq!(pid(&lab, "worker1"), running);
+}
