@@ -42,7 +42,15 @@ image=$(lab/build-image.sh)
 cleanup() {
   ids=$(docker ps -aq --filter "label=gantry-bench=$name")
   [ -n "$ids" ] && docker rm -f $ids >/dev/null
-  docker network rm "gantry-$name" >/dev/null 2>&1 || true
+  # The network can still hold endpoints of containers just removed: retry
+  # until it is gone, or the next bring-up finds it there.
+  for _ in $(seq 1 40); do
+    docker network rm "gantry-$name" >/dev/null 2>&1 || true
+    docker network inspect "gantry-$name" >/dev/null 2>&1 || return 0
+    sleep 0.5
+  done
+  echo "bench: the network gantry-$name is still there" >&2
+  return 1
 }
 
 addr() { echo "172.29.$net.$((10 + $1))"; }

@@ -44,6 +44,19 @@ pub struct Input {
     pub roles_dir: Vec<PathBuf>,
 }
 
+/// The inventory alone, for commands that need no playbook.
+#[derive(Args, Debug, Clone)]
+pub struct InventoryFile {
+    /// The cluster inventory.
+    #[arg(
+        short,
+        long,
+        default_value = "inventory.yaml",
+        env = "GANTRY_INVENTORY"
+    )]
+    pub inventory: PathBuf,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct Connect {
     /// Only these hosts (comma-separated names). Tasks on them that wait for
@@ -213,14 +226,8 @@ pub enum BundleCommand {
     ///
     /// Example: gantry bundle list -i inventory.yaml --yaml > wanted.yaml
     List {
-        /// The cluster inventory.
-        #[arg(
-            short,
-            long,
-            default_value = "inventory.yaml",
-            env = "GANTRY_INVENTORY"
-        )]
-        inventory: PathBuf,
+        #[command(flatten)]
+        inventory: InventoryFile,
         /// Print the list as YAML, as `bundle fetch --list` reads it (a
         /// pinned `sha256:` can be added to any entry).
         #[arg(long)]
@@ -241,14 +248,8 @@ pub enum BundleCommand {
     Fetch {
         /// The bundle directory to fill (created when absent).
         dir: PathBuf,
-        /// The cluster inventory whose needs are fetched (`bundle list`).
-        #[arg(
-            short,
-            long,
-            default_value = "inventory.yaml",
-            env = "GANTRY_INVENTORY"
-        )]
-        inventory: PathBuf,
+        #[command(flatten)]
+        inventory: InventoryFile,
         /// Fetch this list (as `bundle list --yaml` prints it) instead of
         /// the inventory's needs.
         #[arg(long)]

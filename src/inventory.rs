@@ -78,7 +78,7 @@ fn default_vip_name() -> String {
     "apiserver.cluster.local".into()
 }
 fn default_endpoint_port() -> u16 {
-    6443
+    API_SERVER_PORT
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -185,6 +185,8 @@ pub struct SshConfig {
 }
 
 pub const ROLE_CONTROL_PLANE: &str = "control-plane";
+/// The port the API server listens on, on each control plane.
+pub const API_SERVER_PORT: u16 = 6443;
 
 impl Inventory {
     pub fn ssh_for(&self, host: &HostSpec) -> SshConfig {
@@ -435,13 +437,26 @@ impl Inventory {
                 }
             }
         }
+        // haproxy listens on the endpoint's port on every control plane,
+        // where the API server already holds 6443.
+        if let Some(ep) = &self.cluster.control_plane_endpoint
+            && ep.vip.is_some()
+            && !ep.external
+            && ep.port == API_SERVER_PORT
+        {
+            err(
+                "cluster.control_plane_endpoint.port".into(),
+                format!(
+                    "port {API_SERVER_PORT} is the API server's own on every control plane, where haproxy would listen for the VIP; use another (the guide's is 6553), or set external: true for a load balancer of your own"
+                ),
+            );
+        }
         if cps.is_empty() && !self.hosts.is_empty() {
-            out.push(Diagnostic {
-                severity: Severity::Warning,
-                location: None,
-                field: "hosts".into(),
-                message: "no host has the control-plane role".into(),
-            });
+            err(
+                "hosts".into(),
+                "no host has the control-plane role: a cluster needs one (kubeadm init runs there)"
+                    .into(),
+            );
         } else if !cps.is_empty() && cps.len() % 2 == 0 {
             out.push(Diagnostic {
                 severity: Severity::Warning,
@@ -521,7 +536,30 @@ impl Inventory {
                         )
                     })
                     .collect();
-                serde_json::json!({"dir": b.dir.display().to_string(), "files": files})
+                // The image archives per architecture of the hosts (those
+                // for `all` in each), for the images role's loop.
+                let mut images: BTreeMap<&str, Vec<Json>> = BTreeMap::new();
+                for arch in self.hosts.iter().map(|h| h.arch.as_str()) {
+                    let list = b
+                        .manifest
+                        .artifacts
+                        .iter()
+                        .filter(|a| {
+                            a.kind == crate::bundle::Kind::Image && (a.arch == arch || a.arch == "all")
+                        })
+                        .map(|a| {
+                            serde_json::json!({
+                                "file": a.file,
+                                "path": b.dir.join(&a.file).display().to_string(),
+                                "name": a.file.rsplit('/').next().unwrap_or(&a.file),
+                                "sha256": a.sha256,
+                                "ref": format!("{}:{}", a.name, a.version),
+                            })
+                        })
+                        .collect();
+                    images.insert(arch, list);
+                }
+                serde_json::json!({"dir": b.dir.display().to_string(), "files": files, "images": images})
             }),
         })
     }

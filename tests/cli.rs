@@ -499,3 +499,46 @@ fn bundle_verify_names_what_the_inventory_needs_and_the_bundle_lacks() {
     );
     assert!(!e.contains("lacks binary runc"), "{e}");
 }
+
+/// Inventories the cluster roles cannot build are refused at their lines: a
+/// VIP endpoint on the API server's own port (haproxy would listen where
+/// the API server does), and no control plane at all.
+#[test]
+fn an_endpoint_on_the_api_servers_port_and_no_control_plane_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/ha-3-masters.yaml"),
+    )
+    .unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    std::fs::write(
+        &inv,
+        base.replace("    port: 6553", "    port: 6443")
+            .replace("roles: [control-plane]", "roles: [worker]"),
+    )
+    .unwrap();
+    let inv_s = inv.to_str().unwrap();
+    let out = gantry(&["validate", "-i", inv_s]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains(&format!("{inv_s}:10:5: error: cluster.control_plane_endpoint.port: port 6443 is the API server's own on every control plane, where haproxy would listen for the VIP; use another (the guide's is 6553), or set external: true for a load balancer of your own\n")),
+        "{e}"
+    );
+    assert!(
+        e.contains("error: hosts: no host has the control-plane role: a cluster needs one (kubeadm init runs there)\n"),
+        "{e}"
+    );
+    // With a load balancer of the operator's own, 6443 is theirs to use.
+    std::fs::write(
+        &inv,
+        base.replace("    port: 6553", "    port: 6443\n    external: true"),
+    )
+    .unwrap();
+    let ok = gantry(&["validate", "-i", inv_s]);
+    assert!(
+        !text(&ok.stderr).contains("control_plane_endpoint.port"),
+        "{}",
+        text(&ok.stderr)
+    );
+}

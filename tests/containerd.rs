@@ -2,12 +2,13 @@
 //! Debian (not a stand-in): the config gantry renders is the one
 //! `containerd config dump` reports (SystemdCgroup, the pause image kubeadm
 //! v1.34 wants, config_path mirrors); a second apply changes nothing and
-//! does not restart containerd; a drifted config shows in plan and is
+//! does not restart containerd; the bundle's images for the host's
+//! architecture are imported once; a drifted config shows in plan and is
 //! repaired on that host alone.
 
 mod common;
 
-use common::{Lab, row, text};
+use common::{Lab, image_tarball, row, text};
 
 fn pid(lab: &Lab, host: &str) -> String {
     lab.exec(host, "systemctl show -p MainPID --value containerd")
@@ -24,8 +25,34 @@ fn containerd_is_configured_judged_by_itself_and_repaired() {
         "vars:\n",
         "vars:\n  containerd_registry_mirrors:\n    docker.io: [\"https://mirror.lab.test:5000\"]\n",
     );
-    std::fs::write(&lab.inventory, inv).unwrap();
     let work = tempfile::tempdir().unwrap();
+    // A bundle with kubeadm's pause image for amd64 (a one-file image made
+    // here under that name) and an image for arm64, which no host is.
+    let bundle = work.path().join("bundle");
+    let mut manifest = String::from("artifacts:\n");
+    for (reference, arch, file) in [
+        (
+            "registry.k8s.io/pause:3.10.1",
+            "amd64",
+            "images/amd64/registry.k8s.io_pause_3.10.1.tar",
+        ),
+        ("lab.gantry.test/arm:1", "arm64", "images/arm64/arm.tar"),
+    ] {
+        let made = image_tarball(work.path(), reference, arch, &format!("{arch}.tar"));
+        std::fs::create_dir_all(bundle.join(file).parent().unwrap()).unwrap();
+        std::fs::copy(&made, bundle.join(file)).unwrap();
+        let data = std::fs::read(&made).unwrap();
+        use sha2::Digest;
+        let (name, version) = reference.rsplit_once(':').unwrap();
+        manifest.push_str(&format!(
+            "  - {{ name: {name}, kind: image, version: \"{version}\", arch: {arch}, os: linux, file: {file}, size: {}, sha256: {} }}\n",
+            data.len(),
+            hex::encode(sha2::Sha256::digest(&data))
+        ));
+    }
+    std::fs::write(bundle.join("manifest.yaml"), manifest).unwrap();
+    inv.push_str(&format!("bundle: {}\n", bundle.display()));
+    std::fs::write(&lab.inventory, inv).unwrap();
     std::fs::create_dir_all(work.path().join("playbooks")).unwrap();
     let pb = work.path().join("playbooks/runtime.yaml");
     std::fs::write(
@@ -63,6 +90,12 @@ fn containerd_is_configured_judged_by_itself_and_repaired() {
         ] {
             assert!(dump.contains(want), "{h}: {want:?} not in:\n{dump}");
         }
+        // The host's architecture's images, and only those, are in k8s.io.
+        assert_eq!(
+            lab.exec(h, "ctr -n k8s.io images ls -q | grep -v '^sha256:'"),
+            "registry.k8s.io/pause:3.10.1\n",
+            "{h}"
+        );
         assert_eq!(
             lab.exec(h, "cat /etc/containerd/certs.d/docker.io/hosts.toml"),
             "# Written by gantry (role containerd): pulls of docker.io go to these\n# mirrors first, in order.\nserver = \"https://registry-1.docker.io\"\n\n[host.\"https://mirror.lab.test:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n",

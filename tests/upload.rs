@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Lab, row, text};
+use common::{Lab, image_tarball, row, text};
 
 const SIZE: usize = 256 << 20;
 
@@ -401,24 +401,6 @@ fn nothing_left(lab: &Lab, h: &str) {
         !lab.try_exec(h, "pgrep -x ssh").0,
         "{h}: an ssh client is left running"
     );
-}
-
-/// A `docker save` tarball of a one-file image, made here (no registry):
-/// `content` sets the image's bytes, so two calls give two tarballs of the
-/// same reference.
-fn image_tarball(dir: &std::path::Path, reference: &str, content: &str, out: &str) -> String {
-    let root = dir.join(format!("rootfs-{out}"));
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("hello"), content).unwrap();
-    let path = dir.join(out);
-    let script = format!(
-        "tar -C {r} -c . | docker import - {reference} >/dev/null && docker save {reference} -o {p} && docker rmi {reference} >/dev/null",
-        r = root.display(),
-        p = path.display()
-    );
-    let made = Command::new("sh").args(["-c", &script]).output().unwrap();
-    assert!(made.status.success(), "{}", text(&made.stderr));
-    path.display().to_string()
 }
 
 /// The bundle's images reach containerd (real containerd 1.6.20 and ctr

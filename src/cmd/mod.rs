@@ -45,14 +45,20 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Unlock { input, connect } => unlock::unlock(&input, &connect),
         Command::Bundle { command } => match command {
             BundleCommand::Verify { dir, inventory } => bundle::verify(&dir, inventory.as_deref()),
-            BundleCommand::List { inventory, yaml } => bundle::list(&inventory, yaml),
+            BundleCommand::List { inventory, yaml } => bundle::list(&inventory.inventory, yaml),
             BundleCommand::Fetch {
                 dir,
                 inventory,
                 list,
                 jobs,
                 trust_first_fetch,
-            } => bundle::fetch(&dir, &inventory, list.as_deref(), jobs, trust_first_fetch),
+            } => bundle::fetch(
+                &dir,
+                &inventory.inventory,
+                list.as_deref(),
+                jobs,
+                trust_first_fetch,
+            ),
         },
         Command::Modules { name, markdown } => modules::modules(name.as_deref(), markdown),
     }

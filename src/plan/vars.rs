@@ -13,7 +13,7 @@ use crate::playbook::Playbook;
 
 /// What a host is to its own templates: `host`.
 pub(crate) fn identity(host: &crate::inventory::HostSpec) -> Json {
-    json!({"name": host.name, "address": host.address, "ip": host.ipv4(), "roles": host.roles})
+    json!({"name": host.name, "address": host.address, "ip": host.ipv4(), "roles": host.roles, "arch": host.arch})
 }
 
 pub(crate) fn val(j: impl serde::Serialize) -> Value {

@@ -257,3 +257,24 @@ pub fn assert_same_etc(before: &[String], after: &[String], what: &str) {
     }
     assert!(changed.is_empty(), "{what}: {changed:#?}");
 }
+
+/// A `docker save` tarball of a one-file image, made here (no registry):
+/// `content` sets the image's bytes, so two calls give two tarballs of the
+/// same reference.
+pub fn image_tarball(dir: &std::path::Path, reference: &str, content: &str, out: &str) -> String {
+    let root = dir.join(format!("rootfs-{out}"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("hello"), content).unwrap();
+    let path = dir.join(out);
+    let script = format!(
+        "tar -C {r} -c . | docker import - {reference} >/dev/null && docker save {reference} -o {p} && docker rmi {reference} >/dev/null",
+        r = root.display(),
+        p = path.display()
+    );
+    let made = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    path.display().to_string()
+}
