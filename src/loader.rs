@@ -692,6 +692,22 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<(Role, Vec<Diagnostic>)
         } else {
             d.section("", &v)
         };
+        // The secrets a role asks gantry for: each a name, or {name, kind}.
+        if let Some(list) = v.get("gantry_secrets") {
+            match list.as_array() {
+                Some(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if crate::playbook::secret_entry(item).is_none() {
+                            d.error(
+                                &format!("gantry_secrets[{i}]"),
+                                "expected a name, or {name: N, kind: password | kubeadm-token | certificate-key}".into(),
+                            );
+                        }
+                    }
+                }
+                None => d.error("gantry_secrets", "expected a list of secret names".into()),
+            }
+        }
         doc.diags.extend(d.diags);
         out.unwrap_or_default()
     } else {

@@ -124,13 +124,16 @@ pub struct Playbook {
 
 impl Playbook {
     /// Secret names the roles declare in their defaults (`gantry_secrets`).
-    pub fn secret_names(&self) -> std::collections::BTreeSet<String> {
+    /// The secrets the roles name in `gantry_secrets:`, each with its kind:
+    /// a name alone is a password, `{name: N, kind: K}` a typed secret
+    /// (`secrets::Kind`). The entries were checked when the role loaded.
+    pub fn secret_names(&self) -> std::collections::BTreeMap<String, crate::secrets::Kind> {
         self.roles
             .values()
             .filter_map(|r| r.defaults.get("gantry_secrets"))
             .filter_map(Json::as_array)
             .flatten()
-            .filter_map(|v| v.as_str().map(str::to_string))
+            .filter_map(secret_entry)
             .collect()
     }
 
@@ -146,5 +149,18 @@ impl Playbook {
             s.insert(r.to_string());
         }
         s
+    }
+}
+
+/// One `gantry_secrets` entry: `NAME` (a password) or `{name, kind}`.
+pub fn secret_entry(v: &Json) -> Option<(String, crate::secrets::Kind)> {
+    match v {
+        Json::String(n) => Some((n.clone(), crate::secrets::Kind::Password)),
+        Json::Object(o) => {
+            let name = o.get("name")?.as_str()?.to_string();
+            let kind = crate::secrets::Kind::parse(o.get("kind")?.as_str()?)?;
+            Some((name, kind))
+        }
+        _ => None,
     }
 }

@@ -318,3 +318,77 @@ fn containerd_config_uses_kubeadms_pause_image_and_the_systemd_cgroup_driver() {
         "{cfg}"
     );
 }
+
+/// The kubeadm init config gantry renders passes kubeadm's strict v1beta4
+/// reading (the lab's kubeadm stand-in, `lab/standin/kubeadm`, which refuses
+/// what the real one refuses), for the guide's HA topology behind the VIP
+/// and for a single master.
+#[test]
+fn kubeadm_init_config_passes_kubeadms_strict_validation() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = tempfile::tempdir().unwrap();
+    let pb_path = work.path().join("kubeadm.yaml");
+    std::fs::write(
+        &pb_path,
+        "- name: kubeadm\n  hosts: control-plane\n  roles: [kubeadm]\n",
+    )
+    .unwrap();
+    let pb = loader::load_playbook(&pb_path, &[root.join("roles")]).unwrap();
+    let token = "abcdef.0123456789abcdef";
+    let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    for (inv_file, endpoint, sans) in [
+        (
+            "inventory/ha-3-masters.yaml",
+            "controlPlaneEndpoint: \"55.192.0.1:6553\"\n",
+            "  certSANs:\n    - \"55.192.0.1\"\n    - \"apiserver.prod-gpu.local\"\n    - \"55.192.0.125\"\n    - \"master1\"\n    - \"55.192.0.126\"\n    - \"master2\"\n    - \"55.192.0.127\"\n    - \"master3\"\n",
+        ),
+        (
+            "inventory/single-master.yaml",
+            "controlPlaneEndpoint: \"55.192.0.125:6443\"\n",
+            "  certSANs:\n    - \"55.192.0.125\"\n    - \"master1\"\n",
+        ),
+    ] {
+        let (mut inv, _) =
+            loader::load_inventory(&root.join(inv_file), |i| pb.known_host_roles(i)).unwrap();
+        inv.secrets.insert("kubeadm_token".into(), token.into());
+        inv.secrets
+            .insert("kubeadm_certificate_key".into(), key.into());
+        let cfg = render_template(
+            &inv,
+            &pb,
+            "master1",
+            "kubeadm",
+            "kubeadm-init.yaml.j2",
+            facts(),
+        )
+        .unwrap();
+        for want in [
+            endpoint,
+            sans,
+            "kubernetesVersion: \"v1.34.3\"\n",
+            "  podSubnet: \"10.244.0.0/16\"\n",
+            "cgroupDriver: systemd\n",
+            &format!("  - token: \"{token}\"\n"),
+            &format!("certificateKey: \"{key}\"\n"),
+        ] {
+            assert!(cfg.contains(want), "{inv_file}: {want:?} not in:\n{cfg}");
+        }
+        let f = work.path().join("kubeadm-init.yaml");
+        std::fs::write(&f, &cfg).unwrap();
+        let out = std::process::Command::new("python3")
+            .arg(root.join("lab/standin/kubeadm"))
+            .args(["config", "validate", "--config"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            ),
+            (Some(0), "ok\n".to_string()),
+            "{inv_file}: {}\n{cfg}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

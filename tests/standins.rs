@@ -93,3 +93,200 @@ fn kube_apiserver_stand_in_refuses_unknown_flags() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(text(&out.stdout), "Kubernetes v1.34.3 (lab-stand-in)\n");
 }
+
+fn kubeadm(args: &[&str], config: Option<&str>) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    if let Some(c) = config {
+        let p = dir.path().join("kubeadm.yaml");
+        std::fs::write(&p, c).unwrap();
+        a.push(p.display().to_string());
+    }
+    let out = Command::new("python3")
+        .arg(format!("{}/lab/standin/kubeadm", root()))
+        .args(&a)
+        .output()
+        .unwrap();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+const INIT: &str = "apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+bootstrapTokens:
+  - token: abcdef.0123456789abcdef
+    ttl: 24h0m0s
+nodeRegistration: { name: master1, kubeletExtraArgs: [{ name: node-ip, value: 10.0.0.1 }] }
+certificateKey: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: v1.34.3
+controlPlaneEndpoint: 10.0.0.100:6553
+networking: { podSubnet: 10.244.0.0/16, serviceSubnet: 10.96.0.0/12 }
+apiServer: { certSANs: [10.0.0.100] }
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: systemd
+";
+
+const TRAILER: &str = "To see the stack trace of this error execute with --v=5 or higher\n";
+
+/// The kubeadm stand-in reads configs as strictly as kubeadm v1.34: a good
+/// v1beta4 file passes; an unknown field, an unknown kind, a malformed
+/// token, CA hash, endpoint or subnet, a join without a pinned CA, a
+/// wrong flag and a wrong command are refused with kubeadm's text.
+#[test]
+fn kubeadm_stand_in_validates_configs_as_strictly_as_kubeadm() {
+    let validate = |cfg: &str| kubeadm(&["config", "validate", "--config"], Some(cfg));
+    assert_eq!(validate(INIT), (Some(0), "ok\n".into(), String::new()));
+    let gvk = |kind: &str| {
+        format!(
+            "schema.GroupVersionKind{{Group:\"kubeadm.k8s.io\", Version:\"v1beta4\", Kind:\"{kind}\"}}"
+        )
+    };
+    for (from, to, err) in [
+        (
+            "apiServer: { certSANs",
+            "apiServer: { timeoutForControlPlane: 4m0s, certSANs",
+            format!("error unmarshaling configuration {}: strict decoding error: unknown field \"apiServer.timeoutForControlPlane\"\n", gvk("ClusterConfiguration")),
+        ),
+        (
+            "kind: InitConfiguration",
+            "kind: InitConfig",
+            "unknown configuration schema.GroupVersionKind{Group:\"kubeadm.k8s.io\", Version:\"v1beta4\", Kind:\"InitConfig\"}\n".to_string(),
+        ),
+        (
+            "token: abcdef.0123456789abcdef",
+            "token: ABCDEF.0123456789abcdef",
+            "bootstrapTokens[0].token: Invalid value: \"\": the bootstrap token is invalid\n".to_string(),
+        ),
+        (
+            "certificateKey: 0123",
+            "certificateKey: 123",
+            "certificateKey: Invalid value: \"\": certificate key size must be 32 bytes\n".to_string(),
+        ),
+        (
+            "controlPlaneEndpoint: 10.0.0.100:6553",
+            "controlPlaneEndpoint: 10.0.0.100:65536",
+            "controlPlaneEndpoint: Invalid value: \"10.0.0.100:65536\": must be a host or host:port\n".to_string(),
+        ),
+        (
+            "podSubnet: 10.244.0.0/16",
+            "podSubnet: 10.244.0.1/16",
+            "networking.podSubnet: Invalid value: \"10.244.0.1/16\": couldn't parse subnet\n".to_string(),
+        ),
+        (
+            "ttl: 24h0m0s",
+            "ttl: a day",
+            format!("error unmarshaling configuration {}: bootstrapTokens[0].ttl: invalid value \"a day\" for a duration\n", gvk("InitConfiguration")),
+        ),
+    ] {
+        let bad = INIT.replace(from, to);
+        assert_ne!(bad, INIT, "{from}");
+        assert_eq!(
+            validate(&bad),
+            (Some(1), String::new(), format!("{err}{TRAILER}")),
+            "{to}"
+        );
+    }
+    // A join must pin the CA: token discovery with no hash is refused.
+    let join = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    token: abcdef.0123456789abcdef\n    apiServerEndpoint: 10.0.0.100:6553\n";
+    let (code, _, err) = validate(join);
+    assert_eq!(code, Some(1));
+    assert!(err.starts_with("discovery.bootstrapToken.caCertHashes: Invalid value: []: using token-based discovery without caCertHashes can be unsafe."), "{err}");
+    let pinned = format!("{join}    caCertHashes: [\"sha256:{}\"]\n", "a".repeat(64));
+    assert_eq!(validate(&pinned).0, Some(0));
+    let (code, _, err) = validate(&format!("{join}    caCertHashes: [\"md5:abc\"]\n"));
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("invalid public key hash, expected \"format:hex-value\""),
+        "{err}"
+    );
+    // v1beta3 still reads, with kubeadm's deprecation warning.
+    let (code, out, err) =
+        validate("apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n");
+    assert_eq!((code, out.as_str()), (Some(0), "ok\n"));
+    assert!(
+        err.contains(
+            "your configuration file uses a deprecated API spec: \"kubeadm.k8s.io/v1beta3\""
+        ),
+        "{err}"
+    );
+    // Flags and commands.
+    assert_eq!(
+        kubeadm(&["config", "validate", "--confg", "x"], None),
+        (
+            Some(1),
+            String::new(),
+            format!("unknown flag: --confg\n{TRAILER}")
+        )
+    );
+    assert_eq!(
+        kubeadm(&["inti"], None),
+        (
+            Some(1),
+            String::new(),
+            format!("unknown command \"inti\" for \"kubeadm\"\n{TRAILER}")
+        )
+    );
+    // A real command the stand-in does not serve yet says so; it never
+    // fakes a success.
+    assert_eq!(
+        kubeadm(&["init", "--config", "x"], None),
+        (
+            Some(2),
+            String::new(),
+            "lab-stand-in: kubeadm init --config x: not served by this stand-in yet\n".into()
+        )
+    );
+    // Version and the image list.
+    let (code, out, _) = kubeadm(&["version"], None);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with("kubeadm version: &version.Info{Major:\"1\", Minor:\"34\", ")
+            && out.contains("GitVersion:\"v1.34.3\", GitCommit:\"lab-stand-in\""),
+        "{out}"
+    );
+    assert_eq!(kubeadm(&["version", "-o", "short"], None).1, "v1.34.3\n");
+    assert_eq!(
+        kubeadm(
+            &[
+                "config",
+                "images",
+                "list",
+                "--kubernetes-version",
+                "v1.34.3"
+            ],
+            None
+        )
+        .1,
+        "registry.k8s.io/kube-apiserver:v1.34.3\nregistry.k8s.io/kube-controller-manager:v1.34.3\nregistry.k8s.io/kube-scheduler:v1.34.3\nregistry.k8s.io/kube-proxy:v1.34.3\nregistry.k8s.io/coredns/coredns:v1.12.1\nregistry.k8s.io/pause:3.10.1\nregistry.k8s.io/etcd:3.6.4-0\n"
+    );
+}
+
+/// gantry's bundle list and kubeadm agree on kubeadm's images: the set
+/// `gantry bundle list` derives for v1.34.3 is the one `kubeadm config
+/// images list` prints (the stand-in's, taken from kubeadm v1.34).
+#[test]
+fn the_bundle_lists_the_images_kubeadm_pulls() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["bundle", "list", "--yaml", "-i"])
+        .arg(format!("{}/inventory/single-master.yaml", root()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut listed: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("  source: docker://registry.k8s.io/"))
+        .map(|r| format!("registry.k8s.io/{r}"))
+        .collect();
+    listed.sort();
+    let mut pulled: Vec<String> = kubeadm(&["config", "images", "list"], None)
+        .1
+        .lines()
+        .map(str::to_string)
+        .collect();
+    pulled.sort();
+    assert_eq!(listed, pulled);
+}
