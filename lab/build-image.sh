@@ -29,10 +29,11 @@ root="$work/rootfs"
 
 # What real servers have and the roles touch: systemd as init, sshd, sudo,
 # iproute2/nftables for the firewall role, procps for sysctl, kmod for modprobe,
-# keepalived + haproxy for the VIP roles, python3 for the benchmark's Ansible,
+# keepalived + haproxy for the VIP roles, python3 for the benchmark's Ansible
+# and python3-yaml for the kubeadm stand-in,
 # containerd (1.6.20, with runc) for the images and Kubernetes roles: real, not
 # a stand-in, installed but not started, as a host that has it before gantry.
-pkgs=systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,nftables,procps,kmod,iputils-ping,netcat-openbsd,keepalived,haproxy,ca-certificates,python3,containerd
+pkgs=systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,nftables,procps,kmod,iputils-ping,netcat-openbsd,keepalived,haproxy,ca-certificates,python3,python3-yaml,containerd
 echo "lab: debootstrap bookworm into $root (a few minutes)" >&2
 if ! debootstrap --variant=minbase --include="$pkgs" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1; then
   tail -n 30 "$work/debootstrap.log" >&2

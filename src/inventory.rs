@@ -559,7 +559,36 @@ impl Inventory {
                         .collect();
                     images.insert(arch, list);
                 }
-                serde_json::json!({"dir": b.dir.display().to_string(), "files": files, "images": images})
+                // The binaries per architecture of the hosts, by name.
+                let mut binaries: BTreeMap<&str, serde_json::Map<String, Json>> = BTreeMap::new();
+                for arch in self.hosts.iter().map(|h| h.arch.as_str()) {
+                    let by_name = b
+                        .manifest
+                        .artifacts
+                        .iter()
+                        .filter(|a| {
+                            a.kind == crate::bundle::Kind::Binary && (a.arch == arch || a.arch == "all")
+                        })
+                        .map(|a| {
+                            (
+                                a.name.clone(),
+                                serde_json::json!({
+                                    "path": b.dir.join(&a.file).display().to_string(),
+                                    "sha256": a.sha256,
+                                    "version": a.version,
+                                    "file": a.file,
+                                }),
+                            )
+                        })
+                        .collect();
+                    binaries.insert(arch, by_name);
+                }
+                serde_json::json!({
+                    "dir": b.dir.display().to_string(),
+                    "files": files,
+                    "images": images,
+                    "binaries": binaries,
+                })
             }),
         })
     }
