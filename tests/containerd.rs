@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Lab, image_tarball, row, text};
+use common::{Lab, image_tarball, role_playbook, row, text};
 
 fn pid(lab: &Lab, host: &str) -> String {
     lab.exec(host, "systemctl show -p MainPID --value containerd")
@@ -53,14 +53,7 @@ fn containerd_is_configured_judged_by_itself_and_repaired() {
     std::fs::write(bundle.join("manifest.yaml"), manifest).unwrap();
     inv.push_str(&format!("bundle: {}\n", bundle.display()));
     std::fs::write(&lab.inventory, inv).unwrap();
-    std::fs::create_dir_all(work.path().join("playbooks")).unwrap();
-    let pb = work.path().join("playbooks/runtime.yaml");
-    std::fs::write(
-        &pb,
-        "- name: runtime\n  hosts: all\n  roles: [containerd]\n",
-    )
-    .unwrap();
-    let pb = pb.to_str().unwrap();
+    let pb = &role_playbook(work.path(), "containerd");
 
     // 1. From a host where containerd is installed and stopped.
     let out = lab.gantry(&[

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Lab, row, text};
+use common::{Lab, role_playbook, row, text};
 
 #[test]
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
@@ -34,10 +34,7 @@ fn kubeadm_init_config_is_validated_by_kubeadm_and_its_secrets_stay_private() {
         "vars:\n  # Only kubeadm has a stand-in so far.\n  kubeadm_binaries: [kubeadm]\n",
     ) + &format!("bundle: {}\n", bundle.display());
     std::fs::write(&lab.inventory, &inv).unwrap();
-    std::fs::create_dir_all(work.path().join("playbooks")).unwrap();
-    let pb = work.path().join("playbooks/kubeadm.yaml");
-    std::fs::write(&pb, "- name: kubeadm\n  hosts: all\n  roles: [kubeadm]\n").unwrap();
-    let pb = pb.to_str().unwrap();
+    let pb = &role_playbook(work.path(), "kubeadm");
     let cfg = "/etc/kubernetes/gantry/kubeadm-init.yaml";
 
     // 1. The binary on every host; the config on master1 alone, root's, 0600.

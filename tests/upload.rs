@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Lab, image_tarball, row, text};
+use common::{Lab, image_tarball, role_playbook, row, text};
 
 const SIZE: usize = 256 << 20;
 
@@ -448,10 +448,7 @@ fn bundle_images_are_imported_once_and_only_from_their_tarball() {
         ),
     )
     .unwrap();
-    std::fs::create_dir_all(work.path().join("playbooks")).unwrap();
-    let pb = work.path().join("playbooks/images.yaml");
-    std::fs::write(&pb, "- name: images\n  hosts: all\n  roles: [images]\n").unwrap();
-    let pb = pb.to_str().unwrap();
+    let pb = &role_playbook(work.path(), "images");
     let labels = || {
         lab.exec(
             "master1",

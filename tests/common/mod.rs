@@ -278,3 +278,16 @@ pub fn image_tarball(dir: &std::path::Path, reference: &str, content: &str, out:
     assert!(made.status.success(), "{}", text(&made.stderr));
     path.display().to_string()
 }
+
+/// A playbook of one play running `role` on every host, written under
+/// `dir/playbooks/` (roles are found beside it, then in the repo's roles/).
+pub fn role_playbook(dir: &Path, role: &str) -> String {
+    std::fs::create_dir_all(dir.join("playbooks")).unwrap();
+    let pb = dir.join(format!("playbooks/{role}.yaml"));
+    std::fs::write(
+        &pb,
+        format!("- name: {role}\n  hosts: all\n  roles: [{role}]\n"),
+    )
+    .unwrap();
+    pb.to_str().unwrap().to_string()
+}
