@@ -14,6 +14,7 @@
 #   N=20 bench/upload.sh                 # 200 MB, 100 Mbit/s
 #   N=20 SIZE_MB=50 RATE=1gbit bench/upload.sh
 #   N=50 SKIP_DIRECT=1 bench/upload.sh   # direct alone takes N times `once`
+#   GANTRY=/other/gantry N=20 bench/upload.sh   # another build, for A/B
 #
 # Not a test: it takes minutes (direct needs N times `once`), and the
 # numbers belong in notes and the README, as ratios from one run.
@@ -30,7 +31,7 @@ lab/ensure-docker.sh
 image=$(lab/build-image.sh)
 . bench/hosts.sh
 cargo build --release --quiet
-gantry=$PWD/target/release/gantry
+gantry=${GANTRY:-$PWD/target/release/gantry}
 
 addr() { echo "172.29.$net.$((10 + $1))"; }
 cleanup() {
