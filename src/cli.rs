@@ -222,7 +222,8 @@ pub enum BundleCommand {
     /// The Kubernetes binaries and images of its version, containerd,
     /// runc, crictl, the CNI plugins, Helm and Calico, for each CPU
     /// architecture its hosts have (`arch:` on a host, default amd64).
-    /// Versions are the delivery guide's unless the inventory names others.
+    /// Kubernetes is the inventory's `cluster.kubernetes_version`; the
+    /// other versions are the delivery guide's.
     ///
     /// Example: gantry bundle list -i inventory.yaml --yaml > wanted.yaml
     List {
