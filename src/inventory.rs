@@ -37,10 +37,8 @@ pub struct Inventory {
     pub bundle: Option<BundleRef>,
 }
 
-/// A bundle directory and its manifest. Templates see it as `bundle`:
-/// `bundle.dir`, and `bundle.files[FILE]` with the artifact's `path` (on
-/// the controller), `sha256`, `size`, `name`, `version`, `kind`, `arch` and
-/// `os`.
+/// A bundle directory and its manifest. Templates see it as `bundle`
+/// (`bundle::template_view`).
 #[derive(Debug, Clone)]
 pub struct BundleRef {
     pub dir: std::path::PathBuf,
@@ -516,79 +514,8 @@ impl Inventory {
             "hosts": hosts,
             "groups": groups,
             "bundle": self.bundle.as_ref().map(|b| {
-                let files: serde_json::Map<String, Json> = b
-                    .manifest
-                    .artifacts
-                    .iter()
-                    .map(|a| {
-                        (
-                            a.file.clone(),
-                            serde_json::json!({
-                                "path": b.dir.join(&a.file).display().to_string(),
-                                "sha256": a.sha256,
-                                "size": a.size,
-                                "name": a.name,
-                                "version": a.version,
-                                "kind": a.kind,
-                                "arch": a.arch,
-                                "os": a.os,
-                            }),
-                        )
-                    })
-                    .collect();
-                // The image archives per architecture of the hosts (those
-                // for `all` in each), for the images role's loop.
-                let mut images: BTreeMap<&str, Vec<Json>> = BTreeMap::new();
-                for arch in self.hosts.iter().map(|h| h.arch.as_str()) {
-                    let list = b
-                        .manifest
-                        .artifacts
-                        .iter()
-                        .filter(|a| {
-                            a.kind == crate::bundle::Kind::Image && (a.arch == arch || a.arch == "all")
-                        })
-                        .map(|a| {
-                            serde_json::json!({
-                                "file": a.file,
-                                "path": b.dir.join(&a.file).display().to_string(),
-                                "name": a.file.rsplit('/').next().unwrap_or(&a.file),
-                                "sha256": a.sha256,
-                                "ref": format!("{}:{}", a.name, a.version),
-                            })
-                        })
-                        .collect();
-                    images.insert(arch, list);
-                }
-                // The binaries per architecture of the hosts, by name.
-                let mut binaries: BTreeMap<&str, serde_json::Map<String, Json>> = BTreeMap::new();
-                for arch in self.hosts.iter().map(|h| h.arch.as_str()) {
-                    let by_name = b
-                        .manifest
-                        .artifacts
-                        .iter()
-                        .filter(|a| {
-                            a.kind == crate::bundle::Kind::Binary && (a.arch == arch || a.arch == "all")
-                        })
-                        .map(|a| {
-                            (
-                                a.name.clone(),
-                                serde_json::json!({
-                                    "path": b.dir.join(&a.file).display().to_string(),
-                                    "sha256": a.sha256,
-                                    "version": a.version,
-                                    "file": a.file,
-                                }),
-                            )
-                        })
-                        .collect();
-                    binaries.insert(arch, by_name);
-                }
-                serde_json::json!({
-                    "dir": b.dir.display().to_string(),
-                    "files": files,
-                    "images": images,
-                    "binaries": binaries,
-                })
+                let arches = self.hosts.iter().map(|h| h.arch.as_str()).collect();
+                crate::bundle::template_view(&b.dir, &b.manifest, &arches)
             }),
         })
     }

@@ -14,8 +14,11 @@ pub mod wanted;
 pub use manifest::{Artifact, Kind, MANIFEST, Manifest};
 pub use verify::verify;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
+
+use serde_json::{Value as Json, json};
 
 use sha2::{Digest, Sha256};
 
@@ -40,6 +43,75 @@ pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), n))
 }
 
+/// What templates see as `bundle`, for hosts of these architectures:
+/// - `dir`;
+/// - `files[FILE]`: each artifact's `path` on the controller, `sha256`,
+///   `size`, `name`, `version`, `kind`, `arch` and `os`;
+/// - `images[ARCH]`: the image archives for that architecture (and `all`),
+///   each with `file`, `path`, `name` (the file's own name), `sha256` and
+///   `ref` (`name:version`), for the containerd role's loop;
+/// - `binaries[ARCH][NAME]`: the binaries for that architecture (and `all`)
+///   by name, each with `path`, `sha256`, `version` and `file`.
+pub fn template_view(dir: &Path, m: &Manifest, arches: &BTreeSet<&str>) -> Json {
+    let path = |a: &Artifact| dir.join(&a.file).display().to_string();
+    let files: serde_json::Map<String, Json> = m
+        .artifacts
+        .iter()
+        .map(|a| {
+            let v = json!({
+                "path": path(a),
+                "sha256": a.sha256,
+                "size": a.size,
+                "name": a.name,
+                "version": a.version,
+                "kind": a.kind,
+                "arch": a.arch,
+                "os": a.os,
+            });
+            (a.file.clone(), v)
+        })
+        .collect();
+    let mut images: BTreeMap<&str, Vec<Json>> = BTreeMap::new();
+    let mut binaries: BTreeMap<&str, serde_json::Map<String, Json>> = BTreeMap::new();
+    for &arch in arches {
+        let (imgs, bins) = (
+            images.entry(arch).or_default(),
+            binaries.entry(arch).or_default(),
+        );
+        for a in m
+            .artifacts
+            .iter()
+            .filter(|a| a.arch == arch || a.arch == "all")
+        {
+            match a.kind {
+                Kind::Image => imgs.push(json!({
+                    "file": a.file,
+                    "path": path(a),
+                    "name": a.file.rsplit('/').next().unwrap_or(&a.file),
+                    "sha256": a.sha256,
+                    "ref": format!("{}:{}", a.name, a.version),
+                })),
+                Kind::Binary => {
+                    let v = json!({
+                        "path": path(a),
+                        "sha256": a.sha256,
+                        "version": a.version,
+                        "file": a.file,
+                    });
+                    bins.insert(a.name.clone(), v);
+                }
+                _ => {}
+            }
+        }
+    }
+    json!({
+        "dir": dir.display().to_string(),
+        "files": files,
+        "images": images,
+        "binaries": binaries,
+    })
+}
+
 /// A sha256 as the manifest and the `upload` module take it: 64 lowercase
 /// hex digits.
 pub fn check_sha256(s: &str) -> Result<(), String> {
@@ -53,6 +125,57 @@ pub fn check_sha256(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each architecture sees its own images and binaries and those for
+    /// `all`, and nothing of another architecture's.
+    #[test]
+    fn template_view_sorts_images_and_binaries_by_architecture() {
+        let art = |name: &str, kind: Kind, arch: &str, file: &str| Artifact {
+            name: name.into(),
+            kind,
+            version: "1".into(),
+            arch: arch.into(),
+            os: "linux".into(),
+            file: file.into(),
+            size: 1,
+            sha256: "a".repeat(64),
+            source: String::new(),
+        };
+        let m = Manifest {
+            artifacts: vec![
+                art(
+                    "registry.k8s.io/pause",
+                    Kind::Image,
+                    "amd64",
+                    "images/amd64/pause.tar",
+                ),
+                art(
+                    "registry.k8s.io/pause",
+                    Kind::Image,
+                    "arm64",
+                    "images/arm64/pause.tar",
+                ),
+                art("kubeadm", Kind::Binary, "amd64", "bin/amd64/kubeadm"),
+                art("tool", Kind::Binary, "all", "bin/tool"),
+                art("calico", Kind::Manifest, "all", "manifests/calico.yaml"),
+            ],
+        };
+        let v = template_view(Path::new("/b"), &m, &["amd64"].into());
+        let refs: Vec<&str> = v["images"]["amd64"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(refs, ["/b/images/amd64/pause.tar"]);
+        assert_eq!(v["images"]["amd64"][0]["ref"], "registry.k8s.io/pause:1");
+        assert_eq!(v["images"]["amd64"][0]["name"], "pause.tar");
+        let bins: Vec<&String> = v["binaries"]["amd64"].as_object().unwrap().keys().collect();
+        assert_eq!(bins, ["kubeadm", "tool"]);
+        assert!(v["images"]["arm64"].is_null());
+        assert_eq!(v["files"].as_object().unwrap().len(), 5);
+        assert_eq!(v["files"]["bin/tool"]["path"], "/b/bin/tool");
+    }
 
     #[test]
     fn sha256_of_a_file_matches_the_known_digest() {
