@@ -10,28 +10,16 @@ use crate::error::{Diagnostic, Error, Result};
 use crate::loader;
 
 pub fn verify(dir: &Path, inventory: Option<&Path>) -> Result<i32> {
-    let m = match inventory {
-        None => check(dir)?,
-        Some(inv) => {
-            // Both kinds of problem in one run: the bundle's own, and what
-            // it lacks of the inventory's needs.
-            let need = needs(inv)?;
-            let (m, mut problems) = match check(dir) {
-                Ok(m) => (m, Vec::new()),
-                Err(Error::Invalid(d)) => (loader::load_manifest(&dir.join(MANIFEST))?.0, d),
-                Err(e) => return Err(e),
-            };
-            problems.extend(
-                wanted::lacks(&need, &m)
-                    .into_iter()
-                    .map(|d| located(d, inv)),
-            );
-            if !problems.is_empty() {
-                return Err(Error::Invalid(problems));
-            }
-            m
-        }
-    };
+    let need = inventory.map(needs).transpose()?;
+    // Both kinds of problem in one run: the bundle's own, and what it lacks
+    // of the inventory's needs.
+    let (m, mut problems) = read_and_verify(dir)?;
+    if let (Some(need), Some(inv)) = (&need, inventory) {
+        problems.extend(wanted::lacks(need, &m).into_iter().map(|d| located(d, inv)));
+    }
+    if !problems.is_empty() {
+        return Err(Error::Invalid(problems));
+    }
     let bytes: u64 = m.artifacts.iter().map(|a| a.size).sum();
     crate::outln!(
         "ok: {} artifacts, {} bytes, every size and sha256 as {} says{}",
@@ -53,10 +41,16 @@ fn located(mut d: Diagnostic, inv: &Path) -> Diagnostic {
     d
 }
 
-/// The bundle checked against its manifest; every problem as bad input.
-pub(super) fn check(dir: &Path) -> Result<Manifest> {
+/// The manifest, read once, and the bundle's problems against it.
+fn read_and_verify(dir: &Path) -> Result<(Manifest, Vec<Diagnostic>)> {
     let (m, pos) = loader::load_manifest(&dir.join(MANIFEST))?;
     let problems = bundle::verify(dir, &m, &pos);
+    Ok((m, problems))
+}
+
+/// The bundle checked against its manifest; every problem as bad input.
+pub(super) fn check(dir: &Path) -> Result<Manifest> {
+    let (m, problems) = read_and_verify(dir)?;
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
