@@ -779,8 +779,8 @@ pub fn load_manifest(path: &Path) -> Result<(crate::bundle::Manifest, Positions)
 }
 
 /// Load the list of artifacts `bundle fetch --list` downloads (as `bundle
-/// list --yaml` prints it): each file inside the bundle and named once,
-/// each pinned hash a sha256, each source named.
+/// list --yaml` prints it) and check it (`WantedList::check`): every
+/// problem at once, each at its line.
 pub fn load_wanted(path: &Path) -> Result<crate::bundle::wanted::WantedList> {
     let text = read(path)?;
     let mut doc = parse_yaml(path, &text)?;
@@ -788,26 +788,8 @@ pub fn load_wanted(path: &Path) -> Result<crate::bundle::wanted::WantedList> {
     let Some(list) = doc.section::<crate::bundle::wanted::WantedList>("", &value) else {
         return Err(Error::Invalid(doc.diags));
     };
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (i, w) in list.artifacts.iter().enumerate() {
-        let at = |f: &str| format!("artifacts[{i}].{f}");
-        if let Err(e) = crate::bundle::manifest::inside(&w.file) {
-            doc.error(&at("file"), e);
-        }
-        if let Some(j) = seen.insert(w.file.as_str(), i) {
-            doc.error(
-                &at("file"),
-                format!("{} is listed twice (also artifacts[{j}])", w.file),
-            );
-        }
-        if let Some(s) = &w.sha256
-            && let Err(e) = crate::bundle::check_sha256(s)
-        {
-            doc.error(&at("sha256"), e);
-        }
-        if w.source.trim().is_empty() {
-            doc.error(&at("source"), "must not be empty".into());
-        }
+    for d in list.check() {
+        doc.error(&d.field, d.message);
     }
     if doc.diags.is_empty() {
         Ok(list)

@@ -71,19 +71,12 @@ impl Manifest {
     /// with the field it is at (`artifacts[2].file`).
     pub fn check(&self) -> Vec<Diagnostic> {
         let mut out = Vec::new();
-        let mut err = |field: String, message: String| out.push(Diagnostic::error(field, message));
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, a) in self.artifacts.iter().enumerate() {
+            out.extend(check_file(i, &a.file, &mut seen));
+            let mut err =
+                |field: String, message: String| out.push(Diagnostic::error(field, message));
             let at = |f: &str| format!("artifacts[{i}].{f}");
-            if let Err(e) = inside(&a.file) {
-                err(at("file"), e);
-            }
-            if let Some(j) = seen.insert(a.file.as_str(), i) {
-                err(
-                    at("file"),
-                    format!("{} is listed twice (also artifacts[{j}])", a.file),
-                );
-            }
             if let Err(e) = super::check_sha256(&a.sha256) {
                 err(at("sha256"), e);
             }
@@ -99,6 +92,40 @@ impl Manifest {
             }
         }
         out
+    }
+}
+
+/// `artifacts[i].file`, the manifest's or a fetch list's: a path inside
+/// the bundle, named by no earlier artifact (`seen` holds those).
+pub fn check_file<'a>(
+    i: usize,
+    file: &'a str,
+    seen: &mut HashMap<&'a str, usize>,
+) -> Vec<Diagnostic> {
+    let field = format!("artifacts[{i}].file");
+    let mut out = Vec::new();
+    if let Err(e) = inside(file) {
+        out.push(Diagnostic::error(field.clone(), e));
+    }
+    if let Some(j) = seen.insert(file, i) {
+        out.push(Diagnostic::error(
+            field,
+            format!("{file} is listed twice (also artifacts[{j}])"),
+        ));
+    }
+    out
+}
+
+impl Kind {
+    /// The kind as the manifest writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Binary => "binary",
+            Kind::Package => "package",
+            Kind::Image => "image",
+            Kind::Chart => "chart",
+            Kind::Manifest => "manifest",
+        }
     }
 }
 

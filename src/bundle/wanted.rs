@@ -9,7 +9,7 @@
 //! checksum file its project publishes beside it (`sha256_url`), and from
 //! then on pinned in the bundle's manifest.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +51,29 @@ pub struct Wanted {
 #[serde(deny_unknown_fields)]
 pub struct WantedList {
     pub artifacts: Vec<Wanted>,
+}
+
+impl WantedList {
+    /// What a loaded list must also be: each file inside the bundle and
+    /// named once (as in the manifest), each pinned hash a sha256, each
+    /// source named.
+    pub fn check(&self) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        let mut seen = HashMap::new();
+        for (i, w) in self.artifacts.iter().enumerate() {
+            out.extend(super::manifest::check_file(i, &w.file, &mut seen));
+            let at = |f: &str| format!("artifacts[{i}].{f}");
+            if let Some(s) = &w.sha256
+                && let Err(e) = super::check_sha256(s)
+            {
+                out.push(Diagnostic::error(at("sha256"), e));
+            }
+            if w.source.trim().is_empty() {
+                out.push(Diagnostic::error(at("source"), "must not be empty"));
+            }
+        }
+        out
+    }
 }
 
 /// Everything the inventory's cluster needs, per architecture present.
@@ -218,7 +241,7 @@ pub fn lacks(wanted: &WantedList, have: &Manifest) -> Vec<Diagnostic> {
                 "bundle",
                 format!(
                     "the bundle lacks {} {} {} ({}), which the inventory needs for {}",
-                    kind_name(w.kind),
+                    w.kind.as_str(),
                     w.name,
                     w.version,
                     w.arch,
@@ -227,14 +250,4 @@ pub fn lacks(wanted: &WantedList, have: &Manifest) -> Vec<Diagnostic> {
             )
         })
         .collect()
-}
-
-pub fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::Binary => "binary",
-        Kind::Package => "package",
-        Kind::Image => "image",
-        Kind::Chart => "chart",
-        Kind::Manifest => "manifest",
-    }
 }

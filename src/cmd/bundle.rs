@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::bundle::fetch::{self, Outcome};
-use crate::bundle::wanted::{self, WantedList, kind_name};
+use crate::bundle::wanted::{self, WantedList};
 use crate::bundle::{self, MANIFEST, Manifest};
 use crate::error::{Diagnostic, Error, Result};
 use crate::loader;
@@ -78,7 +78,7 @@ pub fn list(inventory: &Path, yaml: bool) -> Result<i32> {
         .iter()
         .map(|w| {
             [
-                kind_name(w.kind).to_string(),
+                w.kind.as_str().to_string(),
                 w.name.clone(),
                 w.version.clone(),
                 w.arch.clone(),
