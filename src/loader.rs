@@ -645,6 +645,11 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<(Role, Vec<Diagnostic>)
                 _ => vec![],
             }
         };
+        for k in ["no_log", "serial"] {
+            if map.get(k).is_some_and(|v| !v.is_boolean()) {
+                doc.error(&format!("{field}.{k}"), format!("`{k}` is true or false"));
+            }
+        }
         let line = doc.pos.locate(&field).map(|l| l.line).unwrap_or(0);
         index.push(i);
         tasks.push(Task {
@@ -669,6 +674,7 @@ pub fn load_role(roles_dir: &Path, name: &str) -> Result<(Role, Vec<Diagnostic>)
             loop_: map.get("loop").cloned(),
             retries: map.get("retries").and_then(Json::as_u64).unwrap_or(0) as u32,
             delay: map.get("delay").and_then(Json::as_u64).unwrap_or(5),
+            serial: map.get("serial").and_then(Json::as_bool).unwrap_or(false),
             source: format!("{}:{}", tasks_path.display(), line),
         });
     }

@@ -95,12 +95,16 @@ pub struct Task {
     /// that can fail transiently. A lost host is never retried.
     pub retries: u32,
     pub delay: u64,
+    /// Hosts run this task one at a time, in inventory order (`serial:
+    /// true`), each after the one before has finished.
+    pub serial: bool,
     /// Where the task is written, for messages.
     pub source: String,
 }
 
 pub const TASK_KEYWORDS: &[&str] = &[
     "name", "when", "register", "no_log", "wait_for", "timeout", "loop", "retries", "delay",
+    "serial",
 ];
 
 #[derive(Debug, Clone)]

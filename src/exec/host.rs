@@ -14,7 +14,6 @@ use super::probe::ProbeCache;
 use super::task::run_task;
 use super::{Event, Outcome, RunMode, Shared, finish, finish_done, host_ends, host_lost};
 use crate::facts::{Sections, template_facts};
-use crate::plan::graph::Edge;
 use crate::remote::lock;
 use crate::remote::ssh;
 
@@ -196,10 +195,10 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
                 .expect("sender lives")
                 .clone()
                 .unwrap();
-            // A barrier waits for the other hosts to finish, however they
-            // finished; order on this host and data from another host need
-            // the predecessor to have succeeded.
-            if edge != Edge::Barrier && !o.lets_dependents_run() && blocked.is_none() {
+            // A barrier or a serial turn waits for the other hosts to
+            // finish, however they finished; order on this host and data
+            // from another host need the predecessor to have succeeded.
+            if edge.needs_success() && !o.lets_dependents_run() && blocked.is_none() {
                 blocked = Some(match o {
                     Outcome::Blocked(r) => r,
                     _ => format!("{} did not succeed", s.dag.label(&s.inv, p)),

@@ -7,11 +7,10 @@ use petgraph::graph::NodeIndex;
 use serde_json::{Value as Json, json};
 
 use super::host::HostCx;
-use super::register::{failed, register, skipped, unchanged, unregister};
+use super::register::{failed, read_out, register, skipped, unchanged, unregister};
 use super::task::{Calls, decide_calls, tail, task_calls};
 use super::{Outcome, Shared};
 use crate::modules::{Action, Decision, Probe};
-use crate::plan::graph::Edge;
 use crate::playbook::Task;
 use crate::remote::writes;
 
@@ -79,7 +78,7 @@ pub(crate) async fn write_ahead(
                 || s.results[p.index()]
                     .borrow()
                     .as_ref()
-                    .is_some_and(|o| edge == Edge::Barrier || o.lets_dependents_run())
+                    .is_some_and(|o| !edge.needs_success() || o.lets_dependents_run())
         });
         if !ready {
             break;
@@ -97,6 +96,9 @@ pub(crate) async fn write_ahead(
                 match decide_calls(task, &calls, answers) {
                     Err(_) => break,
                     Ok(Decision::Unchanged(reason)) => Ok(unchanged(s, h, task, reason)),
+                    Ok(Decision::Read { reason, output }) => {
+                        Ok(read_out(s, h, task, reason, output))
+                    }
                     Ok(Decision::Change(c)) if batchable(task, c.read_only, c.actions(), false) => {
                         open = !registers_output(task, c.actions());
                         bytes += c.actions().iter().map(content_len).sum::<usize>();
@@ -311,6 +313,7 @@ mod tests {
             timeout: None,
             retries: 0,
             delay: 0,
+            serial: false,
             source: "r/tasks.yaml:1".into(),
         };
         let t = &task;

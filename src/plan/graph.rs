@@ -29,6 +29,19 @@ pub enum Edge {
     Barrier,
     /// `wait_for:` data from a task on another host.
     Data,
+    /// `serial: true`: the same task on the host before, in inventory
+    /// order, so that hosts run it one at a time (control-plane joins: etcd
+    /// takes one new member at a time).
+    Serial,
+}
+
+impl Edge {
+    /// Whether the successor runs only if this predecessor succeeded. A
+    /// barrier or a serial turn waits for the other host to finish, however
+    /// it finished; order on one host and data from another need success.
+    pub fn needs_success(self) -> bool {
+        matches!(self, Edge::Order | Edge::Data)
+    }
 }
 
 pub struct Dag {
@@ -117,6 +130,22 @@ impl Dag {
         for (a, b) in data_edges {
             graph.add_edge(a, b, Edge::Data);
         }
+        // `serial: true`: each host's turn follows the previous host's.
+        let mut serial: HashMap<&str, Vec<NodeIndex>> = HashMap::new();
+        for &h in selected {
+            for &n in &chains[h] {
+                if graph[n].task.serial {
+                    serial.entry(graph[n].task.id.as_str()).or_default().push(n);
+                }
+            }
+        }
+        let serial_edges: Vec<(NodeIndex, NodeIndex)> = serial
+            .values()
+            .flat_map(|ns| ns.windows(2).map(|w| (w[0], w[1])))
+            .collect();
+        for (a, b) in serial_edges {
+            graph.add_edge(a, b, Edge::Serial);
+        }
         let dag = Dag { graph, chains };
         dag.check_acyclic(inv)?;
         Ok(dag)
@@ -177,6 +206,7 @@ impl Dag {
                 Edge::Order => "",
                 Edge::Barrier => " [style=dashed, color=blue, label=\"after\"]",
                 Edge::Data => " [style=bold, color=red, label=\"wait_for\"]",
+                Edge::Serial => " [style=dotted, color=darkgreen, label=\"serial\"]",
             };
             s.push_str(&format!("  n{} -> n{}{style};\n", a.index(), b.index()));
         }
