@@ -80,6 +80,25 @@ pub(crate) fn unchanged(s: &Shared, h: usize, task: &Task, reason: String) -> Ou
     Outcome::Ok(reason)
 }
 
+/// A task that read something and changed nothing: what it read is its
+/// registered `stdout`.
+pub(crate) fn read_out(
+    s: &Shared,
+    h: usize,
+    task: &Task,
+    reason: String,
+    output: String,
+) -> Outcome {
+    let lines: Vec<&str> = output.lines().collect();
+    register(
+        s,
+        h,
+        task,
+        json!({"changed": false, "rc": 0, "stdout": output, "stderr": "", "stdout_lines": lines}),
+    );
+    Outcome::Ok(reason)
+}
+
 /// Take back what `register` recorded, for a task that did not run after all.
 pub(crate) fn unregister(s: &Shared, h: usize, task: &Task) {
     if let Some(name) = &task.register

@@ -10,7 +10,7 @@ use serde_json::{Value as Json, json};
 
 use super::host::HostCx;
 use super::probe::{ProbeError, read_ahead};
-use super::register::{context, failed, register, skipped, unchanged};
+use super::register::{context, failed, read_out, register, skipped, unchanged};
 use super::relay::Source;
 use super::write_ahead::{Pending, batchable, write_ahead};
 use super::{KNOWN_AFTER_APPLY, Outcome, RunMode, Shared};
@@ -121,6 +121,7 @@ pub(crate) fn decide_calls(
     let mut change: Option<Change> = None;
     let mut answers = answers.into_iter();
     let mut oks = Vec::new();
+    let mut read: Vec<String> = Vec::new();
     for (m, p) in calls {
         let mine: Vec<ProbeOut> = answers.by_ref().take(p.len()).collect();
         match m.decide(&p.answered(mine))? {
@@ -131,9 +132,17 @@ pub(crate) fn decide_calls(
                 });
             }
             Decision::Unchanged(reason) => oks.push(reason),
+            Decision::Read { reason, output } => {
+                oks.push(reason);
+                read.push(output);
+            }
         }
     }
     Ok(match change {
+        None if !read.is_empty() => Decision::Read {
+            reason: oks.join("; "),
+            output: read.join("\n"),
+        },
         None => Decision::Unchanged(oks.join("; ")),
         Some(mut c) => {
             if let (Some(w), true) = (&task.when, c.unconditional) {
@@ -207,6 +216,7 @@ pub(crate) async fn run_task(
             }
             return unchanged(s, h, task, reason);
         }
+        Decision::Read { reason, output } => return read_out(s, h, task, reason, output),
         Decision::Change(c) => c,
     };
     let read_only = change.read_only;

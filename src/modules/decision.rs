@@ -9,6 +9,13 @@ pub enum Decision {
     /// Nothing to do, and why ("/etc/hosts is up to date").
     Unchanged(String),
     Change(Change),
+    /// Nothing to do, and what the probes read, which a task's `register`
+    /// keeps as its `stdout` (a CA's pin, read from the host): plan reads it
+    /// too, since it comes from probes alone.
+    Read {
+        reason: String,
+        output: String,
+    },
 }
 
 /// A change: at least one action, with the reason and an optional diff.
@@ -137,7 +144,7 @@ impl Decision {
 
     pub fn reason(&self) -> &str {
         match self {
-            Decision::Unchanged(r) => r,
+            Decision::Unchanged(r) | Decision::Read { reason: r, .. } => r,
             Decision::Change(c) => &c.reason,
         }
     }

@@ -226,6 +226,8 @@ registry! {
     vip_check => VipCheck,
     upload => Upload,
     image => Image,
+    ca_hash => CaHash,
+    kubeadm => Kubeadm,
 }
 
 /// Load-time check of a task's module and parameter names, against the

@@ -65,14 +65,14 @@ pub fn decide<M: Module>(m: &M, answers: Vec<ProbeOut>) -> Result<Decision, Stri
 pub fn change(d: Decision) -> Change {
     match d {
         Decision::Change(c) => c,
-        Decision::Unchanged(r) => panic!("unchanged: {r}"),
+        Decision::Unchanged(r) | Decision::Read { reason: r, .. } => panic!("unchanged: {r}"),
     }
 }
 
 /// The reason a decision is unchanged, or the test fails.
 pub fn unchanged(d: Decision) -> String {
     match d {
-        Decision::Unchanged(r) => r,
+        Decision::Unchanged(r) | Decision::Read { reason: r, .. } => r,
         Decision::Change(c) => panic!("changed: {c:?}"),
     }
 }
