@@ -1,0 +1,318 @@
+//! `kubeadm`: a node brought into the cluster by `kubeadm init` (the first
+//! control plane) or `kubeadm join`, from a config file already on the host,
+//! so the bootstrap token and the certificate key never reach a command line.
+//!
+//! A node counts as done only when its files and the cluster agree: the
+//! kubeconfig kubeadm wrote, the kubelet's config, on a control plane the
+//! etcd manifest, and the Node object, read from the API with the node's own
+//! kubeconfig. Then nothing runs, so a second apply invokes no kubeadm.
+//! A node that has none of its files is brought in. A half-done node (some
+//! files and not others, or files the cluster does not know) is reset and
+//! joined again. A first control plane whose cluster answers but holds no
+//! Node for it is refused, not reset: resetting it would wipe the cluster's
+//! etcd. And when the API cannot be read the node is left alone and the
+//! task fails: an outage is no reason to reset anything.
+
+use serde::Deserialize;
+
+use super::action::Touches;
+use super::{Action, Answers, Decision, Doc, Module, Probes};
+use crate::remote::script::{command, quote};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// `kubeadm init`: the first control plane.
+    Init,
+    /// `kubeadm join` as a control plane (`controlPlane` in the config).
+    JoinControlPlane,
+    /// `kubeadm join` as a worker.
+    JoinWorker,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kubeadm {
+    pub step: Step,
+    /// The kubeadm config file on the host (0600: it holds the secrets).
+    pub config: String,
+    /// The node's name in the cluster.
+    pub node: String,
+}
+
+const K8S: &str = "/etc/kubernetes";
+
+impl Kubeadm {
+    fn control_plane(&self) -> bool {
+        self.step != Step::JoinWorker
+    }
+
+    /// The kubeconfig the node's state is read with.
+    fn kubeconfig(&self) -> String {
+        if self.control_plane() {
+            format!("{K8S}/admin.conf")
+        } else {
+            format!("{K8S}/kubelet.conf")
+        }
+    }
+
+    /// The files a node of this kind has once kubeadm is done with it.
+    fn files(&self) -> Vec<String> {
+        let mut f = vec![
+            format!("{K8S}/kubelet.conf"),
+            "/var/lib/kubelet/config.yaml".to_string(),
+        ];
+        if self.control_plane() {
+            f.push(format!("{K8S}/admin.conf"));
+            f.push(format!("{K8S}/manifests/etcd.yaml"));
+        }
+        f
+    }
+
+    fn run_line(&self) -> Result<String, String> {
+        match self.step {
+            Step::Init => command(&[
+                "kubeadm",
+                "init",
+                "--config",
+                &self.config,
+                "--upload-certs",
+                "--skip-token-print",
+                "--skip-certificate-key-print",
+            ]),
+            _ => command(&["kubeadm", "join", "--config", &self.config]),
+        }
+    }
+}
+
+/// What the probe found.
+#[derive(Debug, PartialEq)]
+enum Node {
+    InCluster,
+    NotInCluster,
+    /// No kubeconfig to ask with.
+    NoKubeconfig,
+    /// The API could not tell: its words.
+    Unknown(String),
+}
+
+fn parse(out: &str, files: &[String], name: &str) -> (Vec<String>, Vec<String>, Node) {
+    let (mut has, mut lacks) = (Vec::new(), Vec::new());
+    let mut kubectl = Vec::new();
+    let mut rc = None;
+    for line in out.lines() {
+        if let Some(f) = line.strip_prefix("has ") {
+            has.push(f.to_string());
+        } else if let Some(f) = line.strip_prefix("lacks ") {
+            lacks.push(f.to_string());
+        } else if let Some(r) = line.strip_prefix("kubectl-rc ") {
+            rc = r.trim().parse::<i32>().ok();
+        } else {
+            kubectl.push(line);
+        }
+    }
+    // Only the files asked about, in their order.
+    has.retain(|f| files.contains(f));
+    lacks.retain(|f| files.contains(f));
+    let said = kubectl.join("\n");
+    let node = match rc {
+        None => Node::NoKubeconfig,
+        Some(0) if said.trim() == format!("node/{name}") => Node::InCluster,
+        Some(_) if said.contains("(NotFound)") => Node::NotInCluster,
+        Some(_) => Node::Unknown(said.trim().to_string()),
+    };
+    (has, lacks, node)
+}
+
+impl Module for Kubeadm {
+    const NAME: &'static str = "kubeadm";
+    const DOC: Doc = Doc {
+        summary: "a node brought into the cluster by `kubeadm init` or `kubeadm join --config` (secrets stay in the 0600 config file); nothing runs when the node's files and the API agree, a half-joined node is reset and joined again",
+        params: &[
+            ("step", "init (the first control plane), join-control-plane or join-worker"),
+            ("config", "the kubeadm config file on the host, written 0600 before"),
+            ("node", "the node's name in the cluster"),
+        ],
+        example: "- name: join the cluster\n  kubeadm:\n    step: join-worker\n    config: /etc/kubernetes/gantry/kubeadm-join.yaml\n    node: worker1\n",
+    };
+
+    fn validate(&self) -> Result<(), String> {
+        if !self.config.starts_with('/') {
+            return Err(format!(
+                "kubeadm: config {:?} must be an absolute path on the host",
+                self.config
+            ));
+        }
+        let ok = !self.node.is_empty()
+            && self.node.len() <= 253
+            && self
+                .node
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !ok {
+            return Err(format!(
+                "kubeadm: node {:?} is not a Kubernetes node name (lowercase letters, digits, '-' and '.')",
+                self.node
+            ));
+        }
+        Ok(())
+    }
+
+    fn probes(&self) -> Result<Probes, String> {
+        let mut script = String::new();
+        for f in self.files() {
+            let q = quote(&f)?;
+            script.push_str(&format!(
+                "if [ -e {q} ]; then echo has {q}; else echo lacks {q}; fi\n"
+            ));
+        }
+        let kc = quote(&self.kubeconfig())?;
+        let get = command(&[
+            "kubectl",
+            "--kubeconfig",
+            &self.kubeconfig(),
+            "--request-timeout=10s",
+            "get",
+            "node",
+            &self.node,
+            "-o",
+            "name",
+        ])?;
+        script.push_str(&format!(
+            "if [ -e {kc} ]; then {get} 2>&1; echo kubectl-rc $?; fi\ntrue"
+        ));
+        Ok(Probes::new().script("state", script))
+    }
+
+    fn decide(&self, a: &Answers) -> Result<Decision, String> {
+        let files = self.files();
+        let (has, lacks, node) = parse(&a.script("state")?.out, &files, &self.node);
+        let name = &self.node;
+        let line = self.run_line()?;
+        let run = |reason: String, script: String, show: String| {
+            Decision::from_actions(
+                &[reason],
+                vec![Action::Run {
+                    script,
+                    show,
+                    stdin: None,
+                    touches: Touches::All,
+                    own: false,
+                }],
+                None,
+                String::new(),
+            )
+        };
+        if let Node::Unknown(why) = &node {
+            return Err(format!(
+                "cannot tell whether {name} is in the cluster, so it is left as it is: {why}"
+            ));
+        }
+        if lacks.is_empty() && node == Node::InCluster {
+            return Ok(Decision::unchanged(format!(
+                "{name} is in the cluster and its files agree"
+            )));
+        }
+        if has.is_empty() {
+            let what = match self.step {
+                Step::Init => "the cluster is not initialized",
+                _ => "not in the cluster",
+            };
+            return Ok(run(format!("{name}: {what}"), line.clone(), line));
+        }
+        // Half done.
+        let mut why = Vec::new();
+        if !lacks.is_empty() {
+            why.push(format!("lacks {}", lacks.join(", ")));
+        }
+        if node == Node::NotInCluster {
+            why.push("the API has no Node for it".to_string());
+        }
+        let why = format!("{name} is half-joined ({})", why.join("; "));
+        if self.step == Step::Init && node == Node::NotInCluster {
+            return Err(format!(
+                "{why}, but its cluster answers: resetting the first control plane would wipe the cluster's etcd. Run `gantry reset --limit {name}` if that is what you want"
+            ));
+        }
+        // kubeadm reset leaves etcd's data and the CNI config; a node joined
+        // again must start without either.
+        let reset = "kubeadm reset -f >&2 && rm -rf /var/lib/etcd /etc/cni/net.d";
+        Ok(run(
+            format!("{why}: reset and joined again"),
+            format!("{reset} && {line}"),
+            format!("{reset} && {line}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::modules::testing::{change, decide, module, out, refused, unchanged};
+
+    fn worker() -> Kubeadm {
+        module(json!({"step": "join-worker", "config": "/etc/kubernetes/gantry/kubeadm-join.yaml", "node": "worker1"}))
+    }
+
+    fn script(d: &Decision) -> String {
+        match &change(d.clone()).actions()[0] {
+            Action::Run { script, .. } => script.clone(),
+            a => panic!("{a:?}"),
+        }
+    }
+
+    #[test]
+    fn joins_a_new_node_and_leaves_a_joined_one() {
+        let m = worker();
+        let fresh = "lacks /etc/kubernetes/kubelet.conf\nlacks /var/lib/kubelet/config.yaml\n";
+        let d = decide(&m, vec![out(0, fresh)]).unwrap();
+        assert_eq!(
+            script(&d),
+            "kubeadm join --config /etc/kubernetes/gantry/kubeadm-join.yaml"
+        );
+        assert_eq!(change(d).reason, "worker1: not in the cluster");
+        let done = "has /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\nnode/worker1\nkubectl-rc 0\n";
+        assert_eq!(
+            unchanged(decide(&m, vec![out(0, done)]).unwrap()),
+            "worker1 is in the cluster and its files agree"
+        );
+    }
+
+    #[test]
+    fn resets_a_half_joined_node_and_never_acts_blind() {
+        let m = worker();
+        // Files, but the cluster has no Node: reset, then join.
+        let half = "has /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\nError from server (NotFound): nodes \"worker1\" not found\nkubectl-rc 1\n";
+        let d = decide(&m, vec![out(0, half)]).unwrap();
+        assert!(
+            script(&d).starts_with("kubeadm reset -f >&2 && rm -rf /var/lib/etcd /etc/cni/net.d && kubeadm join"),
+            "{}",
+            script(&d)
+        );
+        // Some files and not others.
+        let d = decide(&m, vec![out(0, "lacks /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\n")]).unwrap();
+        assert!(change(d).reason.contains("lacks /etc/kubernetes/kubelet.conf"));
+        // The API cannot be read: nothing is reset.
+        let down = "has /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\nThe connection to the server 10.0.0.10:6553 was refused - did you specify the right host or port?\nkubectl-rc 1\n";
+        let e = decide(&m, vec![out(0, down)]).unwrap_err();
+        assert!(e.contains("cannot tell whether worker1 is in the cluster"), "{e}");
+    }
+
+    #[test]
+    fn init_keeps_secrets_off_the_command_line_and_never_resets_a_live_cluster() {
+        let m: Kubeadm = module(json!({"step": "init", "config": "/etc/kubernetes/gantry/kubeadm-init.yaml", "node": "master1"}));
+        let fresh = "lacks /etc/kubernetes/kubelet.conf\nlacks /var/lib/kubelet/config.yaml\nlacks /etc/kubernetes/admin.conf\nlacks /etc/kubernetes/manifests/etcd.yaml\n";
+        assert_eq!(
+            script(&decide(&m, vec![out(0, fresh)]).unwrap()),
+            "kubeadm init --config /etc/kubernetes/gantry/kubeadm-init.yaml --upload-certs --skip-token-print --skip-certificate-key-print"
+        );
+        let orphan = "has /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\nhas /etc/kubernetes/admin.conf\nhas /etc/kubernetes/manifests/etcd.yaml\nError from server (NotFound): nodes \"master1\" not found\nkubectl-rc 1\n";
+        let e = decide(&m, vec![out(0, orphan)]).unwrap_err();
+        assert!(e.contains("would wipe the cluster's etcd"), "{e}");
+        assert!(refused::<Kubeadm>(json!({"step": "init", "config": "kubeadm.yaml", "node": "m"})).contains("absolute path"));
+        assert!(refused::<Kubeadm>(json!({"step": "init", "config": "/k.yaml", "node": "Master_1"})).contains("node name"));
+        assert!(refused::<Kubeadm>(json!({"step": "upgrade", "config": "/k.yaml", "node": "m"})).contains("unknown variant"));
+    }
+}
