@@ -31,9 +31,11 @@ root="$work/rootfs"
 # iproute2/nftables for the firewall role, procps for sysctl, kmod for modprobe,
 # keepalived + haproxy for the VIP roles, python3 for the benchmark's Ansible
 # and python3-yaml for the kubeadm stand-in,
+# etcd 3.4 (server and etcdctl) as the real store behind the stand-in API
+# servers, so control-plane joins meet real etcd membership,
 # containerd (1.6.20, with runc) for the images and Kubernetes roles: real, not
 # a stand-in, installed but not started, as a host that has it before gantry.
-pkgs=systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,nftables,procps,kmod,iputils-ping,netcat-openbsd,keepalived,haproxy,ca-certificates,python3,python3-yaml,containerd
+pkgs=systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,nftables,procps,kmod,iputils-ping,netcat-openbsd,keepalived,haproxy,ca-certificates,python3,python3-yaml,containerd,etcd-server,etcd-client,openssl
 echo "lab: debootstrap bookworm into $root (a few minutes)" >&2
 if ! debootstrap --variant=minbase --include="$pkgs" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1; then
   tail -n 30 "$work/debootstrap.log" >&2
@@ -53,7 +55,8 @@ for unit in systemd-sysctl.service systemd-modules-load.service systemd-timesync
   systemd-firstboot.service systemd-journald-audit.socket; do
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
-rm -f "$root/etc/systemd/system/multi-user.target.wants/containerd.service"
+rm -f "$root/etc/systemd/system/multi-user.target.wants/containerd.service" \
+  "$root/etc/systemd/system/multi-user.target.wants/etcd.service"
 # Host keys are made per container at first boot (init.sh), never baked in.
 rm -f "$root"/etc/ssh/ssh_host_*
 install -m 0755 "$here/init.sh" "$root/usr/local/sbin/lab-init"

@@ -112,6 +112,17 @@ for spec in "${specs[@]}"; do
   esac
 done
 
+# Control planes get the STAND-IN API server (lab/standin/kube-apiserver) at
+# /usr/local/bin/kube-apiserver: the program the kubelet stand-in runs for
+# kubeadm's kube-apiserver static pod, in place of that image's content.
+for spec in "${specs[@]}"; do
+  h=${spec%%:*}
+  case "${spec#*:}" in *control-plane*)
+    docker cp "$here/standin/kube-apiserver" "gantry-lab-$name-$h:/usr/local/bin/kube-apiserver" >/dev/null
+    ;;
+  esac
+done
+
 # Wait for sshd on every host.
 for spec in "${specs[@]}"; do
   h=${spec%%:*}
