@@ -466,6 +466,29 @@ impl Inventory {
         out
     }
 
+    /// Where kubeadm, the kubelets and kubeconfigs reach the API, as
+    /// `host:port`: the VIP (or, with an external load balancer and no VIP,
+    /// its name) at the endpoint's port, else the first control plane's
+    /// address at 6443. None without a control plane (validate refuses that).
+    pub fn api_endpoint(&self) -> Option<String> {
+        if let Some(ep) = &self.cluster.control_plane_endpoint {
+            if let Some(vip) = &ep.vip {
+                return Some(format!("{vip}:{}", ep.port));
+            }
+            if ep.external {
+                return Some(format!("{}:{}", ep.name, ep.port));
+            }
+        }
+        let first = self
+            .hosts
+            .iter()
+            .find(|h| h.roles.iter().any(|r| r == "control-plane"))?;
+        Some(format!(
+            "{}:{API_SERVER_PORT}",
+            first.ipv4().unwrap_or_else(|| first.address.clone())
+        ))
+    }
+
     /// keepalived's virtual_router_id: derived from the cluster name, so two
     /// clusters on one segment differ unless their names collide (1..=254).
     pub fn vrrp_router_id(&self) -> u8 {
@@ -505,6 +528,7 @@ impl Inventory {
                 "api_lb": self.cluster.control_plane_endpoint.as_ref().is_some_and(|e| e.vip.is_some() && !e.external),
                 "kubernetes_version": self.cluster.kubernetes_version,
                 "control_plane_endpoint": self.cluster.control_plane_endpoint,
+                "api_endpoint": self.api_endpoint(),
                 "networking": self.cluster.networking,
             },
             // The component versions and kubeadm's images (`versions`).

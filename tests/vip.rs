@@ -19,6 +19,22 @@ fn vip_lab(name: &str, net: u8) -> Lab {
     Lab::up_with(name, net, HOSTS)
 }
 
+/// playbooks/cluster.yaml up to the API endpoint: node preparation, the
+/// container runtime, keepalived and haproxy; no kubeadm (these tests run
+/// stand-in API servers of their own behind the VIP).
+fn endpoint_playbook(lab: &Lab) -> String {
+    let dir = lab.inventory.parent().unwrap().join("playbooks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pb = dir.join("api-endpoint.yaml");
+    let cluster = std::fs::read_to_string(root().join("playbooks/cluster.yaml")).unwrap();
+    let upto = cluster
+        .split("- name: Kubernetes\n")
+        .next()
+        .expect("cluster.yaml has a Kubernetes play");
+    std::fs::write(&pb, upto).unwrap();
+    pb.display().to_string()
+}
+
 /// The API servers come after the load balancer, as kubeadm would start them
 /// (and before gantry's first apply, the preflight would refuse hosts where
 /// something already listens on 6443).
@@ -108,7 +124,12 @@ fn main_pids(lab: &Lab) -> String {
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn keepalived_and_haproxy_serve_the_vip_and_fail_over() {
     let lab = vip_lab("t-vip", 41);
-    let out = lab.gantry(&["apply", "--accept-new-host-keys", "-p", "cluster"]);
+    let out = lab.gantry(&[
+        "apply",
+        "--accept-new-host-keys",
+        "-p",
+        &endpoint_playbook(&lab),
+    ]);
     assert_eq!(out.status.code(), Some(0));
     start_api_servers(&lab);
     // The configs went through the real daemons' checks and are live.
@@ -157,7 +178,7 @@ fn keepalived_and_haproxy_serve_the_vip_and_fail_over() {
     let mut rotated = stored.clone();
     rotated["keepalived_auth_pass"] = "Rotated9x".into();
     std::fs::write(&secrets, serde_json::to_vec(&rotated).unwrap()).unwrap();
-    let plan = lab.gantry(&["plan", "-p", "cluster"]);
+    let plan = lab.gantry(&["plan", "-p", &endpoint_playbook(&lab)]);
     std::fs::write(&secrets, kept).unwrap();
     let shown = format!("{}{}", text(&plan.stdout), text(&plan.stderr));
     assert_eq!(plan.status.code(), Some(0), "{shown}");
@@ -222,7 +243,7 @@ fn keepalived_and_haproxy_serve_the_vip_and_fail_over() {
 
     // A second apply changes nothing and restarts no daemon.
     let pids = main_pids(&lab);
-    let again = lab.gantry(&["apply", "-p", "cluster"]);
+    let again = lab.gantry(&["apply", "-p", &endpoint_playbook(&lab)]);
     assert!(
         summary(&again).contains(" changed=0 failed=0"),
         "{}",
@@ -327,9 +348,14 @@ fn nopreempt_keeps_the_vip_where_it_is() {
     let inv = std::fs::read_to_string(&lab.inventory).unwrap() + "  keepalived_preempt: false\n";
     std::fs::write(&lab.inventory, inv).unwrap();
     assert_eq!(
-        lab.gantry(&["apply", "--accept-new-host-keys", "-p", "cluster"])
-            .status
-            .code(),
+        lab.gantry(&[
+            "apply",
+            "--accept-new-host-keys",
+            "-p",
+            &endpoint_playbook(&lab)
+        ])
+        .status
+        .code(),
         Some(0)
     );
     start_api_servers(&lab);
@@ -364,7 +390,12 @@ fn a_vip_taken_by_another_host_and_an_invalid_config_never_go_live() {
     // Someone else answers on the VIP: the API endpoint play's first check
     // refuses, before any load balancer is configured on any master.
     lab.exec("client", &format!("ip addr add {}/24 dev eth0", vip(&lab)));
-    let out = lab.gantry(&["apply", "--accept-new-host-keys", "-p", "cluster"]);
+    let out = lab.gantry(&[
+        "apply",
+        "--accept-new-host-keys",
+        "-p",
+        &endpoint_playbook(&lab),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out.stdout);
     for m in ["master1", "master2", "master3"] {
@@ -381,7 +412,9 @@ fn a_vip_taken_by_another_host_and_an_invalid_config_never_go_live() {
     }
     lab.exec("client", &format!("ip addr del {}/24 dev eth0", vip(&lab)));
     assert_eq!(
-        lab.gantry(&["apply", "-p", "cluster"]).status.code(),
+        lab.gantry(&["apply", "-p", &endpoint_playbook(&lab)])
+            .status
+            .code(),
         Some(0)
     );
 
@@ -390,7 +423,7 @@ fn a_vip_taken_by_another_host_and_an_invalid_config_never_go_live() {
     let pid = lab.exec("master2", "systemctl show -p MainPID --value haproxy");
     let inv = std::fs::read_to_string(&lab.inventory).unwrap() + "  apiserver_port: 99999\n";
     std::fs::write(&lab.inventory, inv).unwrap();
-    let out = lab.gantry(&["apply", "-p", "cluster"]);
+    let out = lab.gantry(&["apply", "-p", &endpoint_playbook(&lab)]);
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out.stdout);
     assert!(shown.contains("FAILED master2 haproxy/haproxy configuration: command failed\n    command: write /etc/haproxy/haproxy.cfg (mode 0644)"), "{shown}");
@@ -417,7 +450,7 @@ fn a_vip_taken_by_another_host_and_an_invalid_config_never_go_live() {
         .unwrap()
         .replace("  apiserver_port: 99999\n", "  keepalived_router_id: 999\n");
     std::fs::write(&lab.inventory, inv).unwrap();
-    let out = lab.gantry(&["apply", "-p", "cluster"]);
+    let out = lab.gantry(&["apply", "-p", &endpoint_playbook(&lab)]);
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out.stdout);
     assert!(

@@ -71,6 +71,17 @@ pub fn template_view(dir: &Path, m: &Manifest, arches: &BTreeSet<&str>) -> Json 
             (a.file.clone(), v)
         })
         .collect();
+    // Manifests (Calico's) by name: they serve every architecture.
+    let manifests: serde_json::Map<String, Json> = m
+        .artifacts
+        .iter()
+        .filter(|a| a.kind == Kind::Manifest)
+        .map(|a| {
+            let v =
+                json!({"path": path(a), "sha256": a.sha256, "version": a.version, "file": a.file});
+            (a.name.clone(), v)
+        })
+        .collect();
     let mut images: BTreeMap<&str, Vec<Json>> = BTreeMap::new();
     let mut binaries: BTreeMap<&str, serde_json::Map<String, Json>> = BTreeMap::new();
     for &arch in arches {
@@ -109,6 +120,7 @@ pub fn template_view(dir: &Path, m: &Manifest, arches: &BTreeSet<&str>) -> Json 
         "files": files,
         "images": images,
         "binaries": binaries,
+        "manifests": manifests,
     })
 }
 

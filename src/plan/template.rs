@@ -22,7 +22,20 @@ fn base_env() -> Environment<'static> {
         .expect("default delimiters");
     env.set_syntax(syntax);
     env.add_filter("combine", combine);
+    env.add_function("file_text", file_text);
     env
+}
+
+/// `file_text(path)`: a text file on the controller, whole (a bundle's
+/// manifest, to render with the cluster's values). A relative path is taken
+/// from the working directory, as the bundle's paths are given.
+fn file_text(path: String) -> Result<String, minijinja::Error> {
+    std::fs::read_to_string(&path).map_err(|e| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("file_text: cannot read {path}: {e}"),
+        )
+    })
 }
 
 /// `a | combine(b)`: a mapping with b's keys laid over a's, as in Ansible.
