@@ -173,6 +173,36 @@ pub enum Command {
         #[command(flatten)]
         connect: Connect,
     },
+    /// Remove Kubernetes from the selected hosts (`--limit`): kubeadm reset
+    /// (a control plane's etcd member is removed first), then etcd's data,
+    /// the CNI config and gantry's kubeadm configs. Asks before it starts
+    /// unless --yes. A host with nothing left to remove reports 0 changed;
+    /// the next `gantry apply -p cluster` joins the hosts again.
+    Reset {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        connect: Connect,
+        #[command(flatten)]
+        run: RunControl,
+        /// Do not ask: reset the selected hosts.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Write the cluster's admin kubeconfig, read from the first control
+    /// plane, to the controller (mode 0600, replaced atomically). It points
+    /// at the control-plane endpoint (the VIP). It holds cluster-admin
+    /// credentials: keep it as you keep the inventory's secrets.
+    Kubeconfig {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        connect: Connect,
+        /// Where to write it [default: CLUSTER.kubeconfig beside the
+        /// inventory].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
     /// Print the task DAG as Graphviz DOT (pipe into `dot -Tsvg`).
     Graph {
         #[command(flatten)]

@@ -57,7 +57,7 @@ fn generate(alphabet: &[u8], len: usize) -> Result<String> {
 /// Write `content` to `path` atomically: a 0600 temp file of a random name
 /// in the same directory (removed if anything fails), fsync, rename, then
 /// fsync the directory so the rename itself survives a power loss.
-fn write_private(path: &Path, content: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, content: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = dir.join(format!(

@@ -299,4 +299,74 @@ fn ha_cluster_comes_up_ready_and_a_second_apply_runs_no_kubeadm() {
             .iter()
             .any(|(n, r, _)| n == "worker1" && r == "True")
     });
+
+    // 5. The admin kubeconfig on the controller: 0600, the VIP, and it works
+    // from here with the real kubectl.
+    let kc = work.path().join("admin.conf");
+    let out = lab.gantry(&["kubeconfig", "-o", kc.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        std::fs::read_to_string(&kc)
+            .unwrap()
+            .contains(&format!("server: {vip}\n"))
+    );
+    let kubectl = root().join("lab/.cache/kubectl-v1.37.1");
+    let got = run_within(
+        std::process::Command::new(&kubectl).args([
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "get",
+            "nodes",
+            "-o",
+            "name",
+        ]),
+        common::EXEC_LIMIT,
+        "kubectl get nodes from the controller",
+    );
+    assert_eq!(
+        text(&got.stdout).lines().count(),
+        7,
+        "{}",
+        text(&got.stderr)
+    );
+
+    // 6. gantry reset on one worker: it asks unless --yes, resets that host
+    // alone, a second reset changes nothing, and the next apply joins it
+    // again without changing any other host.
+    let refused = lab.gantry(&["reset", "--limit", "worker2"]);
+    assert_eq!(refused.status.code(), Some(2), "no terminal, no --yes");
+    let reset = lab.gantry(&["reset", "--limit", "worker2", "--yes"]);
+    assert_eq!(reset.status.code(), Some(0));
+    assert_eq!(row(&reset, "worker2")[1], 1, "{}", text(&reset.stdout));
+    assert!(
+        !lab.try_exec(
+            "worker2",
+            "test -e /etc/kubernetes/kubelet.conf || test -e /etc/kubernetes/gantry"
+        )
+        .0
+    );
+    let twice = lab.gantry(&["reset", "--limit", "worker2", "--yes"]);
+    assert_eq!(row(&twice, "worker2")[1], 0, "{}", text(&twice.stdout));
+    let rejoin = lab.gantry(&["apply", "-p", "cluster"]);
+    assert_eq!(rejoin.status.code(), Some(0));
+    for h in lab.hosts.iter().filter(|h| *h != "worker2") {
+        assert_eq!(row(&rejoin, h)[1], 0, "{h}: {}", text(&rejoin.stdout));
+    }
+    assert!(row(&rejoin, "worker2")[1] >= 1);
+    assert_eq!(
+        lab.exec("worker2", "cat /var/log/lab-kubeadm.log")
+            .matches("\"join\"")
+            .count(),
+        2
+    );
+    wait_until("worker2 Ready after its rejoin", 60, || {
+        nodes(&lab)
+            .iter()
+            .any(|(n, r, _)| n == "worker2" && r == "True")
+    });
 }

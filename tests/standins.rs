@@ -230,14 +230,14 @@ fn kubeadm_stand_in_validates_configs_as_strictly_as_kubeadm() {
             format!("unknown command \"inti\" for \"kubeadm\"\n{TRAILER}")
         )
     );
-    // A real command the stand-in does not serve yet says so; it never
-    // fakes a success.
+    // A real command the stand-in does not serve says so; it never fakes a
+    // success.
     assert_eq!(
-        kubeadm(&["init", "--config", "x"], None),
+        kubeadm(&["upgrade", "plan"], None),
         (
             Some(2),
             String::new(),
-            "lab-stand-in: kubeadm init --config x: not served by this stand-in yet\n".into()
+            "lab-stand-in: kubeadm upgrade plan: not served by this stand-in yet\n".into()
         )
     );
     // Version and the image list.
@@ -289,4 +289,109 @@ fn the_bundle_lists_the_images_kubeadm_pulls() {
         .collect();
     pulled.sort();
     assert_eq!(listed, pulled);
+}
+
+/// init, join, token and reset refuse what kubeadm refuses, with its words,
+/// before they touch anything: unknown flags, a config that does not pass
+/// `config validate`, a join config with no CA pin.
+#[test]
+fn kubeadm_stand_in_refuses_bad_init_join_token_and_reset_calls() {
+    for (args, err) in [
+        (
+            &["init", "--pod-network-cidr=10.0.0.0/8"][..],
+            "unknown flag: --pod-network-cidr\n",
+        ),
+        (
+            &["join", "--token", "abcdef.0123456789abcdef"],
+            "unknown flag: --token\n",
+        ),
+        (
+            &["token", "create", "--certificate-key", "00"],
+            "cannot use --certificate-key without --print-join-command\n",
+        ),
+        (
+            &["token", "create", "bad-token"],
+            "the bootstrap token \"bad-token\" was not of the form",
+        ),
+        (&["reset", "--bogus"], "unknown flag: --bogus\n"),
+    ] {
+        let (code, _, stderr) = kubeadm(args, None);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(err), "{args:?}: {stderr}");
+    }
+    // A malformed config is refused by init as by config validate.
+    let (code, _, stderr) = kubeadm(
+        &["init", "--config"],
+        Some(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nbootstrapTokens: [{token: short}]\n",
+        ),
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.starts_with(
+            "bootstrapTokens[0].token: Invalid value: \"\": the bootstrap token is invalid\n"
+        ),
+        "{stderr}"
+    );
+    // Token discovery without a pinned CA is refused, as kubeadm refuses it.
+    let (code, _, stderr) = kubeadm(
+        &["join", "--config"],
+        Some(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken: {token: abcdef.0123456789abcdef, apiServerEndpoint: \"10.0.0.1:6443\"}\n",
+        ),
+    );
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("caCertHashes: Invalid value: []: using token-based discovery without caCertHashes can be unsafe"), "{stderr}");
+    let (code, _, stderr) = kubeadm(
+        &["join", "--config"],
+        Some(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken: {token: abcdef.0123456789abcdef, apiServerEndpoint: \"10.0.0.1:6443\", caCertHashes: [\"md5:00\"]}\n",
+        ),
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("invalid public key hash, expected \"format:hex-value\""),
+        "{stderr}"
+    );
+}
+
+/// The kubelet stand-in (the same program, called kubelet) refuses unknown
+/// flags, and exits at once with the real kubelet's error while kubeadm has
+/// written no config, so systemd restarts it as on a real node.
+#[test]
+fn kubelet_stand_in_refuses_unknown_flags_and_a_missing_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubelet = dir.path().join("kubelet");
+    std::os::unix::fs::symlink(format!("{}/lab/standin/kubeadm", root()), &kubelet).unwrap();
+    let run = |args: &[&str]| {
+        Command::new("python3")
+            .arg(&kubelet)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--version"]);
+    assert_eq!(text(&out.stdout), "Kubernetes v1.34.3 (lab-stand-in)\n");
+    let out = run(&["--cgroup-driver=systemd"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "Error: unknown flag: --cgroup-driver\n");
+    let missing = dir.path().join("config.yaml");
+    let out = run(&[&format!("--config={}", missing.display())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "\"command failed\" err=\"failed to load kubelet config file, path: {p}, error: failed to load Kubelet config file {p}, error failed to read kubelet config file \\\"{p}\\\", error: open {p}: no such file or directory\"",
+            p = missing.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&missing, "kind: KubeProxyConfiguration\n").unwrap();
+    let out = run(&[&format!("--config={}", missing.display())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no kind \\\"KubeProxyConfiguration\\\" is registered"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -5,7 +5,9 @@
 mod bundle;
 mod check;
 mod graph;
+mod kubeconfig;
 mod modules;
+mod reset;
 mod run;
 mod status;
 mod unlock;
@@ -43,6 +45,17 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             list: false,
         } => check::check(&input, &connect, output, !no_fsync_probe),
         Command::Unlock { input, connect } => unlock::unlock(&input, &connect),
+        Command::Reset {
+            input,
+            connect,
+            run,
+            yes,
+        } => reset::reset(input, &connect, &run, yes),
+        Command::Kubeconfig {
+            input,
+            connect,
+            output,
+        } => kubeconfig::kubeconfig(&input, &connect, output),
         Command::Bundle { command } => match command {
             BundleCommand::Verify { dir, inventory } => bundle::verify(&dir, inventory.as_deref()),
             BundleCommand::List { inventory, yaml } => bundle::list(&inventory.inventory, yaml),

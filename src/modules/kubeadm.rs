@@ -28,23 +28,36 @@ pub enum Step {
     JoinControlPlane,
     /// `kubeadm join` as a worker.
     JoinWorker,
+    /// `kubeadm reset`, then what it leaves: etcd's data, the CNI config
+    /// and gantry's kubeadm configs (they hold the secrets).
+    Reset,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Kubeadm {
     pub step: Step,
-    /// The kubeadm config file on the host (0600: it holds the secrets).
-    pub config: String,
+    /// The kubeadm config file on the host (0600: it holds the secrets);
+    /// not for `reset`.
+    #[serde(default)]
+    pub config: Option<String>,
     /// The node's name in the cluster.
     pub node: String,
 }
 
 const K8S: &str = "/etc/kubernetes";
+/// What `reset` removes besides what kubeadm reset does.
+const LEFT_BY_KUBEADM_RESET: &str = "/var/lib/etcd /etc/cni/net.d /etc/kubernetes/gantry";
 
 impl Kubeadm {
     fn control_plane(&self) -> bool {
-        self.step != Step::JoinWorker
+        matches!(self.step, Step::Init | Step::JoinControlPlane)
+    }
+
+    fn config(&self) -> Result<&str, String> {
+        self.config
+            .as_deref()
+            .ok_or_else(|| "kubeadm: init and join need `config`".to_string())
     }
 
     /// The kubeconfig the node's state is read with.
@@ -58,6 +71,21 @@ impl Kubeadm {
 
     /// The files a node of this kind has once kubeadm is done with it.
     fn files(&self) -> Vec<String> {
+        if self.step == Step::Reset {
+            return [
+                "/etc/kubernetes/kubelet.conf",
+                "/etc/kubernetes/bootstrap-kubelet.conf",
+                "/etc/kubernetes/admin.conf",
+                "/etc/kubernetes/manifests",
+                "/etc/kubernetes/pki",
+                "/var/lib/kubelet/config.yaml",
+                "/var/lib/etcd",
+                "/etc/cni/net.d",
+                "/etc/kubernetes/gantry",
+            ]
+            .map(String::from)
+            .to_vec();
+        }
         let mut f = vec![
             format!("{K8S}/kubelet.conf"),
             "/var/lib/kubelet/config.yaml".to_string(),
@@ -71,16 +99,17 @@ impl Kubeadm {
 
     fn run_line(&self) -> Result<String, String> {
         match self.step {
+            Step::Reset => Ok(format!("kubeadm reset -f >&2 && rm -rf {LEFT_BY_KUBEADM_RESET}")),
             Step::Init => command(&[
                 "kubeadm",
                 "init",
                 "--config",
-                &self.config,
+                self.config()?,
                 "--upload-certs",
                 "--skip-token-print",
                 "--skip-certificate-key-print",
             ]),
-            _ => command(&["kubeadm", "join", "--config", &self.config]),
+            _ => command(&["kubeadm", "join", "--config", self.config()?]),
         }
     }
 }
@@ -129,19 +158,24 @@ impl Module for Kubeadm {
     const DOC: Doc = Doc {
         summary: "a node brought into the cluster by `kubeadm init` or `kubeadm join --config` (secrets stay in the 0600 config file); nothing runs when the node's files and the API agree, a half-joined node is reset and joined again",
         params: &[
-            ("step", "init (the first control plane), join-control-plane or join-worker"),
-            ("config", "the kubeadm config file on the host, written 0600 before"),
+            ("step", "init (the first control plane), join-control-plane, join-worker, or reset (kubeadm reset, then etcd's data, the CNI config and gantry's kubeadm configs removed)"),
+            ("config", "the kubeadm config file on the host, written 0600 before (init and join)"),
             ("node", "the node's name in the cluster"),
         ],
         example: "- name: join the cluster\n  kubeadm:\n    step: join-worker\n    config: /etc/kubernetes/gantry/kubeadm-join.yaml\n    node: worker1\n",
     };
 
     fn validate(&self) -> Result<(), String> {
-        if !self.config.starts_with('/') {
-            return Err(format!(
-                "kubeadm: config {:?} must be an absolute path on the host",
-                self.config
-            ));
+        match (&self.config, self.step) {
+            (None, Step::Reset) => {}
+            (Some(_), Step::Reset) => return Err("kubeadm: reset takes no `config`".into()),
+            (None, _) => return Err("kubeadm: init and join need `config`".into()),
+            (Some(c), _) if !c.starts_with('/') => {
+                return Err(format!(
+                    "kubeadm: config {c:?} must be an absolute path on the host"
+                ));
+            }
+            _ => {}
         }
         let ok = !self.node.is_empty()
             && self.node.len() <= 253
@@ -162,9 +196,19 @@ impl Module for Kubeadm {
         let mut script = String::new();
         for f in self.files() {
             let q = quote(&f)?;
+            // kubeadm reset empties directories and leaves them: an empty
+            // one is nothing left to reset.
+            let test = if self.step == Step::Reset {
+                format!("[ -n \"$(ls -A {q} 2>/dev/null)\" ]")
+            } else {
+                format!("[ -e {q} ]")
+            };
             script.push_str(&format!(
-                "if [ -e {q} ]; then echo has {q}; else echo lacks {q}; fi\n"
+                "if {test}; then echo has {q}; else echo lacks {q}; fi\n"
             ));
+        }
+        if self.step == Step::Reset {
+            return Ok(Probes::new().script("state", format!("{script}true")));
         }
         let kc = quote(&self.kubeconfig())?;
         let get = command(&[
@@ -203,6 +247,16 @@ impl Module for Kubeadm {
                 String::new(),
             )
         };
+        if self.step == Step::Reset {
+            if has.is_empty() {
+                return Ok(Decision::unchanged(format!("no Kubernetes on {name}")));
+            }
+            return Ok(run(
+                format!("{name} has {}", has.join(", ")),
+                line.clone(),
+                line,
+            ));
+        }
         if let Node::Unknown(why) = &node {
             return Err(format!(
                 "cannot tell whether {name} is in the cluster, so it is left as it is: {why}"
@@ -314,5 +368,19 @@ mod tests {
         assert!(refused::<Kubeadm>(json!({"step": "init", "config": "kubeadm.yaml", "node": "m"})).contains("absolute path"));
         assert!(refused::<Kubeadm>(json!({"step": "init", "config": "/k.yaml", "node": "Master_1"})).contains("node name"));
         assert!(refused::<Kubeadm>(json!({"step": "upgrade", "config": "/k.yaml", "node": "m"})).contains("unknown variant"));
+        assert!(refused::<Kubeadm>(json!({"step": "join-worker", "node": "m"})).contains("need `config`"));
+    }
+
+    #[test]
+    fn reset_runs_only_where_kubernetes_is() {
+        let m: Kubeadm = module(json!({"step": "reset", "node": "worker1"}));
+        let clean: String = m.files().iter().map(|f| format!("lacks {f}\n")).collect();
+        assert_eq!(unchanged(decide(&m, vec![out(0, &clean)]).unwrap()), "no Kubernetes on worker1");
+        let d = decide(&m, vec![out(0, &clean.replace("lacks /etc/cni/net.d", "has /etc/cni/net.d"))]).unwrap();
+        assert_eq!(
+            script(&d),
+            "kubeadm reset -f >&2 && rm -rf /var/lib/etcd /etc/cni/net.d /etc/kubernetes/gantry"
+        );
+        assert!(refused::<Kubeadm>(json!({"step": "reset", "config": "/k.yaml", "node": "m"})).contains("takes no `config`"));
     }
 }
