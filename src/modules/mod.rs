@@ -228,6 +228,7 @@ registry! {
     image => Image,
     ca_hash => CaHash,
     kubeadm => Kubeadm,
+    kubeadm_cluster => KubeadmCluster,
 }
 
 /// Load-time check of a task's module and parameter names, against the
