@@ -76,6 +76,20 @@ fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// etcd's members as master1's etcd lists them, and how many of them are
+/// started voting members.
+fn members(lab: &Lab) -> (String, usize) {
+    let list = lab.exec(
+        "master1",
+        "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 member list",
+    );
+    let voting = list
+        .lines()
+        .filter(|l| l.contains(", started, ") && l.ends_with(", false"))
+        .count();
+    (list, voting)
+}
+
 fn kubeadm_runs(lab: &Lab, host: &str) -> usize {
     lab.exec(host, "cat /var/log/lab-kubeadm.log 2>/dev/null || true")
         .lines()
@@ -152,17 +166,8 @@ fn ha_cluster_comes_up_ready_and_a_second_apply_runs_no_kubeadm() {
     );
     assert_eq!(labels, "node/master1\nnode/master2\nnode/master3\n");
     // etcd: three voting members, all started.
-    let members = lab.exec(
-        "master1",
-        "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 member list",
-    );
-    assert_eq!(members.lines().count(), 3, "{members}");
-    assert!(
-        members
-            .lines()
-            .all(|l| l.contains(", started, ") && l.ends_with(", false")),
-        "{members}"
-    );
+    let (list, voting) = members(&lab);
+    assert_eq!((list.lines().count(), voting), (3, 3), "{list}");
     // kubeconfigs point at the VIP; the pool is the inventory's pod CIDR.
     let vip = format!("https://172.29.{}.100:6553", lab.net);
     for h in ["master2", "worker1", "gpu2"] {
@@ -293,6 +298,9 @@ fn ha_cluster_comes_up_ready_and_a_second_apply_runs_no_kubeadm() {
     });
     let drift = lab.gantry(&["plan", "-p", "cluster", "--limit", "worker1"]);
     let shown = text(&drift.stdout);
+    // Without master1 in the run, worker1's join config pins its own CA.
+    assert!(summary(&drift).contains(" failed=0 "), "{shown}");
+    assert!(!shown.contains("kubeadm-join.yaml"), "{shown}");
     assert!(
         shown
             .lines()
@@ -451,18 +459,8 @@ fn ha_cluster_comes_up_ready_and_a_second_apply_runs_no_kubeadm() {
         let n = nodes(&lab);
         n.len() == 9 && n.iter().all(|(_, ready, _)| ready == "True")
     });
-    let members = lab.exec(
-        "master1",
-        "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 member list",
-    );
-    assert_eq!(
-        members
-            .lines()
-            .filter(|l| l.contains(", started, ") && l.ends_with(", false"))
-            .count(),
-        4,
-        "{members}"
-    );
+    let (list, voting) = members(&lab);
+    assert_eq!(voting, 4, "{list}");
 
     // 9. A control-plane join killed mid-way, after its etcd member was
     // added and before its etcd started: that host alone fails, with a
@@ -485,14 +483,8 @@ fn ha_cluster_comes_up_ready_and_a_second_apply_runs_no_kubeadm() {
     for h in lab.hosts.iter().filter(|h| *h != "master4") {
         assert_eq!(row(&killed, h)[1], 0, "{h}: {}", text(&killed.stdout));
     }
-    let members = lab.exec(
-        "master1",
-        "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 member list",
-    );
-    assert!(
-        members.contains(", unstarted, "),
-        "a stale member: {members}"
-    );
+    let (list, _) = members(&lab);
+    assert!(list.contains(", unstarted, "), "a stale member: {list}");
     let retry = lab.gantry(&["apply", "-p", "cluster", "--retry-failed"]);
     assert_eq!(retry.status.code(), Some(0), "{}", text(&retry.stdout));
     assert!(
@@ -500,17 +492,7 @@ fn ha_cluster_comes_up_ready_and_a_second_apply_runs_no_kubeadm() {
         "{}",
         text(&retry.stdout)
     );
-    let members = lab.exec(
-        "master1",
-        "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 member list",
-    );
-    assert_eq!(
-        members
-            .lines()
-            .filter(|l| l.contains(", started, ") && l.ends_with(", false"))
-            .count(),
-        4,
-        "{members}"
-    );
-    assert!(!members.contains("unstarted"), "{members}");
+    let (list, voting) = members(&lab);
+    assert_eq!(voting, 4, "{list}");
+    assert!(!list.contains("unstarted"), "{list}");
 }

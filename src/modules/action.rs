@@ -99,6 +99,18 @@ impl Action {
         })
     }
 
+    /// A shell script of a module's own that may change anything (a
+    /// package install, kubeadm), shown as `show`.
+    pub fn script(script: String, show: String) -> Action {
+        Action::Run {
+            script,
+            show,
+            stdin: None,
+            touches: Touches::All,
+            own: false,
+        }
+    }
+
     pub fn touches(&self) -> Touches {
         match self {
             Action::Write { path, .. } | Action::Upload { dest: path, .. } => {

@@ -12,8 +12,7 @@
 
 use serde::Deserialize;
 
-use super::{Action, Answers, Decision, Doc, Module, Probes};
-use super::action::Touches;
+use super::{Action, Answers, Change, Decision, Doc, Module, Probes};
 use crate::remote::script::{command, quote};
 
 /// The label that says which tarball an image came from.
@@ -172,18 +171,7 @@ impl Module for Image {
             command(&label)?
         );
         let show = format!("{} && {}", command(&import)?, command(&label)?);
-        Ok(Decision::from_actions(
-            &[why],
-            vec![Action::Run {
-                script,
-                show,
-                stdin: None,
-                touches: Touches::All,
-                own: false,
-            }],
-            None,
-            String::new(),
-        ))
+        Ok(Decision::Change(Change::new(why, Action::script(script, show))))
     }
 }
 

@@ -15,8 +15,7 @@
 
 use serde::Deserialize;
 
-use super::action::Touches;
-use super::{Action, Answers, Decision, Doc, Module, Probes};
+use super::{Action, Answers, Change, Decision, Doc, Module, Probes};
 use crate::remote::script::{command, quote};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -234,18 +233,7 @@ impl Module for Kubeadm {
         let name = &self.node;
         let line = self.run_line()?;
         let run = |reason: String, script: String, show: String| {
-            Decision::from_actions(
-                &[reason],
-                vec![Action::Run {
-                    script,
-                    show,
-                    stdin: None,
-                    touches: Touches::All,
-                    own: false,
-                }],
-                None,
-                String::new(),
-            )
+            Decision::Change(Change::new(reason, Action::script(script, show)))
         };
         if self.step == Step::Reset {
             if has.is_empty() {

@@ -8,8 +8,7 @@
 
 use serde::Deserialize;
 
-use super::action::Touches;
-use super::{Action, Answers, Decision, Doc, Module, Probes};
+use super::{Action, Answers, Change, Decision, Doc, Module, Probes};
 use crate::remote::script::{command, quote};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -132,18 +131,10 @@ impl Module for KubeadmCluster {
             Some(0) => Ok(Decision::unchanged(format!("{what} is in the cluster"))),
             Some(_) if said.contains("(NotFound)") => {
                 let line = self.run_line()?;
-                Ok(Decision::from_actions(
-                    &[format!("{what} is not in the cluster (expired, or never made)")],
-                    vec![Action::Run {
-                        script: line.clone(),
-                        show: line,
-                        stdin: None,
-                        touches: Touches::All,
-                        own: false,
-                    }],
-                    None,
-                    String::new(),
-                ))
+                Ok(Decision::Change(Change::new(
+                    format!("{what} is not in the cluster (expired, or never made)"),
+                    Action::script(line.clone(), line),
+                )))
             }
             _ => Err(format!(
                 "cannot tell whether {what} is in the cluster: {}",

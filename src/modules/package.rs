@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{Action, Answers, Change, Decision, Doc, Module, Probes, Touches};
+use super::{Action, Answers, Change, Decision, Doc, Module, Probes};
 use crate::remote::script::{command, quote};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,13 +107,7 @@ impl Module for Package {
         };
         Ok(Decision::Change(Change::new(
             format!("not installed: {}", missing.join(", ")),
-            Action::Run {
-                show: script.clone(),
-                script,
-                stdin: None,
-                touches: Touches::All,
-                own: false,
-            },
+            Action::script(script.clone(), script),
         )))
     }
 }
@@ -212,6 +206,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::modules::Touches;
     use crate::modules::testing::{change, decide, module, out, unchanged};
 
     #[test]
