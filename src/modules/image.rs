@@ -112,7 +112,11 @@ impl Module for Image {
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {
         let p = a.script("images")?;
-        if p.rc != 0 {
+        // Not running yet: on a fresh host plan reads it before the
+        // container runtime play has started it. Apply starts it first; if
+        // it is still down then, the import fails with ctr's own words.
+        let down = p.rc != 0 && p.out.contains("failed to dial");
+        if p.rc != 0 && !down {
             return Err(format!(
                 "`ctr -n {} images ls` failed (exit {}): {}; containerd must run before images are imported",
                 self.namespace,
@@ -123,8 +127,8 @@ impl Module for Image {
         let r = self.reference.as_str();
         // REF TYPE DIGEST SIZE PLATFORMS LABELS: the reference first, the
         // labels (`k=v,k=v` or `-`) last.
-        let labels = p
-            .out
+        let listed = if down { "" } else { p.out.as_str() };
+        let labels = listed
             .lines()
             .skip(1)
             .map(|l| l.split_whitespace().collect::<Vec<_>>())
@@ -146,6 +150,9 @@ impl Module for Image {
                 ),
                 None => format!("{r} is in {} but not from this bundle", self.namespace),
             },
+            None if down => format!(
+                "containerd is not running yet: {r} is imported once it runs"
+            ),
             None => format!("{r} is not in containerd's {} namespace", self.namespace),
         };
         let src = quote(&self.src)?;
@@ -247,9 +254,14 @@ mod tests {
             ),
             "registry.k8s.io/pause:3.10.1 is in k8s.io from this tarball"
         );
+        // containerd not running yet (plan on a fresh host): an import.
         assert_eq!(
-            decide(&m, vec![out(1, "ctr: failed to dial \"/run/containerd/containerd.sock\": connection refused\n")]).unwrap_err(),
-            "`ctr -n k8s.io images ls` failed (exit 1): ctr: failed to dial \"/run/containerd/containerd.sock\": connection refused; containerd must run before images are imported"
+            change(decide(&m, vec![out(1, "ctr: failed to dial \"/run/containerd/containerd.sock\": connection refused\n")]).unwrap()).reason,
+            "containerd is not running yet: registry.k8s.io/pause:3.10.1 is imported once it runs"
+        );
+        assert_eq!(
+            decide(&m, vec![out(1, "ctr: permission denied\n")]).unwrap_err(),
+            "`ctr -n k8s.io images ls` failed (exit 1): ctr: permission denied; containerd must run before images are imported"
         );
     }
 
