@@ -25,4 +25,5 @@ lab/ensure-docker.sh
 echo "test.sh: lab image $(lab/build-image.sh)"
 
 # Lab tests share this machine's two cores and Docker; run them one by one.
-cargo test --locked -- --include-ignored --test-threads=1 "$@"
+# --no-fail-fast: one failing test binary does not hide the others.
+cargo test --locked --no-fail-fast -- --include-ignored --test-threads=1 "$@"

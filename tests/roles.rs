@@ -5,7 +5,7 @@ use std::path::Path;
 
 use gantry::inventory::Inventory;
 use gantry::loader;
-use gantry::plan::{render_template, render_template_item};
+use gantry::plan::{render_template, render_template_with};
 use gantry::playbook::Playbook;
 
 fn load(inv: &str) -> (Inventory, Playbook) {
@@ -104,6 +104,9 @@ fn firewalld_zone_lists_cluster_sources_and_role_ports() {
     assert!(zone.contains("<protocol value=\"vrrp\"/>"), "{zone}");
 }
 
+/// The pin of tests/fixtures/ca.crt.
+const CA_PIN: &str = include_str!("fixtures/ca.crt.pin");
+
 #[test]
 fn every_role_template_renders_for_every_example_host() {
     for inv_file in [
@@ -113,6 +116,11 @@ fn every_role_template_renders_for_every_example_host() {
         let (mut inv, pb) = load(inv_file);
         inv.secrets
             .insert("keepalived_auth_pass".into(), "s3cretPW".into());
+        inv.secrets
+            .insert("kubeadm_token".into(), "abcdef.0123456789abcdef".into());
+        inv.secrets
+            .insert("kubeadm_certificate_key".into(), "0".repeat(64).into());
+        inv.bundle = Some(calico_bundle());
         for h in &inv.hosts {
             for role in pb.roles.values() {
                 // The load balancer roles run only where there is a VIP.
@@ -125,15 +133,65 @@ fn every_role_template_renders_for_every_example_host() {
                     let mut f = facts();
                     f["ipv4"] =
                         serde_json::json!({ h.address.clone(): {"iface": "eth0", "prefix": 24} });
-                    // A template rendered in a loop gets an item as its task would.
-                    let item = (t == "hosts.toml.j2")
-                        .then(|| serde_json::json!(["docker.io", ["https://mirror.example:5000"]]));
-                    render_template_item(&inv, &pb, &h.name, &role.name, t, f, item)
+                    // A template rendered in a loop gets an item as its task
+                    // would, the join config the CA pin its role registered.
+                    let mut mine = serde_json::Map::new();
+                    mine.insert(
+                        "item".into(),
+                        serde_json::json!(["docker.io", ["https://mirror.example:5000"]]),
+                    );
+                    mine.insert(
+                        "kubeadm_ca_hash_here".into(),
+                        serde_json::json!({"stdout": CA_PIN}),
+                    );
+                    render_template_with(&inv, &pb, &h.name, &role.name, t, f, mine)
                         .unwrap_or_else(|e| panic!("{inv_file} {} {}/{t}: {e}", h.name, role.name));
                 }
             }
         }
     }
+}
+
+/// A bundle that holds only Calico's manifest: the lab's copy of upstream's.
+fn calico_bundle() -> gantry::inventory::BundleRef {
+    use gantry::bundle::{Artifact, Kind, Manifest};
+    gantry::inventory::BundleRef {
+        dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("lab"),
+        manifest: Manifest {
+            artifacts: vec![Artifact {
+                name: "calico".into(),
+                kind: Kind::Manifest,
+                version: "v3.28.0".into(),
+                arch: "all".into(),
+                os: "linux".into(),
+                file: "calico.yaml".into(),
+                size: 0,
+                sha256: "0".repeat(64),
+                source: String::new(),
+            }],
+        },
+    }
+}
+
+#[test]
+fn calico_manifest_gets_the_pod_cidr_and_needs_a_bundle() {
+    let (mut inv, pb) = load("inventory/single-master.yaml");
+    let err = render_template(&inv, &pb, "master1", "calico", "calico.yaml.j2", facts())
+        .expect_err("no bundle, no manifest");
+    assert!(err.contains("set `bundle:` in the inventory"), "{err}");
+    inv.bundle = Some(calico_bundle());
+    let out = render_template(&inv, &pb, "master1", "calico", "calico.yaml.j2", facts()).unwrap();
+    let cidr = &inv.cluster.networking.pod_cidr;
+    assert!(
+        out.contains(&format!(
+            "            - name: CALICO_IPV4POOL_CIDR\n              value: \"{cidr}\""
+        )),
+        "{out}"
+    );
+    assert!(
+        !out.contains("192.168.0.0/16"),
+        "the upstream default is left"
+    );
 }
 
 #[test]

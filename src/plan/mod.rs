@@ -26,26 +26,25 @@ pub fn render_template(
     template: &str,
     facts: Json,
 ) -> Result<String, String> {
-    render_template_item(inv, pb, host, role, template, facts, None)
+    render_template_with(inv, pb, host, role, template, facts, Default::default())
 }
 
-/// `render_template` for a task with a `loop`: `item` is the loop's item.
-pub fn render_template_item(
+/// `render_template` with the task's own variables as a task would have them:
+/// a loop's `item`, the host's registered results by name.
+pub fn render_template_with(
     inv: &Inventory,
     pb: &Playbook,
     host: &str,
     role: &str,
     template: &str,
     facts: Json,
-    item: Option<Json>,
+    mine: serde_json::Map<String, Json>,
 ) -> Result<String, String> {
     let h = inv
         .hosts
         .iter()
         .position(|x| x.name == host)
         .ok_or_else(|| format!("no host {host}"))?;
-    let mine: Option<serde_json::Map<String, Json>> =
-        item.map(|i| [("item".to_string(), i)].into_iter().collect());
-    let ctx = Vars::new(inv, pb).context(h, role, &facts, mine.as_ref(), val(json!({})));
+    let ctx = Vars::new(inv, pb).context(h, role, &facts, Some(&mine), val(json!({})));
     Templates::new(pb).render_file(role, template, &Value::from(ctx))
 }

@@ -22,8 +22,23 @@ fn base_env() -> Environment<'static> {
         .expect("default delimiters");
     env.set_syntax(syntax);
     env.add_filter("combine", combine);
+    env.add_filter("mandatory", mandatory);
     env.add_function("file_text", file_text);
     env
+}
+
+/// `x | mandatory("why")`: x, or the task fails with the message when x is
+/// undefined or none (Ansible's filter, with the message required): a role
+/// that cannot work without an inventory setting says which.
+fn mandatory(v: Value, msg: String) -> Result<Value, minijinja::Error> {
+    if v.is_undefined() || v.is_none() {
+        Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            msg,
+        ))
+    } else {
+        Ok(v)
+    }
 }
 
 /// `file_text(path)`: a text file on the controller, whole (a bundle's
