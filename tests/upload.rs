@@ -518,7 +518,7 @@ fn bundle_images_are_imported_once_and_only_from_their_tarball() {
     .unwrap();
     lab.exec(
         "master1",
-        &format!("ctr -n k8s.io images rm {reference} >/dev/null; printf 'X' | dd of={dest} bs=1 seek=100 conv=notrunc status=none"),
+        &format!("ctr -n k8s.io images rm {reference} >/dev/null; cp {dest} /root/tiny.good; printf 'X' | dd of={dest} bs=1 seek=100 conv=notrunc status=none"),
     );
     let bad = lab.gantry(&["apply", "--skip-preflight", "-p", pb]);
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad.stdout));
@@ -531,13 +531,30 @@ fn bundle_images_are_imported_once_and_only_from_their_tarball() {
     );
     assert_eq!(labels(), "");
 
-    // 5. containerd stopped: the task says so, nothing is imported.
-    lab.exec("master1", "systemctl stop containerd");
+    // 5. containerd stopped (the good tarball back): plan says the image
+    // is imported once containerd runs (on a fresh host the runtime play
+    // starts it first); apply, with nothing here to start it, fails with
+    // ctr's own words and imports nothing.
+    lab.exec(
+        "master1",
+        &format!("cp /root/tiny.good {dest} && systemctl stop containerd"),
+    );
+    let plan = lab.gantry(&["plan", "-p", pb]);
+    assert!(
+        text(&plan.stdout).contains(&format!(
+            "containerd is not running yet: {reference} is imported once it runs"
+        )),
+        "{}",
+        text(&plan.stdout)
+    );
     let down = lab.gantry(&["apply", "--skip-preflight", "-p", pb]);
     assert_eq!(down.status.code(), Some(1), "{}", text(&down.stdout));
     assert!(
-        text(&down.stdout).contains("containerd must run before images are imported"),
+        text(&down.stdout).contains("FAILED master1 images/the image")
+            && text(&down.stdout).contains("containerd.sock"),
         "{}",
         text(&down.stdout)
     );
+    lab.exec("master1", "systemctl start containerd");
+    assert_eq!(labels(), "");
 }
