@@ -495,4 +495,33 @@ fn ha_cluster_comes_up_ready_and_a_second_apply_runs_no_kubeadm() {
     let (list, voting) = members(&lab);
     assert_eq!(voting, 4, "{list}");
     assert!(!list.contains("unstarted"), "{list}");
+
+    // 10. The first control plane reset while the others still run the
+    // cluster: apply refuses to init it (a second cluster behind the same
+    // VIP), and says how to bring it back.
+    let reset = lab.gantry(&["reset", "--limit", "master1", "--yes"]);
+    assert_eq!(reset.status.code(), Some(0), "{}", text(&reset.stdout));
+    // master2's admin kubeconfig points at the VIP.
+    let livez = format!("{KUBECTL} get --raw /livez");
+    wait_until("the cluster answers at the VIP without master1", 60, || {
+        lab.try_exec("master2", &livez).0
+    });
+    let before = kubeadm_runs(&lab, "master1");
+    let refused = lab.gantry(&["apply", "-p", "cluster"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stdout));
+    let said = text(&refused.stdout);
+    assert!(
+        said.contains("FAILED master1 kubeadm/kubeadm init")
+            && said.contains("a cluster answers at 172.")
+            && said.contains("kubeadm init would start a second cluster"),
+        "{said}"
+    );
+    let calls = lab.exec("master1", "cat /var/log/lab-kubeadm.log");
+    assert!(
+        calls
+            .lines()
+            .skip(before)
+            .all(|c| !c.starts_with("[\"init\"")),
+        "{calls}"
+    );
 }

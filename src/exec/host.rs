@@ -183,6 +183,7 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
         }
         // Wait for predecessors; give the fork slot back while waiting on
         // other hosts, so a barrier cannot deadlock the pool.
+        let waited = std::time::Instant::now();
         let mut blocked = None;
         for (p, edge) in s.dag.preds(n).collect::<Vec<_>>() {
             let mut rx = s.results[p.index()].subscribe();
@@ -246,6 +247,7 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
             return;
         }
         let task = &s.dag.graph[n].task;
+        let started = std::time::Instant::now();
         let mut attempt = 0;
         let outcome = loop {
             let o = run_task(&s, &mut cx, task, &chain[i + 1..], n).await;
@@ -269,6 +271,17 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
             }
             break o;
         };
+        // `GANTRY_LOG=gantry::task=debug`: where a run's time goes, task by
+        // task (waiting on other hosts, then running here).
+        tracing::debug!(
+            target: "gantry::task",
+            host = %host.name,
+            task = %task.id,
+            wait_ms = (started - waited).as_millis() as u64,
+            run_ms = started.elapsed().as_millis() as u64,
+            outcome = outcome.word(),
+            "task"
+        );
         let lost = match &outcome {
             Outcome::Unreachable(r) => Some(format!("connection lost during {}: {r}", task.id)),
             _ => None,

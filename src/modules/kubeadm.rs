@@ -42,6 +42,12 @@ pub struct Kubeadm {
     pub config: Option<String>,
     /// The node's name in the cluster.
     pub node: String,
+    /// `init` only: the cluster's API endpoint (`host:port`). When the node
+    /// holds nothing of Kubernetes but a cluster answers there, init is
+    /// refused: it would start a second cluster beside the running one (the
+    /// first control plane was reset, the others still run it).
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 const K8S: &str = "/etc/kubernetes";
@@ -124,12 +130,25 @@ enum Node {
     Unknown(String),
 }
 
-fn parse(out: &str, files: &[String], name: &str) -> (Vec<String>, Vec<String>, Node) {
+/// What the probe read: the files the node has, those it lacks, its Node,
+/// and (init on a node without a kubeconfig) whether a cluster answers at
+/// the endpoint.
+struct State {
+    has: Vec<String>,
+    lacks: Vec<String>,
+    node: Node,
+    endpoint_answers: bool,
+}
+
+fn parse(out: &str, files: &[String], name: &str) -> State {
     let (mut has, mut lacks) = (Vec::new(), Vec::new());
     let mut kubectl = Vec::new();
     let mut rc = None;
+    let mut endpoint_answers = false;
     for line in out.lines() {
-        if let Some(f) = line.strip_prefix("has ") {
+        if let Some(said) = line.strip_prefix("endpoint ") {
+            endpoint_answers = said.contains("(Unauthorized)") || said.trim() == "ok";
+        } else if let Some(f) = line.strip_prefix("has ") {
             has.push(f.to_string());
         } else if let Some(f) = line.strip_prefix("lacks ") {
             lacks.push(f.to_string());
@@ -149,7 +168,12 @@ fn parse(out: &str, files: &[String], name: &str) -> (Vec<String>, Vec<String>, 
         Some(_) if said.contains("(NotFound)") => Node::NotInCluster,
         Some(_) => Node::Unknown(said.trim().to_string()),
     };
-    (has, lacks, node)
+    State {
+        has,
+        lacks,
+        node,
+        endpoint_answers,
+    }
 }
 
 impl Module for Kubeadm {
@@ -160,6 +184,7 @@ impl Module for Kubeadm {
             ("step", "init (the first control plane), join-control-plane, join-worker, or reset (kubeadm reset, then etcd's data, the CNI config and gantry's kubeadm configs removed)"),
             ("config", "the kubeadm config file on the host, written 0600 before (init and join)"),
             ("node", "the node's name in the cluster"),
+            ("endpoint", "init only: the cluster's API endpoint (host:port); init is refused when the node holds nothing of Kubernetes but a cluster answers there (a reset first control plane)"),
         ],
         example: "- name: join the cluster\n  kubeadm:\n    step: join-worker\n    config: /etc/kubernetes/gantry/kubeadm-join.yaml\n    node: worker1\n",
     };
@@ -173,6 +198,15 @@ impl Module for Kubeadm {
                 return Err(format!(
                     "kubeadm: config {c:?} must be an absolute path on the host"
                 ));
+            }
+            _ => {}
+        }
+        match (&self.endpoint, self.step) {
+            (Some(_), s) if s != Step::Init => {
+                return Err("kubeadm: `endpoint` is for init only".into());
+            }
+            (Some(ep), _) if ep.is_empty() || ep.contains(['/', ' ', '\n']) => {
+                return Err(format!("kubeadm: endpoint {ep:?} is not host:port"));
             }
             _ => {}
         }
@@ -222,14 +256,40 @@ impl Module for Kubeadm {
             "name",
         ])?;
         script.push_str(&format!(
-            "if [ -e {kc} ]; then {get} 2>&1; echo kubectl-rc $?; fi\ntrue"
+            "if [ -e {kc} ]; then {get} 2>&1; echo kubectl-rc $?; fi\n"
         ));
+        // Whether an API server answers at the endpoint: with a token no
+        // cluster knows (kubectl with no credentials at all prompts for a
+        // user name), so one answers 401 Unauthorized, where a load
+        // balancer with no API server behind it gives no HTTP answer at all.
+        if let (Step::Init, Some(ep)) = (self.step, &self.endpoint) {
+            let livez = command(&[
+                "kubectl",
+                "--kubeconfig=/dev/null",
+                &format!("--server=https://{ep}"),
+                "--insecure-skip-tls-verify=true",
+                "--token=gantry-endpoint-probe",
+                "--request-timeout=5s",
+                "get",
+                "--raw",
+                "/livez",
+            ])?;
+            script.push_str(&format!(
+                "if [ ! -e {kc} ]; then echo \"endpoint $({livez} </dev/null 2>&1 | head -n 1)\"; fi\n"
+            ));
+        }
+        script.push_str("true");
         Ok(Probes::new().script("state", script))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {
         let files = self.files();
-        let (has, lacks, node) = parse(&a.script("state")?.out, &files, &self.node);
+        let State {
+            has,
+            lacks,
+            node,
+            endpoint_answers,
+        } = parse(&a.script("state")?.out, &files, &self.node);
         let name = &self.node;
         let line = self.run_line()?;
         let run = |reason: String, script: String, show: String| {
@@ -254,6 +314,14 @@ impl Module for Kubeadm {
             return Ok(Decision::unchanged(format!(
                 "{name} is in the cluster and its files agree"
             )));
+        }
+        if has.is_empty() && self.step == Step::Init && endpoint_answers {
+            let ep = self.endpoint.as_deref().unwrap_or_default();
+            return Err(format!(
+                "{name} holds nothing of Kubernetes, but a cluster answers at {ep}: kubeadm init would start a second cluster beside it. \
+                 To bring {name} back into that cluster, list one of its running control planes first in the inventory ({name} then joins it); \
+                 to start over, `gantry reset` every node"
+            ));
         }
         if has.is_empty() {
             let what = match self.step {
@@ -357,6 +425,27 @@ mod tests {
         assert!(refused::<Kubeadm>(json!({"step": "init", "config": "/k.yaml", "node": "Master_1"})).contains("node name"));
         assert!(refused::<Kubeadm>(json!({"step": "upgrade", "config": "/k.yaml", "node": "m"})).contains("unknown variant"));
         assert!(refused::<Kubeadm>(json!({"step": "join-worker", "node": "m"})).contains("need `config`"));
+        assert!(refused::<Kubeadm>(json!({"step": "join-worker", "config": "/k.yaml", "node": "m", "endpoint": "10.0.0.10:6553"})).contains("for init only"));
+    }
+
+    #[test]
+    fn init_refuses_to_start_a_second_cluster_where_one_answers() {
+        let m: Kubeadm = module(json!({"step": "init", "config": "/etc/kubernetes/gantry/kubeadm-init.yaml", "node": "master1", "endpoint": "10.0.0.10:6553"}));
+        let probes = m.probes().unwrap();
+        let script = probes.list().next().unwrap().script().unwrap();
+        assert!(
+            script.contains("if [ ! -e /etc/kubernetes/admin.conf ]; then echo \"endpoint $(kubectl '--kubeconfig=/dev/null' '--server=https://10.0.0.10:6553' '--insecure-skip-tls-verify=true' '--token=gantry-endpoint-probe' '--request-timeout=5s' get --raw /livez </dev/null 2>&1 | head -n 1)\"; fi"),
+            "{script}"
+        );
+        let fresh = "lacks /etc/kubernetes/kubelet.conf\nlacks /var/lib/kubelet/config.yaml\nlacks /etc/kubernetes/admin.conf\nlacks /etc/kubernetes/manifests/etcd.yaml\n";
+        // The load balancer answers TCP with no API server behind it: init.
+        let lb = "endpoint Unable to connect to the server: EOF\n";
+        let d = decide(&m, vec![out(0, &format!("{fresh}{lb}"))]).unwrap();
+        assert_eq!(change(d).reason, "master1: the cluster is not initialized");
+        // The other control planes still run the cluster: refused.
+        let api = "endpoint error: You must be logged in to the server (Unauthorized)\n";
+        let e = decide(&m, vec![out(0, &format!("{fresh}{api}"))]).unwrap_err();
+        assert!(e.contains("a cluster answers at 10.0.0.10:6553: kubeadm init would start a second cluster"), "{e}");
     }
 
     #[test]
