@@ -37,16 +37,25 @@ impl Module for Service {
 
     fn probes(&self) -> Result<Probes, String> {
         let n = quote(&self.name)?;
-        Ok(Probes::new()
-            .script("active", format!("systemctl is-active -- {n}"))
-            .script("enabled", format!("systemctl is-enabled -- {n}")))
+        // One systemctl for both (a rerun reads every service of every
+        // role): ActiveState is what `is-active` prints, UnitFileState what
+        // `is-enabled` prints, empty for a unit that does not exist.
+        Ok(Probes::new().script(
+            "state",
+            format!("systemctl show -p ActiveState -p UnitFileState -- {n}"),
+        ))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {
-        let active = a.script("active")?.out.trim().to_string();
-        let enabled = Some(a.script("enabled")?.out.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "not-found".into());
+        let out = &a.script("state")?.out;
+        let value = |key: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let active = value("ActiveState").unwrap_or("unknown").to_string();
+        let enabled = value("UnitFileState").unwrap_or("not-found").to_string();
         let mut actions = Vec::new();
         let mut why = Vec::new();
         let n = self.name.as_str();
@@ -99,7 +108,7 @@ mod tests {
     #[test]
     fn service_starts_and_enables() {
         let m: Service = module(json!({"name": "haproxy", "state": "started", "enabled": true}));
-        let d = change(decide(&m, vec![out(3, "inactive\n"), out(1, "disabled\n")]).unwrap());
+        let d = change(decide(&m, vec![out(0, "ActiveState=inactive\nUnitFileState=disabled\n")]).unwrap());
         assert_eq!(d.reason, "haproxy is inactive, haproxy is disabled, not enabled");
         assert_eq!(
             d.actions(),
@@ -108,14 +117,17 @@ mod tests {
                 Action::run(&["systemctl", "enable", "--", "haproxy"]).unwrap()
             ]
         );
-        unchanged(decide(&m, vec![out(0, "active\n"), out(0, "enabled\n")]).unwrap());
+        unchanged(decide(&m, vec![out(0, "ActiveState=active\nUnitFileState=enabled\n")]).unwrap());
+        // A unit that does not exist (systemd prints an empty UnitFileState).
+        let d = change(decide(&m, vec![out(0, "ActiveState=inactive\nUnitFileState=\n")]).unwrap());
+        assert_eq!(d.reason, "haproxy is inactive, haproxy is not-found, not enabled");
     }
 
     #[test]
     fn service_restarts_reloads_and_stops() {
         let decide_for = |state: &str, active: &str| {
             let m: Service = module(json!({"name": "keepalived", "state": state}));
-            decide(&m, vec![out(0, &format!("{active}\n")), out(0, "enabled\n")]).unwrap()
+            decide(&m, vec![out(0, &format!("ActiveState={active}\nUnitFileState=enabled\n"))]).unwrap()
         };
         // restarted and reloaded act on every run they are asked for (the
         // roles ask only when the config changed).
@@ -142,7 +154,7 @@ mod tests {
             "keepalived is inactive, enabled"
         );
         let m: Service = module(json!({"name": "keepalived", "enabled": false}));
-        let d = change(decide(&m, vec![out(0, "active\n"), out(0, "enabled\n")]).unwrap());
+        let d = change(decide(&m, vec![out(0, "ActiveState=active\nUnitFileState=enabled\n")]).unwrap());
         assert_eq!(
             d.actions(),
             [Action::run(&["systemctl", "disable", "--", "keepalived"]).unwrap()]

@@ -89,16 +89,20 @@ impl Module for Upload {
         let (d, p, s) = (quote(&self.dest)?, quote(&part)?, quote(&seen)?);
         // One line of what the file is; its sha256 (remembered when the
         // remembered line is root's and matches the file as it is now);
-        // then how much of a partial copy arrived earlier. Read-only.
+        // then how much of a partial copy arrived earlier. Read-only, and
+        // one `stat` for the file and the remembered line together: a
+        // rerun probes every artifact of the bundle on every host.
         Ok(Probes::new().script(
             "state",
             format!(
-                "if [ -L {d} ]; then echo link; elif [ -f {d} ]; then \
-                 stat -c 'file %u %g %a' -- {d}; \
-                 v=\"$(stat -c '%s %i %z' -- {d})\"; \
-                 if [ -f {s} ] && [ ! -L {s} ] && [ \"$(stat -c %u -- {s})\" = 0 ] && [ \"$(cut -d' ' -f2- {s})\" = \"$v\" ]; \
-                 then echo \"sha $(cut -d' ' -f1 {s})\"; \
-                 else v=\"$(sha256sum < {d})\"; echo \"sha ${{v%% *}}\"; fi; \
+                "if [ -L {d} ]; then echo link; elif [ -f {d} ]; then\n\
+                 {{ read -r u g m v; read -r su _; }} <<GANTRY_STAT\n\
+                 $(stat -c '%u %g %a %s %i %z' -- {d} {s} 2>/dev/null)\n\
+                 GANTRY_STAT\n\
+                 echo \"file $u $g $m\"; \
+                 if [ -f {s} ] && [ ! -L {s} ] && [ \"$su\" = 0 ] && read -r h r < {s} && [ \"$r\" = \"$v\" ]; \
+                 then echo \"sha $h\"; \
+                 else h=\"$(sha256sum < {d})\"; echo \"sha ${{h%% *}}\"; fi; \
                  elif [ -e {d} ]; then echo other; else echo absent; fi; \
                  if [ -f {p} ] && [ ! -L {p} ]; then echo \"part $(stat -c %s -- {p})\"; fi"
             ),
@@ -299,6 +303,31 @@ mod tests {
         assert_eq!(std::fs::read(&dest).unwrap(), b"abc");
         assert!(!std::path::Path::new(&part).exists());
         assert!(std::fs::read_to_string(&seen).unwrap().starts_with(&format!("{SHA} 3 ")));
+        // The probe reads the remembered line while the file is as it was
+        // (a forged hash in the line shows it was not hashed again), and
+        // hashes the file once it changed.
+        let probe = || {
+            let m = Upload {
+                src: "x".into(),
+                dest: dest.clone(),
+                sha256: SHA.into(),
+                mode: None,
+                local: None,
+            };
+            let script = m.probes().unwrap().list().next().unwrap().script().unwrap();
+            let o = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+            String::from_utf8(o.stdout).unwrap()
+        };
+        assert_eq!(probe(), format!("file 0 0 644\nsha {SHA}\n"));
+        let line = std::fs::read_to_string(&seen).unwrap();
+        let forged = line.replacen(SHA, &"f".repeat(64), 1);
+        std::fs::write(&seen, &forged).unwrap();
+        assert_eq!(probe(), format!("file 0 0 644\nsha {}\n", "f".repeat(64)));
+        std::fs::write(&dest, b"abd").unwrap();
+        let abd = "a52d159f262b2c6ddb724a61840befc36eb30c88877a4030b65cbe86298449c9";
+        assert_eq!(probe(), format!("file 0 0 644\nsha {abd}\n"));
+        std::fs::write(&dest, b"abc").unwrap();
+        std::fs::write(&seen, &line).unwrap();
         let (rc, err) = run(0, b"abd", SHA);
         assert_eq!(rc, Some(3));
         assert!(err.contains("nothing was put in place"), "{err}");
