@@ -74,23 +74,31 @@ impl Module for KubeadmCluster {
     }
 
     fn probes(&self) -> Result<Probes, String> {
-        let get = |name: &str| {
-            format!(
-                "kubectl --kubeconfig {ADMIN} --request-timeout=10s -n kube-system get secret {name} -o name 2>&1; echo kubectl-rc $?"
-            )
-        };
-        let body = match self.ensure {
-            // Only the token's ID (its public half) is read from the file.
-            Ensure::Token => format!(
-                "v=$(sed -n 's/^ *- token: \"\\{{0,1\\}}\\([a-z0-9]\\{{6\\}}\\)\\..*/\\1/p' {} | head -n 1)\necho \"id $v\"\n{}",
-                quote(&self.config)?,
-                get("\"bootstrap-token-$v\"")
-            ),
-            Ensure::Certs => get("kubeadm-certs"),
-        };
+        // One script for both kinds, asking for both Secrets in one
+        // kubectl call: the token task and the certs task of a role share
+        // its answer (identical probes are read once), so a rerun asks the
+        // API once. Only the token's ID (its public half) is read from the
+        // file; absent Secrets print nothing (`--ignore-not-found`).
+        let get = command(&[
+            "kubectl",
+            "--kubeconfig",
+            ADMIN,
+            "--request-timeout=10s",
+            "-n",
+            "kube-system",
+            "get",
+            "secret",
+        ])?;
         Ok(Probes::new().script(
             "state",
-            format!("if [ -e {ADMIN} ]; then\n{body}\nelse echo no-cluster; fi"),
+            format!(
+                "if [ -e {ADMIN} ]; then\n\
+                 v=$(sed -n 's/^ *- token: \"\\{{0,1\\}}\\([a-z0-9]\\{{6\\}}\\)\\..*/\\1/p' {} | head -n 1)\n\
+                 echo \"id $v\"\n\
+                 {get} ${{v:+\"bootstrap-token-$v\"}} kubeadm-certs -o name --ignore-not-found 2>&1; echo kubectl-rc $?\n\
+                 else echo no-cluster; fi",
+                quote(&self.config)?
+            ),
         ))
     }
 
@@ -101,22 +109,28 @@ impl Module for KubeadmCluster {
                 "no cluster yet: kubeadm init makes it",
             ));
         }
-        let what = match self.ensure {
+        let id = out
+            .lines()
+            .find_map(|l| l.strip_prefix("id "))
+            .unwrap_or("")
+            .trim();
+        let (what, secret) = match self.ensure {
             Ensure::Token => {
-                let id = out
-                    .lines()
-                    .find_map(|l| l.strip_prefix("id "))
-                    .unwrap_or("")
-                    .trim();
                 if id.is_empty() {
                     return Err(format!(
                         "kubeadm_cluster: no bootstrap token in {}",
                         self.config
                     ));
                 }
-                format!("the bootstrap token {id}")
+                (
+                    format!("the bootstrap token {id}"),
+                    format!("secret/bootstrap-token-{id}"),
+                )
             }
-            Ensure::Certs => "the kubeadm-certs Secret".to_string(),
+            Ensure::Certs => (
+                "the kubeadm-certs Secret".to_string(),
+                "secret/kubeadm-certs".to_string(),
+            ),
         };
         let rc = out
             .lines()
@@ -126,10 +140,11 @@ impl Module for KubeadmCluster {
             .lines()
             .filter(|l| !l.starts_with("id ") && !l.starts_with("kubectl-rc "))
             .collect();
-        let said = said.join("\n");
         match rc {
-            Some(0) => Ok(Decision::unchanged(format!("{what} is in the cluster"))),
-            Some(_) if said.contains("(NotFound)") => {
+            Some(0) if said.iter().any(|l| l.trim() == secret) => {
+                Ok(Decision::unchanged(format!("{what} is in the cluster")))
+            }
+            Some(0) => {
                 let line = self.run_line()?;
                 Ok(Decision::Change(Change::new(
                     format!("{what} is not in the cluster (expired, or never made)"),
@@ -138,7 +153,7 @@ impl Module for KubeadmCluster {
             }
             _ => Err(format!(
                 "cannot tell whether {what} is in the cluster: {}",
-                said.trim()
+                said.join("\n").trim()
             )),
         }
     }
@@ -161,11 +176,22 @@ mod tests {
             "no cluster yet: kubeadm init makes it"
         );
         let there = "id abcdef\nsecret/bootstrap-token-abcdef\nkubectl-rc 0\n";
+        let certs: KubeadmCluster = module(json!({"ensure": "certs", "config": CFG}));
+        // One probe for both: the tasks share its answer.
+        assert_eq!(
+            token.probes().unwrap().list().next().unwrap().script(),
+            certs.probes().unwrap().list().next().unwrap().script()
+        );
         assert_eq!(
             unchanged(decide(&token, vec![out(0, there)]).unwrap()),
             "the bootstrap token abcdef is in the cluster"
         );
-        let gone = "id abcdef\nError from server (NotFound): secrets \"bootstrap-token-abcdef\" not found\nkubectl-rc 1\n";
+        // The certificates expired (2 h), the token not (24 h).
+        assert_eq!(
+            change(decide(&certs, vec![out(0, there)]).unwrap()).reason,
+            "the kubeadm-certs Secret is not in the cluster (expired, or never made)"
+        );
+        let gone = "id abcdef\nkubectl-rc 0\n";
         let c = change(decide(&token, vec![out(0, gone)]).unwrap());
         assert_eq!(
             c.reason,
@@ -180,8 +206,9 @@ mod tests {
         let script = p.list().next().unwrap().script().unwrap();
         assert!(script.contains("sed -n"), "{script}");
 
-        let certs: KubeadmCluster = module(json!({"ensure": "certs", "config": CFG}));
-        let gone = "Error from server (NotFound): secrets \"kubeadm-certs\" not found\nkubectl-rc 1\n";
+        let both = "id abcdef\nsecret/bootstrap-token-abcdef\nsecret/kubeadm-certs\nkubectl-rc 0\n";
+        unchanged(decide(&certs, vec![out(0, both)]).unwrap());
+        unchanged(decide(&token, vec![out(0, both)]).unwrap());
         let c = change(decide(&certs, vec![out(0, gone)]).unwrap());
         assert!(matches!(&c.actions()[0], Action::Run { script, .. }
             if script == "kubeadm init phase upload-certs --upload-certs --config /etc/kubernetes/gantry/kubeadm-init.yaml --skip-certificate-key-print"));
