@@ -479,14 +479,20 @@ impl Inventory {
                 return Some(format!("{}:{}", ep.name, ep.port));
             }
         }
-        let first = self
-            .hosts
-            .iter()
-            .find(|h| h.roles.iter().any(|r| r == "control-plane"))?;
+        let first = self.first_control_plane()?;
         Some(format!(
             "{}:{API_SERVER_PORT}",
             first.ipv4().unwrap_or_else(|| first.address.clone())
         ))
+    }
+
+    /// The first control plane in inventory order: where `kubeadm init`
+    /// runs (`groups['control-plane'][0]` in the roles) and the admin
+    /// kubeconfig is read from.
+    pub fn first_control_plane(&self) -> Option<&HostSpec> {
+        self.hosts
+            .iter()
+            .find(|h| h.roles.iter().any(|r| r == ROLE_CONTROL_PLANE))
     }
 
     /// keepalived's virtual_router_id: derived from the cluster name, so two

@@ -90,6 +90,12 @@ fn members(lab: &Lab) -> (String, usize) {
     (list, voting)
 }
 
+/// The main PIDs of containerd and the kubelet: unchanged means neither
+/// restarted.
+fn daemon_pids(lab: &Lab, host: &str) -> String {
+    lab.exec(host, "systemctl show -p MainPID --value containerd kubelet")
+}
+
 fn kubeadm_runs(lab: &Lab, host: &str) -> usize {
     lab.exec(host, "cat /var/log/lab-kubeadm.log 2>/dev/null || true")
         .lines()
@@ -262,18 +268,14 @@ fn ha_cluster_comes_up_ready_and_a_second_apply_runs_no_kubeadm() {
         text(&plan.stdout)
     );
     let runs: Vec<usize> = lab.hosts.iter().map(|h| kubeadm_runs(&lab, h)).collect();
-    let pids: Vec<String> = lab
-        .hosts
-        .iter()
-        .map(|h| lab.exec(h, "systemctl show -p MainPID --value containerd kubelet"))
-        .collect();
+    let pids: Vec<String> = lab.hosts.iter().map(|h| daemon_pids(&lab, h)).collect();
     let again = lab.gantry(&["apply", "-p", "cluster"]);
     assert_eq!(again.status.code(), Some(0));
     for (i, h) in lab.hosts.iter().enumerate() {
         assert_eq!(row(&again, h)[1], 0, "{h}: {}", text(&again.stdout));
         assert_eq!(kubeadm_runs(&lab, h), runs[i], "{h}: kubeadm ran again");
         assert_eq!(
-            lab.exec(h, "systemctl show -p MainPID --value containerd kubelet"),
+            daemon_pids(&lab, h),
             pids[i],
             "{h}: containerd or the kubelet restarted"
         );
@@ -413,11 +415,7 @@ fn ha_cluster_comes_up_ready_and_a_second_apply_runs_no_kubeadm() {
     let inv = inv.replacen("vars:\n", &format!("{later}vars:\n"), 1);
     std::fs::write(&lab.inventory, inv).unwrap();
     let runs: Vec<usize> = lab.hosts.iter().map(|h| kubeadm_runs(&lab, h)).collect();
-    let pids: Vec<String> = lab
-        .hosts
-        .iter()
-        .map(|h| lab.exec(h, "systemctl show -p MainPID --value containerd kubelet"))
-        .collect();
+    let pids: Vec<String> = lab.hosts.iter().map(|h| daemon_pids(&lab, h)).collect();
     let added = lab.gantry_within(
         &["apply", "--accept-new-host-keys", "-p", "cluster"],
         std::time::Duration::from_secs(600),
@@ -450,7 +448,7 @@ fn ha_cluster_comes_up_ready_and_a_second_apply_runs_no_kubeadm() {
             assert_eq!(kubeadm_runs(&lab, h), runs[i], "{h}: kubeadm calls");
         }
         assert_eq!(
-            lab.exec(h, "systemctl show -p MainPID --value containerd kubelet"),
+            daemon_pids(&lab, h),
             pids[i],
             "{h}: containerd or the kubelet restarted"
         );

@@ -11,11 +11,7 @@ const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 
 pub fn kubeconfig(input: &Input, connect: &Connect, output: Option<PathBuf>) -> Result<i32> {
     let (inv, _) = load(input)?;
-    let Some(first) = inv
-        .hosts
-        .iter()
-        .find(|h| h.roles.iter().any(|r| r == "control-plane"))
-    else {
+    let Some(first) = inv.first_control_plane() else {
         return Err(Error::Usage(format!(
             "{}: no host has the control-plane role",
             input.inventory.display()
