@@ -467,6 +467,11 @@ fn ha_cluster_comes_up_ready_and_a_second_apply_runs_no_kubeadm() {
     // plane) and joins it again.
     let reset = lab.gantry(&["reset", "--limit", "master4", "--yes"]);
     assert_eq!(reset.status.code(), Some(0), "{}", text(&reset.stdout));
+    let (list, _) = members(&lab);
+    assert!(
+        !list.contains(", master4, "),
+        "kubeadm reset left master4's etcd member: {list}"
+    );
     lab.exec(
         "master4",
         "mkdir -p /etc/lab/faults && echo kill > /etc/lab/faults/control-plane-join-etcd-start",
