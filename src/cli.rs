@@ -81,6 +81,17 @@ pub struct Connect {
     pub forks: usize,
 }
 
+/// The delivery guide's topologies, for `gantry init`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// One control plane (the API endpoint is its own address), two
+    /// workers, one GPU node.
+    Single,
+    /// Three control planes behind a keepalived + haproxy VIP, two workers,
+    /// two GPU nodes.
+    Ha,
+}
+
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Table,
@@ -219,6 +230,17 @@ pub enum Command {
     Bundle {
         #[command(subcommand)]
         command: BundleCommand,
+    },
+    /// Write a commented inventory for one of the guide's topologies to start
+    /// from. Replace the cluster name, the addresses and the SSH access, then
+    /// `gantry validate -i FILE`. Never overwrites a file.
+    Init {
+        /// The topology.
+        #[arg(long, value_enum, default_value_t = Topology::Ha)]
+        topology: Topology,
+        /// Where to write it.
+        #[arg(short, long, default_value = "inventory.yaml")]
+        output: PathBuf,
     },
     /// List the task modules with their parameters; with a name, that
     /// module's page (summary, every parameter, an example).

@@ -542,3 +542,39 @@ fn an_endpoint_on_the_api_servers_port_and_no_control_plane_are_refused() {
         text(&ok.stderr)
     );
 }
+
+/// `gantry init` writes an inventory that validates as it is, for both of
+/// the guide's topologies, and never overwrites a file.
+#[test]
+fn init_writes_a_valid_inventory_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    for (topology, hosts) in [("single", 4), ("ha", 7)] {
+        let path = dir.path().join(format!("{topology}.yaml"));
+        let p = path.to_str().unwrap();
+        let out = gantry(&["init", "--topology", topology, "-o", p]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            written.starts_with(&format!("# Written by `gantry init --topology {topology}`")),
+            "{written}"
+        );
+        assert!(written.contains("\n# bundle: bundle/\n"), "{written}");
+        let v = gantry(&["validate", "-i", p, "-p", "cluster"]);
+        assert_eq!(v.status.code(), Some(0), "{}", text(&v.stderr));
+        assert!(
+            text(&v.stdout).contains(&format!("{hosts} hosts")),
+            "{}",
+            text(&v.stdout)
+        );
+        // A second init to the same file is refused and leaves it as it was.
+        std::fs::write(&path, "mine\n").unwrap();
+        let again = gantry(&["init", "--topology", topology, "-o", p]);
+        assert_eq!(again.status.code(), Some(2));
+        assert!(
+            text(&again.stderr).contains("exists: gantry init never overwrites a file"),
+            "{}",
+            text(&again.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine\n");
+    }
+}

@@ -5,6 +5,7 @@
 mod bundle;
 mod check;
 mod graph;
+mod init;
 mod kubeconfig;
 mod modules;
 mod reset;
@@ -73,6 +74,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 trust_first_fetch,
             ),
         },
+        Command::Init { topology, output } => init::init(topology, &output),
         Command::Modules { name, markdown } => modules::modules(name.as_deref(), markdown),
     }
 }
