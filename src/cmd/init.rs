@@ -12,12 +12,21 @@ use crate::error::{Error, Result};
 const SINGLE: &str = include_str!("../../inventory/single-master.yaml");
 const HA: &str = include_str!("../../inventory/ha-3-masters.yaml");
 
+/// The topology's name as `--topology` spells it.
+fn name(topology: Topology) -> String {
+    clap::ValueEnum::to_possible_value(&topology)
+        .expect("every topology is a value of --topology")
+        .get_name()
+        .to_string()
+}
+
 /// The inventory `gantry init` writes for a topology.
 pub fn inventory_text(topology: Topology) -> String {
-    let (name, body) = match topology {
-        Topology::Single => ("single", SINGLE),
-        Topology::Ha => ("ha", HA),
+    let body = match topology {
+        Topology::Single => SINGLE,
+        Topology::Ha => HA,
     };
+    let name = name(topology);
     format!(
         "# Written by `gantry init --topology {name}`. Replace the cluster's name,\n\
          # every address (and the VIP), the networks and the SSH access with yours,\n\
@@ -57,10 +66,7 @@ pub fn init(topology: Topology, output: &Path) -> Result<i32> {
     println!(
         "wrote {} ({} topology): replace the addresses, then `gantry validate -i {}`",
         output.display(),
-        match topology {
-            Topology::Single => "single",
-            Topology::Ha => "ha",
-        },
+        name(topology),
         output.display()
     );
     Ok(0)
