@@ -79,6 +79,14 @@ pub struct Connect {
     /// At most this many hosts in flight at once.
     #[arg(short, long, default_value_t = 50)]
     pub forks: usize,
+    /// Ask once for sudo's password (for hosts with `ssh.become: true`).
+    /// It serves every host of the run, wins over `ssh.become_password`,
+    /// and is sent on the remote shell's stdin, never in a command line.
+    #[arg(short = 'K', long)]
+    pub ask_become_pass: bool,
+    /// Ask once for the SSH password, tried after the keys.
+    #[arg(short = 'k', long)]
+    pub ask_pass: bool,
 }
 
 /// The delivery guide's topologies, for `gantry init`.
@@ -315,4 +323,19 @@ pub enum BundleCommand {
         #[arg(long)]
         trust_first_fetch: bool,
     },
+}
+
+impl Command {
+    /// The connection flags of a command that reaches hosts.
+    pub fn connect(&self) -> Option<&Connect> {
+        match self {
+            Command::Plan { connect, .. }
+            | Command::Apply { connect, .. }
+            | Command::Check { connect, .. }
+            | Command::Unlock { connect, .. }
+            | Command::Reset { connect, .. }
+            | Command::Kubeconfig { connect, .. } => Some(connect),
+            _ => None,
+        }
+    }
 }

@@ -35,6 +35,9 @@ pub struct Inventory {
     /// the inventory's directory), its manifest loaded and checked.
     #[serde(skip)]
     pub bundle: Option<BundleRef>,
+    /// The operator's ssh_config, read when `ssh.config` asks for it.
+    #[serde(skip)]
+    pub ssh_config: Option<std::sync::Arc<crate::remote::ssh_config::ClientConfig>>,
 }
 
 /// A bundle directory and its manifest. Templates see it as `bundle`
@@ -119,6 +122,69 @@ pub struct SshSpec {
     pub command_timeout: Option<u64>,
     pub max_output_mib: Option<u64>,
     pub known_hosts: Option<PathBuf>,
+    /// sudo's password for `become`, from the environment or a file that
+    /// only its owner can read; never the inventory itself. `gantry apply
+    /// --ask-become-pass` prompts for it instead.
+    pub become_password: Option<SecretSource>,
+    /// A password for SSH's own authentication, tried after the keys. Off
+    /// unless set; same sources as `become_password` (or `--ask-pass`).
+    pub password: Option<SecretSource>,
+    /// The jump host in front of this host: its connection is made through
+    /// a `direct-tcpip` channel of the bastion's.
+    pub bastion: Option<BastionSpec>,
+    /// Read the operator's ssh_config (`true`: ~/.ssh/config; or a path)
+    /// for what the inventory leaves unset. Inventory-wide only.
+    pub config: Option<ClientConfigFile>,
+}
+
+/// `ssh.config`: `true` for ~/.ssh/config, `false`, or a file's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientConfigFile {
+    Off,
+    Default,
+    Path(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for ClientConfigFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Json::deserialize(d)? {
+            Json::Bool(false) => Ok(ClientConfigFile::Off),
+            Json::Bool(true) => Ok(ClientConfigFile::Default),
+            Json::String(p) => Ok(ClientConfigFile::Path(PathBuf::from(p))),
+            _ => Err(serde::de::Error::custom(
+                "expected true, false or the path of an ssh_config file",
+            )),
+        }
+    }
+}
+
+/// Where a password comes from. The inventory names the source, never the
+/// password: `{ env: NAME }` or `{ file: PATH }` (a file only its owner can
+/// read; its first line is the password).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+/// A jump host. `via` is the hop before it, for chains (`ProxyJump a,b`
+/// is `bastion: { address: b, via: { address: a } }`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct BastionSpec {
+    pub address: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub identity_file: Option<PathBuf>,
+    /// Its own known_hosts file; the host's when unset.
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    #[serde(default)]
+    pub via: Option<Box<BastionSpec>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -171,6 +237,8 @@ impl HostSpec {
 /// SSH settings of one host, every default filled in.
 #[derive(Debug, Clone)]
 pub struct SshConfig {
+    /// Where to connect: the host's address, or ssh_config's HostName for it.
+    pub address: String,
     pub user: String,
     pub port: u16,
     pub identity_file: Option<PathBuf>,
@@ -180,6 +248,21 @@ pub struct SshConfig {
     /// The most output one request may send back, in MiB.
     pub max_output_mib: u64,
     pub known_hosts: PathBuf,
+    pub become_password: Option<SecretSource>,
+    pub password: Option<SecretSource>,
+    /// The hops to this host, nearest the controller first.
+    pub jumps: Vec<Jump>,
+}
+
+/// One hop on the way to a host, with the paths expanded and the defaults
+/// (the host's user, key and known_hosts; port 22) filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Jump {
+    pub address: String,
+    pub user: String,
+    pub port: u16,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts: PathBuf,
 }
 
 pub const ROLE_CONTROL_PLANE: &str = "control-plane";
@@ -187,6 +270,9 @@ pub const ROLE_CONTROL_PLANE: &str = "control-plane";
 pub const API_SERVER_PORT: u16 = 6443;
 
 impl Inventory {
+    /// How to reach `host`: its own `ssh` settings, then the inventory's,
+    /// then the operator's ssh_config for its address (`ssh.config`), then
+    /// gantry's defaults.
     pub fn ssh_for(&self, host: &HostSpec) -> SshConfig {
         let h = host.ssh.clone().unwrap_or_default();
         let d = &self.ssh;
@@ -197,19 +283,89 @@ impl Inventory {
             Ok(rest) => home.join(rest),
             Err(_) => p,
         };
+        let lookup = |name: &str| {
+            self.ssh_config
+                .as_ref()
+                .map(|c| c.lookup(name))
+                .unwrap_or_default()
+        };
+        let found = lookup(&host.address);
+        let user = h
+            .user
+            .or(d.user.clone())
+            .or(found.user)
+            .unwrap_or_else(|| "root".into());
+        let identity_file = h
+            .identity_file
+            .or(d.identity_file.clone())
+            .or(found.identity_file)
+            .map(expand);
+        let known_hosts = expand(
+            h.known_hosts
+                .or(d.known_hosts.clone())
+                .or(found.known_hosts)
+                .unwrap_or_else(|| PathBuf::from("~/.ssh/known_hosts")),
+        );
+        let mut jumps = Vec::new();
+        match h.bastion.as_ref().or(d.bastion.as_ref()) {
+            Some(mut b) => loop {
+                jumps.insert(
+                    0,
+                    Jump {
+                        address: b.address.clone(),
+                        user: b.user.clone().unwrap_or_else(|| user.clone()),
+                        port: b.port.unwrap_or(22),
+                        identity_file: b
+                            .identity_file
+                            .clone()
+                            .map(expand)
+                            .or(identity_file.clone()),
+                        known_hosts: b.known_hosts.clone().map_or(known_hosts.clone(), expand),
+                    },
+                );
+                match b.via.as_deref() {
+                    Some(v) => b = v,
+                    None => break,
+                }
+            },
+            // ProxyJump's hops, each with what the file says for it.
+            None => {
+                for hop in found.proxy_jump.unwrap_or_default() {
+                    let (hop_user, name, hop_port) = crate::remote::ssh_config::split_hop(&hop);
+                    let f = lookup(name);
+                    jumps.push(Jump {
+                        address: f.host_name.unwrap_or_else(|| name.to_string()),
+                        user: hop_user
+                            .map(str::to_string)
+                            .or(f.user)
+                            .unwrap_or_else(|| user.clone()),
+                        port: hop_port.or(f.port).unwrap_or(22),
+                        identity_file: f.identity_file.map(expand).or(identity_file.clone()),
+                        known_hosts: f.known_hosts.map_or(known_hosts.clone(), expand),
+                    });
+                }
+            }
+        }
+        let expand_source = |s: SecretSource| match s {
+            SecretSource::File(p) => SecretSource::File(expand(p)),
+            s => s,
+        };
         SshConfig {
-            user: h.user.or(d.user.clone()).unwrap_or_else(|| "root".into()),
-            port: h.port.or(d.port).unwrap_or(22),
-            identity_file: h.identity_file.or(d.identity_file.clone()).map(expand),
+            address: found.host_name.unwrap_or_else(|| host.address.clone()),
+            user,
+            port: h.port.or(d.port).or(found.port).unwrap_or(22),
+            identity_file,
             become_: h.become_.or(d.become_).unwrap_or(false),
             connect_timeout: h.connect_timeout.or(d.connect_timeout).unwrap_or(10),
             command_timeout: h.command_timeout.or(d.command_timeout).unwrap_or(300),
             max_output_mib: h.max_output_mib.or(d.max_output_mib).unwrap_or(64),
-            known_hosts: expand(
-                h.known_hosts
-                    .or(d.known_hosts.clone())
-                    .unwrap_or_else(|| PathBuf::from("~/.ssh/known_hosts")),
-            ),
+            known_hosts,
+            become_password: h
+                .become_password
+                .or(d.become_password.clone())
+                .map(expand_source),
+            password: h.password.or(d.password.clone()).map(expand_source),
+            jumps,
         }
     }
 
@@ -228,6 +384,14 @@ impl Inventory {
     pub fn check(&self, known_roles: &HashSet<String>) -> Vec<Diagnostic> {
         let mut out = Vec::new();
         let mut err = |field: String, message: String| out.push(Diagnostic::error(field, message));
+        for (i, h) in self.hosts.iter().enumerate() {
+            if h.ssh.as_ref().is_some_and(|s| s.config.is_some()) {
+                err(
+                    format!("hosts[{i}].ssh.config"),
+                    "the ssh_config is read for the whole inventory: set `config` under the top-level `ssh`".into(),
+                );
+            }
+        }
 
         if !is_rfc1123_label_seq(&self.cluster.name) {
             err(
@@ -579,5 +743,96 @@ mod tests {
         assert!(!is_rfc1123_label_seq("a;touch pwned"));
         assert!(!is_rfc1123_label_seq(&"a".repeat(64)));
         assert!(!is_rfc1123_label_seq("a..b"));
+    }
+
+    /// The inventory's values win over ssh_config's, which win over
+    /// gantry's defaults; ProxyJump's hops get their own Host blocks.
+    #[test]
+    fn ssh_config_fills_what_the_inventory_leaves_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ssh_config"),
+            "Host 10.0.0.11\n  User ops\n  Port 2200\n  ProxyJump edge\n  UserKnownHostsFile /site/known_hosts\n\
+             Host 10.0.0.12\n  User ops\n  HostName 10.9.9.12\n  ProxyJump admin@edge:2222\n\
+             Host edge\n  HostName 203.0.113.5\n  User jump\n",
+        )
+        .unwrap();
+        let path = dir.path().join("inventory.yaml");
+        std::fs::write(
+            &path,
+            "cluster: { name: c, networking: { pod_cidr: 10.244.0.0/16, service_cidr: 10.96.0.0/12 } }\n\
+             ssh: { config: ssh_config_path, become: true, become_password: { env: SUDO_PASS } }\n\
+             hosts:\n\
+             - { name: a, address: 10.0.0.11, roles: [control-plane] }\n\
+             - { name: b, address: 10.0.0.12, roles: [worker], ssh: { user: root, bastion: { address: 192.0.2.1, via: { address: 192.0.2.0, user: far } } } }\n\
+             - { name: c, address: 10.0.0.13, roles: [worker] }\n"
+                .replace("ssh_config_path", &dir.path().join("ssh_config").display().to_string()),
+        )
+        .unwrap();
+        let (inv, _) = crate::loader::load_inventory(&path, |_| {
+            ["control-plane", "worker"]
+                .iter()
+                .map(|r| r.to_string())
+                .collect()
+        })
+        .unwrap();
+        let a = inv.ssh_for(&inv.hosts[0]);
+        assert_eq!(
+            (a.address.as_str(), a.user.as_str(), a.port),
+            ("10.0.0.11", "ops", 2200)
+        );
+        assert_eq!(a.known_hosts, PathBuf::from("/site/known_hosts"));
+        assert_eq!(
+            a.jumps
+                .iter()
+                .map(|j| (j.address.as_str(), j.user.as_str(), j.port))
+                .collect::<Vec<_>>(),
+            [("203.0.113.5", "jump", 22)]
+        );
+        assert_eq!(
+            a.become_password,
+            Some(SecretSource::Env("SUDO_PASS".into()))
+        );
+        // The inventory's user and bastion win over the file's; the
+        // bastion chain is listed nearest the controller first.
+        let b = inv.ssh_for(&inv.hosts[1]);
+        assert_eq!((b.address.as_str(), b.user.as_str()), ("10.9.9.12", "root"));
+        assert_eq!(
+            b.jumps
+                .iter()
+                .map(|j| (j.address.as_str(), j.user.as_str()))
+                .collect::<Vec<_>>(),
+            [("192.0.2.0", "far"), ("192.0.2.1", "root")]
+        );
+        let c = inv.ssh_for(&inv.hosts[2]);
+        assert_eq!((c.user.as_str(), c.port, c.jumps.len()), ("root", 22, 0));
+    }
+
+    #[test]
+    fn ssh_config_is_inventory_wide_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inventory.yaml");
+        std::fs::write(
+            &path,
+            "cluster: { name: c, networking: { pod_cidr: 10.244.0.0/16, service_cidr: 10.96.0.0/12 } }\n\
+             ssh: { config: /nonexistent/ssh_config }\n\
+             hosts:\n\
+             - { name: a, address: 10.0.0.11, roles: [worker], ssh: { config: true } }\n",
+        )
+        .unwrap();
+        let e =
+            crate::loader::load_inventory(&path, |_| ["worker".to_string()].into_iter().collect())
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.contains(
+                "ssh.config: cannot read the ssh_config: /nonexistent/ssh_config: No such file"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("hosts[0].ssh.config: the ssh_config is read for the whole inventory"),
+            "{e}"
+        );
     }
 }

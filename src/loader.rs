@@ -334,6 +334,23 @@ fn load_inventory_with(
             None
         }
     };
+    let ssh = ssh.unwrap_or_default();
+    let ssh_config = match &ssh.config {
+        None | Some(crate::inventory::ClientConfigFile::Off) => None,
+        Some(c) => {
+            let file = match c {
+                crate::inventory::ClientConfigFile::Path(p) => expand_home(p),
+                _ => expand_home(Path::new("~/.ssh/config")),
+            };
+            match crate::remote::ssh_config::ClientConfig::load(&file) {
+                Ok(c) => Some(std::sync::Arc::new(c)),
+                Err(e) => {
+                    doc.error("ssh.config", format!("cannot read the ssh_config: {e}"));
+                    None
+                }
+            }
+        }
+    };
     let structural_ok = doc.diags.is_empty();
     // The semantic checks run on whatever parsed, so one run reports both
     // kinds of problem.
@@ -343,12 +360,13 @@ fn load_inventory_with(
     let index: Vec<usize> = hosts.iter().map(|(i, _)| *i).collect();
     let inv = Inventory {
         cluster,
-        ssh: ssh.unwrap_or_default(),
+        ssh,
         hosts: hosts.into_iter().map(|(_, h)| h).collect(),
         vars: vars.unwrap_or_default(),
         firewall: firewall.unwrap_or_default(),
         secrets: secrets.unwrap_or_default(),
         bundle,
+        ssh_config,
     };
     let renumber = |text: &str| {
         let mut t = text.to_string();
@@ -379,6 +397,14 @@ fn load_inventory_with(
         return Err(Error::Invalid(diags));
     }
     Ok((inv, diags))
+}
+
+/// `~/x` under the user's home.
+fn expand_home(p: &Path) -> PathBuf {
+    match p.strip_prefix("~") {
+        Ok(rest) => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(rest),
+        Err(_) => p.to_path_buf(),
+    }
 }
 
 /// Load a playbook and every role it names, each from the first folder of

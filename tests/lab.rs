@@ -512,7 +512,7 @@ fn become_uses_sudo_and_says_when_a_password_is_needed() {
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out.stdout);
     assert!(
-        shown.contains("UNREACHABLE worker1: become: sudo wants a password for this user; gantry uses `sudo -n`"),
+        shown.contains("UNREACHABLE worker1: become: sudo wants a password for this user; set ssh.become_password ({ env: NAME } or { file: PATH }) or pass --ask-become-pass"),
         "{shown}"
     );
     assert_eq!(

@@ -136,7 +136,7 @@ pub async fn run(
             let _permit = sem.acquire().await.expect("open");
             let host = &inv.hosts[h];
             let fail = |e: String| (host.name.clone(), e);
-            let conn = crate::remote::ssh::connect(&host.address, &inv.ssh_for(host), policy)
+            let conn = crate::remote::ssh::connect(&inv.ssh_for(host), policy)
                 .await
                 .map_err(|e| fail(e.message))?;
             let mut rep = host_report(&conn, host, &w.policy, &w.targets[h])

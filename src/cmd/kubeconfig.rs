@@ -29,10 +29,9 @@ pub fn kubeconfig(input: &Input, connect: &Connect, output: Option<PathBuf>) -> 
     });
     let rt = runtime()?;
     let text = rt.block_on(async {
-        let conn =
-            crate::remote::ssh::connect(&first.address, &inv.ssh_for(first), policy(connect))
-                .await
-                .map_err(|e| Error::Other(format!("{}: {e}", first.name)))?;
+        let conn = crate::remote::ssh::connect(&inv.ssh_for(first), policy(connect))
+            .await
+            .map_err(|e| Error::Other(format!("{}: {e}", first.name)))?;
         let got = conn.run(&format!("cat {ADMIN_CONF}"), &[], None).await;
         conn.close().await;
         let got = got.map_err(|e| Error::Other(format!("{}: {e}", first.name)))?;

@@ -24,6 +24,9 @@ use crate::playbook::Playbook;
 use crate::remote::ssh::HostKeyPolicy;
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
+    if let Some(connect) = cli.command.connect() {
+        ask_passwords(connect)?;
+    }
     match cli.command {
         Command::Validate { input } => validate::validate(&input),
         Command::Graph { input } => graph::graph(&input),
@@ -143,6 +146,20 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("starting the runtime: {e}")))
+}
+
+/// `--ask-become-pass` and `--ask-pass`: once, before any host is reached.
+fn ask_passwords(connect: &Connect) -> Result<()> {
+    use crate::remote::credentials::{self, Purpose};
+    for (asked, purpose) in [
+        (connect.ask_pass, Purpose::Ssh),
+        (connect.ask_become_pass, Purpose::Become),
+    ] {
+        if asked {
+            credentials::prompt(purpose).map_err(Error::Usage)?;
+        }
+    }
+    Ok(())
 }
 
 fn policy(connect: &Connect) -> HostKeyPolicy {

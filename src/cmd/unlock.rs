@@ -19,7 +19,7 @@ pub fn unlock(input: &Input, connect: &Connect) -> Result<i32> {
     rt.block_on(async {
         for &h in &selected {
             let host = &inv.hosts[h];
-            match crate::remote::ssh::connect(&host.address, &inv.ssh_for(host), policy).await {
+            match crate::remote::ssh::connect(&inv.ssh_for(host), policy).await {
                 Err(e) => {
                     crate::outln!("{}: {e}", host.name);
                     code = 1;

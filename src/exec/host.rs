@@ -58,7 +58,7 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
     let open = s.opts.conns.lock().unwrap().remove(&h);
     let conn = match open {
         Some(c) => Arc::new(c),
-        None => match ssh::connect(&host.address, &cfg, s.opts.host_keys).await {
+        None => match ssh::connect(&cfg, s.opts.host_keys).await {
             Ok(c) => Arc::new(c),
             Err(e) => return host_lost(&s, h, &chain, &e.message),
         },

@@ -1,6 +1,8 @@
 //! SSH transport (russh): one connection per host, strict host-key checking
-//! against known_hosts, key/agent authentication, `sudo -n` for become, and a
-//! timeout on connect and on every command. Knows nothing about tasks.
+//! against known_hosts, key/agent/password authentication, sudo for become
+//! (with a password answered on stdin), a connection through bastions
+//! (`jump`), and a timeout on connect and on every command. Knows nothing
+//! about tasks.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,6 +13,7 @@ use russh::ChannelMsg;
 use russh::client::{self, Handle};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 
+use super::credentials::Password;
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::script::{input_var, own_call, quote};
 use crate::inventory::SshConfig;
@@ -51,6 +54,14 @@ impl ConnError {
     pub fn task_only(&self) -> bool {
         matches!(self.kind, ErrorKind::TimedOut | ErrorKind::Request)
     }
+
+    /// The same error, said of `what` (a bastion on the way).
+    pub fn context(self, what: &str) -> ConnError {
+        ConnError {
+            message: format!("{what}: {}", self.message),
+            ..self
+        }
+    }
 }
 
 fn transient(message: String) -> ConnError {
@@ -90,7 +101,7 @@ pub enum HostKeyPolicy {
 /// known_hosts one line at a time.
 static KNOWN_HOSTS_LOCK: Mutex<()> = Mutex::new(());
 
-struct Verifier {
+pub(super) struct Verifier {
     host: String,
     port: u16,
     known_hosts: PathBuf,
@@ -215,6 +226,8 @@ pub struct Conn {
     pub port: u16,
     pub user: String,
     become_: bool,
+    /// sudo's password, when the host's sudo asks for one.
+    become_password: Option<Password>,
     pub command_timeout: Duration,
     /// The most output (stdout and stderr together) one request may send
     /// back: past it the request fails and its shell is closed, so a
@@ -289,6 +302,28 @@ fn request(nonce: &str, script: &str, inputs: &[&str], scope: Scope) -> Result<S
     ))
 }
 
+/// A command line for a channel of its own, and the sudo prompt it will
+/// answer, if any (`Conn::as_root`).
+struct Line {
+    text: String,
+    sudo: Option<Sudo>,
+}
+
+impl Line {
+    fn plain(text: &str) -> Line {
+        Line {
+            text: text.to_string(),
+            sudo: None,
+        }
+    }
+}
+
+struct Sudo {
+    prompt: String,
+    mark: String,
+    password: Password,
+}
+
 struct Shell {
     ch: russh::Channel<client::Msg>,
     prefix: String,
@@ -308,30 +343,82 @@ pub struct Output {
 /// handshake may begin.
 static HANDSHAKES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
 
-pub async fn connect(
-    address: &str,
-    cfg: &SshConfig,
+pub async fn connect(cfg: &SshConfig, policy: HostKeyPolicy) -> Result<Conn, ConnError> {
+    let address = cfg.address.as_str();
+    use super::credentials::{self, Purpose};
+    let become_password = match cfg.become_ {
+        true => credentials::get(Purpose::Become, cfg.become_password.as_ref()).map_err(fatal)?,
+        false => None,
+    };
+    let target = Target {
+        address,
+        port: cfg.port,
+        user: &cfg.user,
+        identity_file: cfg.identity_file.as_deref(),
+        known_hosts: &cfg.known_hosts,
+        password: credentials::get(Purpose::Ssh, cfg.password.as_ref()).map_err(fatal)?,
+        connect_timeout: cfg.connect_timeout,
+    };
+    // Through the bastions, when there are any: the way to the last one is
+    // made (or found made) before this host's turn to shake hands, so a
+    // bastion never waits on a slot its own hosts hold.
+    let way = match cfg.jumps.is_empty() {
+        true => None,
+        false => Some(super::jump::last_hop(&cfg.jumps, policy, cfg.connect_timeout).await?),
+    };
+    let (handle, host_key) = handshake(&target, policy, way.as_deref()).await?;
+    Ok(Conn {
+        handle,
+        host: address.to_string(),
+        host_key,
+        port: cfg.port,
+        user: cfg.user.clone(),
+        become_: cfg.become_,
+        become_password,
+        command_timeout: Duration::from_secs(cfg.command_timeout),
+        max_output: usize::try_from(cfg.max_output_mib.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
+        shell: tokio::sync::Mutex::new(None),
+    })
+}
+
+/// Where an SSH handshake goes and how it authenticates: a host, or a
+/// bastion on the way to one.
+pub(super) struct Target<'a> {
+    pub address: &'a str,
+    pub port: u16,
+    pub user: &'a str,
+    pub identity_file: Option<&'a Path>,
+    pub known_hosts: &'a Path,
+    pub password: Option<super::credentials::Password>,
+    pub connect_timeout: u64,
+}
+
+/// Connect to `target` (over TCP, or through a channel of the bastion
+/// `via`), check its host key and authenticate; returns the connection and
+/// the key it proved it holds.
+pub(super) async fn handshake(
+    target: &Target<'_>,
     policy: HostKeyPolicy,
-) -> Result<Conn, ConnError> {
+    via: Option<&Handle<Verifier>>,
+) -> Result<(Handle<Verifier>, String), ConnError> {
+    let (address, port) = (target.address, target.port);
     let _turn = HANDSHAKES
         .acquire()
         .await
         .map_err(|e| transient(format!("connect: {e}")))?;
     let files = Arc::new(
-        KnownHosts::load(&[
-            cfg.known_hosts.as_path(),
-            Path::new(known_hosts::SYSTEM_FILE),
-        ])
-        .map_err(fatal)?,
+        KnownHosts::load(&[target.known_hosts, Path::new(known_hosts::SYSTEM_FILE)])
+            .map_err(fatal)?,
     );
     // Ask for the algorithms the host is recorded with first (as OpenSSH
     // does), so a host with several keys is not taken for a changed one;
     // its certificate when an authority covers it; never ssh-rsa (SHA-1).
     let mut preferred = russh::Preferred {
-        key: known_hosts::preferred_order(&files.recorded_algorithms(address, cfg.port)).into(),
+        key: known_hosts::preferred_order(&files.recorded_algorithms(address, port)).into(),
         ..Default::default()
     };
-    if files.has_authority(address, cfg.port) {
+    if files.has_authority(address, port) {
         preferred.host_key_certificates = preferred.key.clone();
     }
     let config = Arc::new(client::Config {
@@ -346,68 +433,74 @@ pub async fn connect(
     let accepted = Arc::new(Mutex::new(None));
     let verifier = Verifier {
         host: address.to_string(),
-        port: cfg.port,
-        known_hosts: cfg.known_hosts.clone(),
+        port,
+        known_hosts: target.known_hosts.to_path_buf(),
         files,
         policy,
         verdict: verdict.clone(),
         accepted: accepted.clone(),
     };
-    let timeout = Duration::from_secs(cfg.connect_timeout);
-    let connecting = client::connect(config, (address, cfg.port), verifier);
+    let timeout = Duration::from_secs(target.connect_timeout);
+    let connecting = async {
+        match via {
+            None => {
+                let tcp = tokio::net::TcpStream::connect((address, port))
+                    .await
+                    .map_err(russh::Error::from)?;
+                let _ = tcp.set_nodelay(true);
+                client::connect_stream(config, tcp, verifier).await
+            }
+            Some(bastion) => {
+                let ch = bastion
+                    .channel_open_direct_tcpip(address, u32::from(port), "127.0.0.1", 0)
+                    .await?;
+                client::connect_stream(config, ch.into_stream(), verifier).await
+            }
+        }
+    };
     let mut handle = match tokio::time::timeout(timeout, connecting).await {
         Err(_) => {
             return Err(transient(format!(
-                "connect to {address}:{} timed out after {}s",
-                cfg.port, cfg.connect_timeout
+                "connect to {address}:{port} timed out after {}s",
+                target.connect_timeout
             )));
         }
         Ok(Err(e)) => {
             if let Some(v) = verdict.lock().unwrap().take() {
                 return Err(v);
             }
-            return Err(transient(format!("connect to {address}:{}: {e}", cfg.port)));
+            return Err(transient(format!(
+                "connect to {address}:{port}{}: {e}",
+                if via.is_some() {
+                    " through the bastion"
+                } else {
+                    ""
+                }
+            )));
         }
         Ok(Ok(h)) => h,
     };
     // Authentication has the connect timeout too: a slow PAM or LDAP, or an
     // agent waiting for a confirmation, must not hold a handshake slot for
     // ever.
-    tokio::time::timeout(
-        timeout,
-        authenticate(&mut handle, &cfg.user, cfg.identity_file.as_deref()),
-    )
-    .await
-    .map_err(|_| {
-        transient(format!(
-            "authentication on {address}:{} took more than {}s",
-            cfg.port, cfg.connect_timeout
-        ))
-    })??;
+    tokio::time::timeout(timeout, authenticate(&mut handle, target))
+        .await
+        .map_err(|_| {
+            transient(format!(
+                "authentication on {address}:{port} took more than {}s",
+                target.connect_timeout
+            ))
+        })??;
     let host_key = accepted
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take()
         .unwrap_or_default();
-    Ok(Conn {
-        handle,
-        host: address.to_string(),
-        host_key,
-        port: cfg.port,
-        user: cfg.user.clone(),
-        become_: cfg.become_,
-        command_timeout: Duration::from_secs(cfg.command_timeout),
-        max_output: usize::try_from(cfg.max_output_mib.saturating_mul(1 << 20))
-            .unwrap_or(usize::MAX),
-        shell: tokio::sync::Mutex::new(None),
-    })
+    Ok((handle, host_key))
 }
 
-async fn authenticate(
-    handle: &mut Handle<Verifier>,
-    user: &str,
-    identity: Option<&Path>,
-) -> Result<(), ConnError> {
+async fn authenticate(handle: &mut Handle<Verifier>, target: &Target<'_>) -> Result<(), ConnError> {
+    let (user, identity) = (target.user, target.identity_file);
     let rsa_hash = handle
         .best_supported_rsa_hash()
         .await
@@ -459,6 +552,17 @@ async fn authenticate(
             return Ok(());
         }
     }
+    // A password last, and only where the inventory gave one.
+    if let Some(password) = &target.password {
+        tried.push("password".into());
+        let res = handle
+            .authenticate_password(user, password.expose())
+            .await
+            .map_err(|e| transient(format!("authentication: {e}")))?;
+        if res.success() {
+            return Ok(());
+        }
+    }
     Err(fatal(format!(
         "authentication as {user:?} refused (tried: {})",
         if tried.is_empty() {
@@ -470,7 +574,7 @@ async fn authenticate(
 }
 
 impl Conn {
-    /// Run a POSIX sh script on the host (as root through `sudo -n` when the
+    /// Run a POSIX sh script on the host (as root through sudo when the
     /// host uses become), within `timeout`. Commands go through the host's
     /// long-lived shell. Each of `inputs` (file content, a secret) reaches
     /// the script as a shell variable (`input_var`), not as its stdin (see
@@ -577,7 +681,7 @@ impl Conn {
             // means the command was just slow, and is stopped now.
             None => {
                 let stop = match pid.load(Ordering::Relaxed) {
-                    0 => "true".to_string(),
+                    0 => Line::plain("true"),
                     p => self.wrap(Scope::Subshell, &stop_script(p))?,
                 };
                 let answered = tokio::time::timeout(
@@ -606,23 +710,101 @@ impl Conn {
         }
     }
 
-    /// `sh -c SCRIPT`, through `sudo -n` when the host uses become.
-    fn wrap(&self, scope: Scope, script: &str) -> Result<String, ConnError> {
+    /// `sh -c SCRIPT`, as root when the host uses become.
+    fn wrap(&self, scope: Scope, script: &str) -> Result<Line, ConnError> {
         let quoted = match scope {
             Scope::Subshell => quote(script),
             Scope::Own => own_call(script).and_then(|f| quote(&f)),
         }
         .map_err(request_error)?;
-        Ok(if self.become_ {
-            format!("sudo -n -- sh -c {quoted}")
-        } else {
-            format!("sh -c {quoted}")
+        self.as_root(&format!("sh -c {quoted}"))
+    }
+
+    /// `program` (a command line) through sudo when the host uses become:
+    /// `sudo -n` without a password; with one, `sudo -S` with a prompt of
+    /// gantry's own, answered on stdin (`sudo_handshake`), and a mark the
+    /// program prints once it runs as root.
+    fn as_root(&self, program: &str) -> Result<Line, ConnError> {
+        if !self.become_ {
+            return Ok(Line::plain(program));
+        }
+        let Some(password) = &self.become_password else {
+            return Ok(Line::plain(&format!("sudo -n -- {program}")));
+        };
+        let tag = crate::secrets::random_hex(8).map_err(fatal)?;
+        let sudo = Sudo {
+            prompt: format!("gantry-sudo-{tag}:"),
+            mark: format!("gantry-root-{tag}"),
+            password: password.clone(),
+        };
+        let then = quote(&format!("printf '%s\\n' {} >&2; exec {program}", sudo.mark))
+            .map_err(request_error)?;
+        Ok(Line {
+            text: format!("sudo -S -p {} -- sh -c {then}", sudo.prompt),
+            sudo: Some(sudo),
         })
     }
 
     fn sudo_refused(&self, stderr: &str) -> Option<ConnError> {
         (self.become_ && stderr.contains("sudo: a password is required"))
-            .then(|| fatal("become: sudo wants a password for this user; gantry uses `sudo -n`, so allow the user NOPASSWD in sudoers, or connect as root".into()))
+            .then(|| fatal("become: sudo wants a password for this user; set ssh.become_password ({ env: NAME } or { file: PATH }) or pass --ask-become-pass, allow the user NOPASSWD in sudoers, or connect as root".into()))
+    }
+
+    /// Answer sudo's prompt on a channel just opened with `as_root`'s line:
+    /// the password goes on stdin once, when sudo asks; a second prompt is
+    /// a wrong password, and the channel is closed before sudo reads
+    /// anything else. Returns what came on stdout before the program ran.
+    async fn sudo_handshake(
+        &self,
+        ch: &mut russh::Channel<client::Msg>,
+        sudo: &Sudo,
+    ) -> Result<Vec<u8>, ConnError> {
+        let lost = |e: russh::Error| transient(format!("connection lost: {e}"));
+        let mark = format!("{}\n", sudo.mark);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut answered = false;
+        loop {
+            match ch.wait().await {
+                Some(ChannelMsg::Data { data }) => out.extend_from_slice(&data),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    err.extend_from_slice(&data);
+                    if find(&err, mark.as_bytes(), 0).is_some() {
+                        return Ok(out);
+                    }
+                    let asked = String::from_utf8_lossy(&err).matches(&sudo.prompt).count();
+                    if asked > 1 {
+                        let _ = ch.close().await;
+                        return Err(fatal(format!(
+                            "become: sudo refused the password for {:?} (ssh.become_password or --ask-become-pass)",
+                            self.user
+                        )));
+                    }
+                    if asked == 1 && !answered {
+                        answered = true;
+                        let mut line = sudo.password.expose().as_bytes().to_vec();
+                        line.push(b'\n');
+                        ch.data_bytes(line).await.map_err(lost)?;
+                    }
+                }
+                Some(
+                    ChannelMsg::ExitStatus { .. }
+                    | ChannelMsg::ExitSignal { .. }
+                    | ChannelMsg::Eof
+                    | ChannelMsg::Close,
+                )
+                | None => {
+                    let said = String::from_utf8_lossy(&err).replace(&sudo.prompt, "");
+                    return Err(fatal(format!(
+                        "become: sudo did not run the command{}",
+                        match said.trim() {
+                            "" => String::new(),
+                            s => format!(": {s}"),
+                        }
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
     }
 
     async fn in_shell(
@@ -635,10 +817,12 @@ impl Conn {
     ) -> Result<Output, ConnError> {
         let lost = |e: russh::Error| transient(format!("connection lost: {e}"));
         if slot.is_none() {
-            let ch = self.handle.channel_open_session().await.map_err(lost)?;
-            ch.exec(true, if self.become_ { "sudo -n -- sh" } else { "sh" })
-                .await
-                .map_err(lost)?;
+            let mut ch = self.handle.channel_open_session().await.map_err(lost)?;
+            let line = self.as_root("sh")?;
+            ch.exec(true, line.text.as_str()).await.map_err(lost)?;
+            if let Some(sudo) = &line.sudo {
+                self.sudo_handshake(&mut ch, sudo).await?;
+            }
             let prefix = crate::secrets::random_hex(12).map_err(fatal)?;
             *slot = Some(Shell {
                 ch,
@@ -730,7 +914,7 @@ impl Conn {
     }
 
     /// A command line on a channel of its own, stdin empty.
-    async fn exec(&self, line: &str, pid: &AtomicU32) -> Result<Output, ConnError> {
+    async fn exec(&self, line: &Line, pid: &AtomicU32) -> Result<Output, ConnError> {
         self.exec_with(line, pid, None).await
     }
 
@@ -761,7 +945,7 @@ impl Conn {
 
     async fn exec_with(
         &self,
-        line: &str,
+        line: &Line,
         pid: &AtomicU32,
         stdin: Option<&mut (dyn tokio::io::AsyncRead + Unpin + Send)>,
     ) -> Result<Output, ConnError> {
@@ -770,10 +954,14 @@ impl Conn {
             "gantry-exec-{}",
             crate::secrets::random_hex(8).map_err(fatal)?
         ));
-        let ch = self.handle.channel_open_session().await.map_err(lost)?;
-        ch.exec(true, format!("{}{line}", start_line(&start)))
+        let mut ch = self.handle.channel_open_session().await.map_err(lost)?;
+        ch.exec(true, format!("{}{}", start_line(&start), line.text))
             .await
             .map_err(lost)?;
+        let mut out = match &line.sudo {
+            Some(sudo) => self.sudo_handshake(&mut ch, sudo).await?,
+            None => Vec::new(),
+        };
         // Input is sent while output is read: a command that ends before
         // reading all of its input (an upload refused on the host) stops
         // the sending, and its exit status and stderr say why.
@@ -786,8 +974,11 @@ impl Conn {
         };
         tokio::pin!(send);
         let mut sent: Option<Result<(), russh::Error>> = None;
-        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut err = Vec::new();
         let mut rc = None;
+        if let Some(p) = start_pid(&out, &start) {
+            pid.store(p, Ordering::Relaxed);
+        }
         loop {
             let msg = tokio::select! {
                 r = &mut send, if sent.is_none() => {
