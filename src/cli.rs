@@ -59,9 +59,10 @@ pub struct InventoryFile {
 
 #[derive(Args, Debug, Clone)]
 pub struct Connect {
-    /// Only these hosts (comma-separated names). Tasks on them that wait for
-    /// data from other hosts still see the other hosts' registered results
-    /// only if those hosts are included.
+    /// Only these hosts (comma-separated names, or patterns with `*` and
+    /// `?`: `--limit 'rack1-*,gpu?'`). Tasks on them that wait for data
+    /// from other hosts still see the other hosts' registered results only
+    /// if those hosts are included.
     #[arg(short, long, value_delimiter = ',')]
     pub limit: Vec<String>,
     /// Record unknown host keys in known_hosts (trust on first use). A key
@@ -259,6 +260,18 @@ pub enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// List the built-in roles, what each does and which built-in playbooks
+    /// play it. A `roles/NAME` folder beside the inventory, in the working
+    /// directory or under `--roles-dir` overrides the built-in one.
+    Roles,
+    /// Print a shell completion script: `gantry completions bash >
+    /// /etc/bash_completion.d/gantry`, or zsh, fish, elvish, powershell.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `gantry man > /usr/local/share/man/man1/gantry.1`.
+    Man,
 }
 
 #[derive(Subcommand, Debug)]

@@ -2,6 +2,7 @@
 //! `main.rs` parses the command line and calls [`run`]. The map:
 //!
 //! - `cli`, `cmd/`: the command line, and one thin file per subcommand;
+//! - `builtin`: the playbooks and roles compiled into the binary;
 //! - `loader`, `inventory`, `playbook`, `secrets`: what the operator wrote,
 //!   read and checked before any host is touched (`loader` alone knows YAML);
 //! - `versions`: the component versions and kubeadm's images of a cluster;
@@ -17,6 +18,7 @@
 //! - `ui/`: the only code that prints a run (sink, report, check table);
 //! - `error`: the one error type and its located diagnostics.
 
+pub mod builtin;
 pub mod bundle;
 pub mod check;
 pub mod cli;

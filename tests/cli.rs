@@ -168,6 +168,33 @@ fn unknown_limit_host_is_bad_input() {
     );
 }
 
+/// `--limit` patterns pick hosts by name, in inventory order, each once:
+/// how one fleet is split across controllers.
+#[test]
+fn limit_patterns_pick_hosts_by_name() {
+    let out = gantry(&[
+        "reset",
+        "-i",
+        "inventory/ha-3-masters.yaml",
+        "--limit",
+        "gpu?,node*,gpu1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "reset removes Kubernetes from node1, node2, gpu1, gpu2: pass --yes to do it without a terminal to ask on\n"
+    );
+    let out = gantry(&[
+        "reset",
+        "-i",
+        "inventory/ha-3-masters.yaml",
+        "--limit",
+        "rack9-*",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).starts_with("--limit: no host named \"rack9-*\""));
+}
+
 #[test]
 fn help_teaches_the_flow_and_exit_codes() {
     let out = gantry(&["--help"]);
@@ -577,4 +604,101 @@ fn init_writes_a_valid_inventory_and_never_overwrites() {
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine\n");
     }
+}
+
+/// An installed gantry (the binary copied into a prefix of its own) run
+/// from a directory outside the repository, with a HOME of its own: the
+/// built-in playbooks and roles come from the binary, and a role beside the
+/// inventory overrides the built-in one of its name.
+#[test]
+fn an_installed_gantry_works_from_any_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bin, work, home) = (
+        tmp.path().join("bin"),
+        tmp.path().join("site"),
+        tmp.path().join("home"),
+    );
+    for d in [&bin, &work, &home] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let exe = bin.join("gantry");
+    std::fs::copy(env!("CARGO_BIN_EXE_gantry"), &exe).unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/ha-3-masters.yaml"),
+        work.join("inventory.yaml"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(&exe)
+            .args(args)
+            .current_dir(&work)
+            .env("HOME", &home)
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("GANTRY_INVENTORY")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["validate", "-i", "inventory.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run(&["validate", "-i", "inventory.yaml", "-p", "cluster"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run(&["graph", "-i", "inventory.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("label=\"hostname/set the host name\""));
+    // Unpacked into the user's own cache, 0700.
+    use std::os::unix::fs::PermissionsExt;
+    let cache = home.join(".cache/gantry");
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    // roles/hostname beside the inventory wins over the built-in role.
+    std::fs::create_dir_all(work.join("roles/hostname")).unwrap();
+    std::fs::write(
+        work.join("roles/hostname/tasks.yaml"),
+        "- name: the site's own naming\n  command: { argv: [\"true\"] }\n",
+    )
+    .unwrap();
+    let out = run(&["graph", "-i", "inventory.yaml"]);
+    let dot = text(&out.stdout);
+    assert!(
+        dot.contains("label=\"hostname/the site's own naming\""),
+        "{dot}"
+    );
+    assert!(!dot.contains("hostname/set the host name"), "{dot}");
+    let out = run(&["plan", "-i", "inventory.yaml", "-p", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "no playbook named \"nope\": none in playbooks/ beside the inventory or in the working directory, and gantry has none built in by that name (built in: cluster, node-prep, reset)\n"
+    );
+    let out = run(&["roles"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout)
+            .contains("kubeadm  (cluster)\n    Kubernetes on the cluster's hosts with kubeadm"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_definition() {
+    let out = gantry(&["completions", "bash"]);
+    assert_eq!(out.status.code(), Some(0));
+    let bash = text(&out.stdout);
+    assert!(bash.contains("complete -F _gantry"), "{bash}");
+    assert!(
+        bash.contains("--ask-become-pass"),
+        "every flag is completed"
+    );
+    let out = gantry(&["man"]);
+    assert_eq!(out.status.code(), Some(0));
+    let man = text(&out.stdout);
+    assert!(
+        man.starts_with(".ie \\n(.g .ds Aq"),
+        "{}",
+        &man[..80.min(man.len())]
+    );
+    assert!(man.contains(".TH gantry 1"), "roff with a title line");
 }

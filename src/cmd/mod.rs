@@ -9,6 +9,7 @@ mod init;
 mod kubeconfig;
 mod modules;
 mod reset;
+mod roles;
 mod run;
 mod status;
 mod unlock;
@@ -79,16 +80,45 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         },
         Command::Init { topology, output } => init::init(topology, &output),
         Command::Modules { name, markdown } => modules::modules(name.as_deref(), markdown),
+        Command::Roles => roles::roles(),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "gantry", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| Error::Other(format!("writing the man page: {e}")))?;
+            Ok(0)
+        }
     }
 }
 
-/// Resolve `-p node-prep` to ./playbooks/node-prep.yaml; a path is used as is.
-fn playbook_path(p: &str) -> PathBuf {
+/// Resolve `-p NAME` to the first `playbooks/NAME.yaml` beside the
+/// inventory, in the working directory, or built in; a path (`-p x.yaml`,
+/// `-p dir/x`) is used as is. Also says whether it is the built-in one.
+fn playbook_path(p: &str, inventory: &Path) -> Result<(PathBuf, bool)> {
     let path = PathBuf::from(p);
     if path.extension().is_some() || path.components().count() > 1 {
-        return path;
+        return Ok((path, false));
     }
-    PathBuf::from("playbooks").join(format!("{p}.yaml"))
+    let file = Path::new("playbooks").join(format!("{p}.yaml"));
+    let beside = inventory.parent().map(|d| d.join(&file));
+    for own in beside.iter().chain([&file]) {
+        if own.is_file() {
+            return Ok((own.clone(), false));
+        }
+    }
+    let builtin = crate::builtin::dir().map_err(Error::Other)?.join(&file);
+    if builtin.is_file() {
+        return Ok((builtin, true));
+    }
+    Err(Error::Usage(format!(
+        "no playbook named {p:?}: none in playbooks/ beside the inventory or in the working directory, and gantry has none built in by that name (built in: {})",
+        crate::builtin::playbooks().join(", ")
+    )))
 }
 
 /// The playbook used when none is named.
@@ -99,19 +129,29 @@ fn playbook_name(input: &Input) -> &str {
 }
 
 pub fn load(input: &Input) -> Result<(Inventory, Playbook)> {
-    let pb_path = playbook_path(playbook_name(input));
-    // playbooks/ and roles/ are siblings; say `roles/x`, not `playbooks/../roles/x`.
+    let (pb_path, builtin_playbook) = playbook_path(playbook_name(input), &input.inventory)?;
+    // Where roles are found, first match wins: --roles-dir; else roles/
+    // beside the operator's own playbook, beside the inventory and in the
+    // working directory. The built-in roles come last, so any of those
+    // overrides one by name.
     let mut roles_path = input.roles_dir.clone();
     if roles_path.is_empty() {
-        roles_path.push(match pb_path.parent().and_then(Path::parent) {
-            Some(top) => top.join("roles"),
-            None => PathBuf::from("roles"),
-        });
-        // The built-in roles, for playbooks kept elsewhere.
-        if roles_path[0] != Path::new("roles") {
-            roles_path.push(PathBuf::from("roles"));
+        if !builtin_playbook {
+            // playbooks/ and roles/ are siblings; say `roles/x`, not
+            // `playbooks/../roles/x`.
+            roles_path.push(match pb_path.parent().and_then(Path::parent) {
+                Some(top) => top.join("roles"),
+                None => PathBuf::from("roles"),
+            });
         }
+        if let Some(d) = input.inventory.parent() {
+            roles_path.push(d.join("roles"));
+        }
+        roles_path.push(PathBuf::from("roles"));
     }
+    roles_path.push(crate::builtin::dir().map_err(Error::Other)?.join("roles"));
+    let mut seen = std::collections::HashSet::new();
+    roles_path.retain(|p| seen.insert(p.canonicalize().unwrap_or_else(|_| p.clone())));
     let pb = loader::load_playbook(&pb_path, &roles_path)?;
     let (inv, warnings) = loader::load_inventory(&input.inventory, |inv| pb.known_host_roles(inv))?;
     for w in warnings {
@@ -120,25 +160,30 @@ pub fn load(input: &Input) -> Result<(Inventory, Playbook)> {
     Ok((inv, pb))
 }
 
+/// The hosts `--limit` names, in inventory order: names, or patterns with
+/// `*` and `?` (`--limit 'rack1-*'`), each of which must match a host.
 fn selected_hosts(inv: &Inventory, input: &Input, connect: &Connect) -> Result<Vec<usize>> {
     if connect.limit.is_empty() {
         return Ok((0..inv.hosts.len()).collect());
     }
-    connect
-        .limit
-        .iter()
-        .map(|name| {
-            inv.hosts
-                .iter()
-                .position(|h| &h.name == name)
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "--limit: no host named {name:?} in {}",
-                        input.inventory.display()
-                    ))
-                })
-        })
-        .collect()
+    let mut chosen = vec![false; inv.hosts.len()];
+    for item in &connect.limit {
+        let pattern = wildmatch::WildMatch::new(item);
+        let mut any = false;
+        for (i, h) in inv.hosts.iter().enumerate() {
+            if pattern.matches(&h.name) {
+                chosen[i] = true;
+                any = true;
+            }
+        }
+        if !any {
+            return Err(Error::Usage(format!(
+                "--limit: no host named {item:?} in {}",
+                input.inventory.display()
+            )));
+        }
+    }
+    Ok((0..inv.hosts.len()).filter(|&i| chosen[i]).collect())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
