@@ -342,8 +342,12 @@ fn load_inventory_with(
                 crate::inventory::ClientConfigFile::Path(p) => expand_home(p),
                 _ => expand_home(Path::new("~/.ssh/config")),
             };
+            let default = !matches!(c, crate::inventory::ClientConfigFile::Path(_));
             match crate::remote::ssh_config::ClientConfig::load(&file) {
                 Ok(c) => Some(std::sync::Arc::new(c)),
+                // As OpenSSH: no ~/.ssh/config is an empty one. A path the
+                // inventory names must be there.
+                Err(_) if default && !file.exists() => None,
                 Err(e) => {
                     doc.error("ssh.config", format!("cannot read the ssh_config: {e}"));
                     None

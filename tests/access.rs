@@ -179,6 +179,36 @@ fn sudo_with_a_password_from_a_file_and_from_a_prompt() {
         "the password was echoed or printed"
     );
     assert!(!state_files(&lab).contains(PASSWORD));
+
+    // 4. SSH password authentication, off unless set: with ops's key gone
+    //    from master1, the key is refused, and the password from the
+    //    environment gets in (sudo's from the file, fixed again).
+    lab.exec("master1", "rm /home/ops/.ssh/authorized_keys");
+    std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();
+    let out = lab.gantry(&["plan", "--limit", "master1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout)
+            .contains("UNREACHABLE master1: authentication as \"ops\" refused (tried: "),
+        "{}",
+        text(&out.stdout)
+    );
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap().replace(
+        "  become: true\n",
+        "  become: true\n  password: { env: LAB_SSH_PASS }\n",
+    );
+    std::fs::write(&lab.inventory, inv).unwrap();
+    let out = lab.gantry_env(
+        &["plan", "--limit", "master1"],
+        &[("LAB_SSH_PASS", PASSWORD)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        lab.exec("master1", "journalctl -u ssh -o cat --no-pager")
+            .contains("Accepted password for ops"),
+        "sshd took the password"
+    );
+    assert!(!format!("{}{}", text(&out.stdout), text(&out.stderr)).contains(PASSWORD));
 }
 
 /// Whether this machine can open a TCP connection to `ip:22` at all.

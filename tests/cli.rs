@@ -81,6 +81,53 @@ fn example_inventories_validate() {
     }
 }
 
+/// Every example's commands that need no hosts: validate (with its own
+/// playbook where it has one), graph, and bundle list for the offline one.
+#[test]
+fn every_example_validates() {
+    let mut seen = 0;
+    for entry in
+        std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
+            .unwrap()
+    {
+        let dir = entry.unwrap().path();
+        let inv = dir.join("inventory.yaml");
+        if !inv.is_file() {
+            continue;
+        }
+        seen += 1;
+        let inv = inv.to_str().unwrap();
+        let mut args = vec!["validate", "-i", inv];
+        if dir.join("playbooks/site.yaml").is_file() {
+            args.extend(["-p", "site"]);
+        }
+        let out = gantry(&args);
+        assert_eq!(out.status.code(), Some(0), "{inv}: {}", text(&out.stderr));
+        let out = gantry(&["bundle", "list", "-i", inv]);
+        assert_eq!(out.status.code(), Some(0), "{inv}: {}", text(&out.stderr));
+    }
+    assert_eq!(seen, 4, "every example has an inventory.yaml");
+    // The custom role's cross-host edge: each host's site facts wait for
+    // the control plane's registered id.
+    let out = gantry(&[
+        "graph",
+        "-i",
+        "examples/custom-role/inventory.yaml",
+        "-p",
+        "site",
+    ]);
+    let dot = text(&out.stdout);
+    assert!(
+        dot.contains("label=\"site-facts/write the site facts\""),
+        "{dot}"
+    );
+    assert_eq!(dot.matches("label=\"wait_for\"").count(), 3, "{dot}");
+    // The offline example's bundle: Kubernetes for both architectures.
+    let out = gantry(&["bundle", "list", "-i", "examples/offline/inventory.yaml"]);
+    let list = text(&out.stdout);
+    assert!(list.contains("arm64") && list.contains("amd64"), "{list}");
+}
+
 #[test]
 fn cycle_names_the_tasks() {
     let out = gantry(&[
