@@ -23,8 +23,23 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
     let plan = lab.gantry(&["plan", "--accept-new-host-keys"]);
     assert_eq!(plan.status.code(), Some(0));
     let out = text(&plan.stdout);
+    // The same change on every host prints once, naming the hosts; what
+    // differs only by each host's own name shows it as ‹host›.
     assert!(
-        out.contains("would change master1 hostname/set the host name"),
+        out.contains("would change all 3 hosts hostname/set the host name: /etc/hostname says \"debian\", live hostname is \"debian\"\n    --- a/etc/hostname\n    +++ b/etc/hostname\n    @@ -1 +1 @@\n    -debian\n    +‹host›\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(‹host› stands for each host's own name.)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nPlan: 45 change(s) on 3 of 3 host(s), in "),
+        "terraform's closing line: {out}"
+    );
+    assert_eq!(
+        out.matches("hostname/set the host name").count(),
+        1,
         "{out}"
     );
     assert!(
@@ -375,7 +390,7 @@ fn cross_host_secret_reaches_workers_and_never_the_output() {
     assert_eq!(plan.status.code(), Some(0));
     let shown = text(&plan.stdout);
     assert!(
-        shown.contains("would change worker1 join/keep the join command: /root/join.sh does not exist\n    --- a/root/join.sh\n    +++ b/root/join.sh\n    @@ -0,0 +1 @@\n    +(known after apply)\n"),
+        shown.contains("would change 2 hosts (worker1, gpu1) join/keep the join command: /root/join.sh does not exist\n    --- a/root/join.sh\n    +++ b/root/join.sh\n    @@ -0,0 +1 @@\n    +(known after apply)\n"),
         "{shown}"
     );
     // One fork: a worker waiting for master1's output must give its slot back.

@@ -14,12 +14,12 @@ use crate::exec::Outcome;
 
 /// A diff as shown: long lines cut, long diffs cut, so a 64 KiB one-line
 /// file does not flood the terminal. The full change is still applied.
-fn shorten_diff(d: &str) -> String {
+fn shorten_diff(d: &str, lines: usize) -> String {
     const WIDTH: usize = 160;
-    const LINES: usize = 120;
+    let limit = lines;
     let mut out = String::new();
     let total = d.lines().count();
-    for line in d.lines().take(LINES) {
+    for line in d.lines().take(limit) {
         if line.chars().count() > WIDTH {
             let cut: String = line.chars().take(WIDTH).collect();
             out.push_str(&format!("{cut}… ({} more bytes)\n", line.len() - cut.len()));
@@ -28,13 +28,172 @@ fn shorten_diff(d: &str) -> String {
             out.push('\n');
         }
     }
-    if total > LINES {
-        out.push_str(&format!("… ({} more diff lines)\n", total - LINES));
+    if total > limit {
+        out.push_str(&format!("… ({} more diff lines)\n", total - limit));
     }
     out
 }
 
-#[derive(Default, Clone, Copy)]
+/// Where a plan's headline names its host; `group` puts the host, or the
+/// hosts, in its place.
+const HOST_MARK: &str = "\u{E000}";
+/// In a change shown once for many hosts, each host's own name.
+const OWN_NAME: &str = "‹host›";
+
+/// A plan's blocks, (host, text) in inventory order, grouped: the same text
+/// on several hosts prints once, naming them ("3 hosts (node1..node3)").
+/// First the texts that are the same as they are (a /etc/hosts that lists
+/// every host); then those that differ only by the host's own name (its
+/// /etc/hostname), with `OWN_NAME` in its place.
+fn group(blocks: &[(&str, &str)], all: usize) -> Vec<String> {
+    /// Blocks by text: (text, the blocks' indexes), in order of first
+    /// appearance.
+    fn by_text(items: impl Iterator<Item = (String, usize)>) -> Vec<(String, Vec<usize>)> {
+        let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut at: std::collections::HashMap<String, usize> = Default::default();
+        for (text, i) in items {
+            match at.get(&text) {
+                Some(&g) => out[g].1.push(i),
+                None => {
+                    at.insert(text.clone(), out.len());
+                    out.push((text, vec![i]));
+                }
+            }
+        }
+        out
+    }
+    let hosts_of = |ix: &[usize]| ix.iter().map(|&i| blocks[i].0).collect::<Vec<_>>();
+    let mut out: Vec<(usize, String)> = Vec::new();
+    let mut singles = Vec::new();
+    for (text, ix) in by_text(
+        blocks
+            .iter()
+            .enumerate()
+            .map(|(i, (_, b))| (b.to_string(), i)),
+    ) {
+        match ix.as_slice() {
+            [one] => singles.push(*one),
+            _ => out.push((ix[0], text.replace(HOST_MARK, &many(&hosts_of(&ix), all)))),
+        }
+    }
+    // The singles again, with the host's own name as a mark.
+    let marked = singles
+        .iter()
+        .map(|&i| (own_name_marked(blocks[i].1, blocks[i].0), i));
+    let mut rest = Vec::new();
+    for (text, ix) in by_text(marked) {
+        match ix.as_slice() {
+            [one] => rest.push(*one),
+            _ => out.push((ix[0], text.replace(HOST_MARK, &many(&hosts_of(&ix), all)))),
+        }
+    }
+    // What is left differs in lines of each host's own (a /etc/hosts that
+    // lists every host, its own line among them): the same headline prints
+    // once, with the first host's diff.
+    let headline =
+        |i: usize| own_name_marked(blocks[i].1.lines().next().unwrap_or_default(), blocks[i].0);
+    for (_, ix) in by_text(rest.iter().map(|&i| (headline(i), i))) {
+        let first = blocks[ix[0]];
+        let shown = match ix.as_slice() {
+            [_] => first.1.replace(HOST_MARK, first.0),
+            _ => {
+                let (head, body) = first.1.split_once('\n').unwrap_or((first.1, ""));
+                format!(
+                    "{}\n    ({}'s diff; the others differ in lines of their own, which -v shows)\n{body}",
+                    head.replace(HOST_MARK, &many(&hosts_of(&ix), all)),
+                    first.0
+                )
+            }
+        };
+        out.push((ix[0], shown.trim_end().to_string()));
+    }
+    // In task order: by the place of a group's first block among its
+    // host's blocks, then by host.
+    let seq = |i: usize| {
+        blocks[..i]
+            .iter()
+            .filter(|(h, _)| *h == blocks[i].0)
+            .count()
+    };
+    out.sort_by_key(|(first, _)| (seq(*first), *first));
+    out.into_iter().map(|(_, t)| t).collect()
+}
+
+/// "node4", "47 hosts (node4..node50)", or "all 50 hosts" (of `all`).
+fn many(hosts: &[&str], all: usize) -> String {
+    match hosts {
+        [one] => one.to_string(),
+        _ if hosts.len() == all => format!("all {all} hosts"),
+        _ => format!("{} hosts ({})", hosts.len(), compact_hosts(hosts)),
+    }
+}
+
+/// The text with the host's own name, where it stands as a word, marked.
+fn own_name_marked(text: &str, host: &str) -> String {
+    if host.is_empty() {
+        return text.to_string();
+    }
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(host) {
+        let before = rest[..at].chars().next_back();
+        let after = rest[at + host.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        if before.is_some_and(word) || after.is_some_and(word) {
+            out.push_str(host);
+        } else {
+            out.push_str(OWN_NAME);
+        }
+        rest = &rest[at + host.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Host names, runs of three or more numbered alike (node4, node5, node6)
+/// as "node4..node6"; past twelve entries, the rest counted.
+pub fn compact_hosts(hosts: &[&str]) -> String {
+    let split = |h: &str| {
+        let digits = h.len() - h.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let (p, n) = h.split_at(h.len() - digits);
+        (p.to_string(), n.parse::<u64>().ok(), n.len())
+    };
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < hosts.len() {
+        let (p, n, w) = split(hosts[i]);
+        let mut j = i;
+        if let Some(n) = n {
+            while j + 1 < hosts.len() {
+                let (p2, n2, w2) = split(hosts[j + 1]);
+                if p2 == p
+                    && n2 == Some(n + (j + 1 - i) as u64)
+                    && (w2 == w || !hosts[j + 1][p.len()..].starts_with('0'))
+                {
+                    j += 1;
+                } else {
+                    break;
+                }
+            }
+        }
+        if j - i >= 2 {
+            parts.push(format!("{}..{}", hosts[i], hosts[j]));
+            i = j + 1;
+        } else {
+            parts.push(hosts[i].to_string());
+            i += 1;
+        }
+    }
+    if parts.len() > 12 {
+        let more = parts.len() - 10;
+        parts.truncate(10);
+        parts.push(format!("and {more} more"));
+    }
+    parts.join(", ")
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
     pub ok: usize,
     pub changed: usize,
@@ -121,13 +280,16 @@ impl Reporter {
             b.inc(1);
         }
         let changed_word = if self.plan { "would change" } else { "changed" };
+        // In a plan the host's name in the headline is a mark, so that the
+        // same change on many hosts prints once (`group`).
+        let who = if self.plan { HOST_MARK } else { host };
         match outcome {
             Outcome::Ok(r) if self.verbose => self.host_line(
                 host,
-                &format!("{} {host} {task}: {}", style("ok").green(), r),
+                &format!("{} {who} {task}: {}", style("ok").green(), r),
             ),
             Outcome::Skipped(r) if self.verbose => {
-                self.host_line(host, &format!("{} {host} {task}: {r}", style("skip").dim()))
+                self.host_line(host, &format!("{} {who} {task}: {r}", style("skip").dim()))
             }
             Outcome::Ok(_) | Outcome::Skipped(_) => {}
             Outcome::Changed {
@@ -135,14 +297,16 @@ impl Reporter {
                 diff,
                 actions,
             } => {
-                self.host_line(
-                    host,
-                    &format!("{} {host} {task}: {reason}", style(changed_word).yellow()),
-                );
+                let mut block = vec![format!(
+                    "{} {who} {task}: {reason}",
+                    style(changed_word).yellow()
+                )];
                 if let Some(d) = diff {
                     // Redacted before it is cut: a cut secret no longer
-                    // matches.
-                    let colored: String = shorten_diff(&self.redactor.redact(d))
+                    // matches. A plan without -v shows a diff's start; the
+                    // whole change is still applied.
+                    let lines = if self.plan && !self.verbose { 16 } else { 120 };
+                    let colored: String = shorten_diff(&self.redactor.redact(d), lines)
                         .lines()
                         .map(|l| {
                             let l = format!("    {l}");
@@ -156,13 +320,14 @@ impl Reporter {
                         })
                         .map(|l| l + "\n")
                         .collect();
-                    self.host_line(host, colored.trim_end());
+                    block.push(colored.trim_end().to_string());
                 }
                 if self.plan || self.verbose {
                     for a in actions {
-                        self.host_line(host, &format!("    {} {a}", style("->").dim()));
+                        block.push(format!("    {} {a}", style("->").dim()));
                     }
                 }
+                self.host_line(host, &block.join("\n"));
             }
             Outcome::Failed {
                 reason,
@@ -170,7 +335,7 @@ impl Reporter {
                 rc,
                 stderr,
             } => {
-                let mut s = format!("{} {host} {task}: {reason}", style("FAILED").red().bold());
+                let mut s = format!("{} {who} {task}: {reason}", style("FAILED").red().bold());
                 if let Some(c) = command {
                     s.push_str(&format!("\n    command: {c}"));
                 }
@@ -187,11 +352,11 @@ impl Reporter {
             }
             Outcome::Blocked(r) => self.host_line(
                 host,
-                &format!("{} {host} {task}: {r}", style("skipped").dim()),
+                &format!("{} {who} {task}: {r}", style("skipped").dim()),
             ),
             Outcome::Unreachable(r) => self.host_line(
                 host,
-                &format!("{} {host} {task}: {r}", style("UNREACHABLE").red().bold()),
+                &format!("{} {who} {task}: {r}", style("UNREACHABLE").red().bold()),
             ),
         }
     }
@@ -217,9 +382,10 @@ impl Reporter {
                 Outcome::Failed { .. } => style("FAILED").red().bold(),
                 _ => style("skipped").dim(),
             };
+            let who = if self.plan { HOST_MARK } else { host };
             self.host_line(
                 host,
-                &format!("{word} {host}: {} ({tasks} task(s) not run)", o.reason()),
+                &format!("{word} {who}: {} ({tasks} task(s) not run)", o.reason()),
             );
         }
     }
@@ -248,13 +414,68 @@ impl Reporter {
             b.finish_and_clear();
         }
         let held = self.held.lock().unwrap();
-        for h in &self.order {
-            for l in held.get(h).into_iter().flatten() {
-                crate::outln!("{l}");
-            }
+        let blocks: Vec<(&str, &str)> = self
+            .order
+            .iter()
+            .flat_map(|h| {
+                held.get(h)
+                    .into_iter()
+                    .flatten()
+                    .map(move |b| (h.as_str(), b.as_str()))
+            })
+            .collect();
+        let grouped: Vec<String> = match self.verbose {
+            // -v: every host's own lines, as they were.
+            true => blocks
+                .iter()
+                .map(|(h, b)| b.replace(HOST_MARK, h))
+                .collect(),
+            false => group(&blocks, self.order.len()),
+        };
+        let mut own_name = false;
+        for text in &grouped {
+            own_name |= text.contains(OWN_NAME);
+            crate::outln!("{text}");
+        }
+        if own_name {
+            crate::outln!("({OWN_NAME} stands for each host's own name.)");
         }
         let counts = self.counts.lock().unwrap();
-        let width = counts.keys().map(|h| h.len()).max().unwrap_or(4).max(4);
+        if self.plan {
+            let changing: Vec<&String> = counts
+                .iter()
+                .filter(|(_, c)| c.changed > 0)
+                .map(|(h, _)| h)
+                .collect();
+            let changes: usize = counts.values().map(|c| c.changed).sum();
+            crate::outln!(
+                "\nPlan: {changes} change(s) on {} of {} host(s), in {} group(s) of identical changes.",
+                changing.len(),
+                counts.len(),
+                grouped
+                    .iter()
+                    .filter(|t| t.contains("would change"))
+                    .count()
+            );
+        }
+        // Rows of many hosts with the same counts print once.
+        let rows: Vec<(String, Counts)> = if self.order.len() > 10 {
+            let mut by_counts: Vec<(Counts, Vec<&str>)> = Vec::new();
+            for h in &self.order {
+                let c = counts.get(h).copied().unwrap_or_default();
+                match by_counts.iter_mut().find(|(k, _)| *k == c) {
+                    Some((_, hs)) => hs.push(h),
+                    None => by_counts.push((c, vec![h])),
+                }
+            }
+            by_counts
+                .into_iter()
+                .map(|(c, hs)| (compact_hosts(&hs), c))
+                .collect()
+        } else {
+            counts.iter().map(|(h, c)| (h.clone(), *c)).collect()
+        };
+        let width = rows.iter().map(|(h, _)| h.len()).max().unwrap_or(4).max(4);
         let changed_word = if self.plan { "to change" } else { "changed" };
         crate::outln!(
             "\n{:width$}  {:>4} {:>9} {:>6} {:>7} {:>11}",
@@ -266,7 +487,7 @@ impl Reporter {
             "unreachable"
         );
         let mut t = Counts::default();
-        for (h, c) in counts.iter() {
+        for (h, c) in &rows {
             crate::outln!(
                 "{h:width$}  {:>4} {:>9} {:>6} {:>7} {:>11}",
                 c.ok,
@@ -275,6 +496,8 @@ impl Reporter {
                 c.skipped,
                 c.unreachable
             );
+        }
+        for c in counts.values() {
             t.ok += c.ok;
             t.changed += c.changed;
             t.failed += c.failed;
@@ -309,10 +532,59 @@ mod tests {
     fn long_diffs_are_cut_for_display() {
         let d = format!("+{}\n", "x".repeat(1000));
         assert_eq!(
-            shorten_diff(&d),
+            shorten_diff(&d, 120),
             format!("+{}… (841 more bytes)\n", "x".repeat(159))
         );
         let many: String = (0..200).map(|i| format!("+{i}\n")).collect();
-        assert!(shorten_diff(&many).ends_with("… (80 more diff lines)\n"));
+        assert!(shorten_diff(&many, 120).ends_with("… (80 more diff lines)\n"));
+    }
+
+    #[test]
+    fn host_lists_are_compacted() {
+        let names: Vec<String> = (4..=50).map(|i| format!("node{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert_eq!(compact_hosts(&names), "node4..node50");
+        assert_eq!(
+            compact_hosts(&["master1", "master2", "gpu1", "gpu2", "gpu3", "gpu5", "edge"]),
+            "master1, master2, gpu1..gpu3, gpu5, edge"
+        );
+        assert_eq!(compact_hosts(&["n08", "n09", "n10"]), "n08..n10");
+    }
+
+    #[test]
+    fn the_same_change_on_many_hosts_prints_once() {
+        let m = HOST_MARK;
+        let hosts_block = format!(
+            "would change {m} etc-hosts/list: differs\n    +10.0.0.1 node1\n    +10.0.0.2 node2\n    +10.0.0.3 node3"
+        );
+        let name = |h: &str| {
+            format!("would change {m} hostname/set: /etc/hostname\n    -debian\n    +{h}")
+        };
+        let blocks = [
+            ("node1", name("node1")),
+            ("node1", hosts_block.clone()),
+            ("node2", name("node2")),
+            ("node2", hosts_block.clone()),
+            ("node3", name("node3")),
+            ("node3", hosts_block.clone()),
+            (
+                "node3",
+                format!("would change {m} sysctl/apply: 1 key differs"),
+            ),
+        ];
+        let blocks: Vec<(&str, &str)> = blocks.iter().map(|(h, b)| (*h, b.as_str())).collect();
+        assert_eq!(
+            group(&blocks, 4),
+            [
+                "would change 3 hosts (node1..node3) hostname/set: /etc/hostname\n    -debian\n    +‹host›".to_string(),
+                hosts_block.replace(m, "3 hosts (node1..node3)"),
+                "would change node3 sysctl/apply: 1 key differs".to_string(),
+            ]
+        );
+        // node10 is not node1's own name.
+        assert_eq!(
+            own_name_marked("+node10 node1.local", "node1"),
+            "+node10 ‹host›.local"
+        );
     }
 }
