@@ -145,6 +145,10 @@ pub enum Command {
         input: Input,
         #[command(flatten)]
         connect: Connect,
+        /// table: the grouped plan and a table per host; json: one document
+        /// (schema `gantry.run/1`, see the README) on stdout, nothing else.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
     },
     /// Converge the hosts: run the task DAG, many hosts at once. A failed task
     /// stops only what depends on it; every other host goes on. Every finished
@@ -156,6 +160,10 @@ pub enum Command {
         connect: Connect,
         #[command(flatten)]
         run: RunControl,
+        /// table: changes as they land and a table per host; json: one
+        /// document (schema `gantry.run/1`) on stdout at the end.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
     },
     /// Preflight: every requirement of the delivery guides, per host, read-only
     /// (hardware per role, OS, unique hostnames, no existing Kubernetes, swap,

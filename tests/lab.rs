@@ -60,6 +60,65 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
         "plan changed a live sysctl"
     );
 
+    // The same plan as one JSON document (schema gantry.run/1): every
+    // task of every host, with what a change would be.
+    let json = lab.gantry(&["plan", "-o", "json"]);
+    assert_eq!(json.status.code(), Some(0));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&json.stdout).expect("plan -o json prints one JSON document");
+    assert_eq!(
+        (&doc["schema"], &doc["command"], &doc["playbook"]),
+        (&"gantry.run/1".into(), &"plan".into(), &"node-prep".into())
+    );
+    assert_eq!(doc["totals"]["changed"], 45, "{doc}");
+    let hosts = doc["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 3);
+    for (i, h) in hosts.iter().enumerate() {
+        assert_eq!(h["name"], lab.hosts[i].as_str());
+        assert_eq!(h["results"].as_array().unwrap().len(), 19, "{h}");
+        let name = h["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["task"] == "hostname/set the host name")
+            .unwrap();
+        assert_eq!(name["outcome"], "changed");
+        assert!(
+            name["diff"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("+{}\n", lab.hosts[i])),
+            "{name}"
+        );
+    }
+
+    // An installed gantry (the binary alone, in a prefix of its own) plans
+    // the same from a directory outside the repository: its playbooks and
+    // roles are built in.
+    let prefix = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(prefix.path().join("bin")).unwrap();
+    std::fs::create_dir_all(prefix.path().join("home")).unwrap();
+    let installed = prefix.path().join("bin/gantry");
+    std::fs::copy(env!("CARGO_BIN_EXE_gantry"), &installed).unwrap();
+    let elsewhere = Command::new(&installed)
+        .args(["plan", "-i", lab.inventory.to_str().unwrap()])
+        .current_dir(prefix.path())
+        .env("HOME", prefix.path().join("home"))
+        .env_remove("XDG_CACHE_HOME")
+        .output()
+        .unwrap();
+    assert_eq!(
+        elsewhere.status.code(),
+        Some(0),
+        "{}",
+        text(&elsewhere.stderr)
+    );
+    assert!(
+        text(&elsewhere.stdout).contains("\nPlan: 45 change(s) on 3 of 3 host(s), in "),
+        "{}",
+        text(&elsewhere.stdout)
+    );
+
     let nat: Vec<String> = lab
         .hosts
         .iter()
@@ -131,6 +190,18 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
     for (h, n) in lab.hosts.iter().zip(&logins) {
         assert_eq!(lab.logins(h), n + 1, "{h}: logins during one apply");
     }
+    // apply -o json: the same exit code, and the document counts no change.
+    let json = lab.gantry(&["apply", "--skip-preflight", "-o", "json"]);
+    assert_eq!(json.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        (&doc["command"], &doc["totals"]["changed"]),
+        (&"apply".into(), &0.into())
+    );
+    assert_eq!(
+        doc["totals"]["ok"].as_u64().unwrap() + doc["totals"]["skipped"].as_u64().unwrap(),
+        57
+    );
     // A no-op run costs three round trips per host: lock and facts, the
     // probes, unlock (the debug log times each remote command).
     let traced = lab.gantry_env(

@@ -31,12 +31,17 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Validate { input } => validate::validate(&input),
         Command::Graph { input } => graph::graph(&input),
-        Command::Plan { input, connect } => run::execute(&input, &connect, None),
+        Command::Plan {
+            input,
+            connect,
+            output,
+        } => run::execute(&input, &connect, None, output),
         Command::Apply {
             input,
             connect,
             run,
-        } => run::execute(&input, &connect, Some(&run)),
+            output,
+        } => run::execute(&input, &connect, Some(&run), output),
         Command::Status { input } => status::status(&input),
         Command::Check { list: true, .. } => {
             crate::out!("{}", crate::check::markdown_table());

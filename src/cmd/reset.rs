@@ -42,5 +42,5 @@ pub fn reset(mut input: Input, connect: &Connect, run: &RunControl, yes: bool) -
             return Ok(1);
         }
     }
-    super::run::execute(&input, connect, Some(run))
+    super::run::execute(&input, connect, Some(run), crate::cli::Format::Table)
 }

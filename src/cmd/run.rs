@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{load, playbook_name, policy, runtime, selected_hosts};
-use crate::cli::{Connect, Input, RunControl};
+use crate::cli::{Connect, Format, Input, RunControl};
 use crate::error::{Error, Result};
 use crate::exec::{self, Options, RunMode};
 use crate::journal;
@@ -14,7 +14,12 @@ use crate::remote::ssh::HostKeyPolicy;
 use crate::ui::report::Reporter;
 use crate::ui::sink::Sink;
 
-pub fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Result<i32> {
+pub fn execute(
+    input: &Input,
+    connect: &Connect,
+    run: Option<&RunControl>,
+    format: Format,
+) -> Result<i32> {
     let mode = if run.is_some() {
         RunMode::Apply
     } else {
@@ -129,16 +134,14 @@ pub fn execute(input: &Input, connect: &Connect, run: Option<&RunControl>) -> Re
         opts.run_id = j.run.clone();
         journal_file = Some(Arc::new(j));
     }
-    let names: Vec<String> = selected
+    let hosts: Vec<(String, usize)> = selected
         .iter()
-        .map(|&i| inv.hosts[i].name.clone())
+        .map(|&i| (inv.hosts[i].name.clone(), dag.chains[i].len()))
         .collect();
-    let reporter = Reporter::new(
-        mode == RunMode::Plan,
-        connect.verbose,
-        dag.graph.node_count() as u64,
-        &names,
-    );
+    let mut reporter = Reporter::new(mode == RunMode::Plan, connect.verbose, &hosts);
+    if format == Format::Json {
+        reporter.json(playbook_name(input));
+    }
     for v in inv.secrets.values() {
         reporter.redactor.add_secret(v);
     }

@@ -214,25 +214,40 @@ pub struct Reporter {
     held: Mutex<BTreeMap<String, Vec<String>>>,
     order: Vec<String>,
     pub redactor: Redactor,
+    /// `--output json`: the playbook's name; every task's outcome is kept
+    /// for one document at the end, and nothing else goes to stdout.
+    json: Option<String>,
+    records: Mutex<BTreeMap<String, Vec<serde_json::Value>>>,
+    /// How many tasks each host has in this run, for the bar's hosts done.
+    tasks_of: BTreeMap<String, usize>,
 }
 
+/// The version of `--output json`'s document; a change that removes or
+/// renames a field is a new version.
+pub const JSON_SCHEMA: &str = "gantry.run/1";
+
 impl Reporter {
-    pub fn new(plan: bool, verbose: bool, total: u64, hosts: &[String]) -> Reporter {
+    /// `hosts` with how many tasks each has in this run.
+    pub fn new(plan: bool, verbose: bool, hosts: &[(String, usize)]) -> Reporter {
+        let total: usize = hosts.iter().map(|(_, n)| n).sum();
         let bar = console::Term::stdout().is_term().then(|| {
-            let b = super::progress::bars().add(ProgressBar::new(total));
+            let b = super::progress::bars().add(ProgressBar::new(total as u64));
             b.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks {msg}",
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks, {msg} (ETA {eta})",
                 )
                 .unwrap(),
             );
             b
         });
+        let hosts_total: BTreeMap<String, usize> = hosts.iter().cloned().collect();
+        let hosts: Vec<String> = hosts.iter().map(|(h, _)| h.clone()).collect();
+        let hosts = hosts.as_slice();
         let counts = hosts
             .iter()
             .map(|h| (h.clone(), Counts::default()))
             .collect();
-        Reporter {
+        let r = Reporter {
             plan,
             verbose,
             bar,
@@ -240,7 +255,78 @@ impl Reporter {
             held: Mutex::new(BTreeMap::new()),
             order: hosts.to_vec(),
             redactor: Redactor::default(),
+            json: None,
+            records: Mutex::new(BTreeMap::new()),
+            tasks_of: hosts_total,
+        };
+        r.progress();
+        r
+    }
+
+    /// The bar's words: hosts finished of all, and failures so far.
+    fn progress(&self) {
+        let Some(b) = &self.bar else { return };
+        let counts = self.counts.lock().unwrap();
+        let total = |c: &Counts| c.ok + c.changed + c.failed + c.skipped + c.unreachable + c.done;
+        let done = counts
+            .iter()
+            .filter(|(h, c)| self.tasks_of.get(*h).is_some_and(|n| total(c) >= *n))
+            .count();
+        let failed = counts
+            .values()
+            .filter(|c| c.failed + c.unreachable > 0)
+            .count();
+        b.set_message(format!(
+            "{done}/{} hosts done, {failed} failed",
+            self.tasks_of.len()
+        ));
+    }
+
+    /// Report as one JSON document (`--output json`).
+    pub fn json(&mut self, playbook: &str) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
         }
+        self.json = Some(playbook.to_string());
+    }
+
+    /// One outcome as JSON, every text redacted.
+    fn record(&self, host: &str, task: Option<&str>, outcome: &Outcome, tasks: usize) {
+        use serde_json::json;
+        let r = |t: &str| self.redactor.redact(t);
+        let mut v = json!({ "task": task, "outcome": outcome.word() });
+        match outcome {
+            Outcome::Changed {
+                reason,
+                diff,
+                actions,
+            } => {
+                v["reason"] = json!(r(reason));
+                v["diff"] = json!(diff.as_deref().map(r));
+                v["actions"] = json!(actions.iter().map(|a| r(a)).collect::<Vec<_>>());
+            }
+            Outcome::Failed {
+                reason,
+                command,
+                rc,
+                stderr,
+            } => {
+                v["reason"] = json!(r(reason));
+                v["command"] = json!(command.as_deref().map(r));
+                v["exit_code"] = json!(rc);
+                v["stderr"] = json!(r(stderr));
+            }
+            other => v["reason"] = json!(r(&other.reason())),
+        }
+        if task.is_none() {
+            v["tasks_not_run"] = json!(tasks);
+        }
+        self.records
+            .lock()
+            .unwrap()
+            .entry(host.to_string())
+            .or_default()
+            .push(v);
     }
 
     fn host_line(&self, host: &str, s: &str) {
@@ -278,6 +364,11 @@ impl Reporter {
         }
         if let Some(b) = &self.bar {
             b.inc(1);
+        }
+        self.progress();
+        if self.json.is_some() {
+            self.record(host, Some(task), outcome, 1);
+            return;
         }
         let changed_word = if self.plan { "would change" } else { "changed" };
         // In a plan the host's name in the headline is a mark, so that the
@@ -376,7 +467,10 @@ impl Reporter {
         if let Some(b) = &self.bar {
             b.inc(tasks as u64);
         }
-        if tasks > 0 {
+        self.progress();
+        if tasks > 0 && self.json.is_some() {
+            self.record(host, None, o, tasks);
+        } else if tasks > 0 {
             let word = match o {
                 Outcome::Unreachable(_) => style("UNREACHABLE").red().bold(),
                 Outcome::Failed { .. } => style("FAILED").red().bold(),
@@ -401,17 +495,24 @@ impl Reporter {
         if let Some(b) = &self.bar {
             b.inc(1);
         }
+        self.progress();
     }
 
     /// A run-wide message (stop, retry, lock), printed at once.
     pub fn notice(&self, s: &str) {
-        self.line(&format!("{} {s}", style("note:").cyan()));
+        match self.json {
+            Some(_) => eprintln!("note: {}", self.redactor.redact(s)),
+            None => self.line(&format!("{} {s}", style("note:").cyan())),
+        }
     }
 
     /// Print the per-host summary; returns the totals.
     pub fn finish(&self) -> Counts {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
+        }
+        if let Some(playbook) = &self.json {
+            return self.finish_json(playbook);
         }
         let held = self.held.lock().unwrap();
         let blocks: Vec<(&str, &str)> = self
@@ -519,6 +620,53 @@ impl Reporter {
             t.failed,
             t.skipped,
             t.unreachable
+        );
+        t
+    }
+}
+
+impl Reporter {
+    /// `--output json`: the run as one document (README, "Machine-readable
+    /// output").
+    fn finish_json(&self, playbook: &str) -> Counts {
+        use serde_json::json;
+        let counts = self.counts.lock().unwrap();
+        let records = self.records.lock().unwrap();
+        let mut t = Counts::default();
+        let count = |c: &Counts| {
+            json!({
+                "ok": c.ok, "changed": c.changed, "failed": c.failed,
+                "skipped": c.skipped, "unreachable": c.unreachable, "done_earlier": c.done,
+            })
+        };
+        let hosts: Vec<serde_json::Value> = self
+            .order
+            .iter()
+            .map(|h| {
+                let c = counts.get(h).copied().unwrap_or_default();
+                t.ok += c.ok;
+                t.changed += c.changed;
+                t.failed += c.failed;
+                t.skipped += c.skipped;
+                t.unreachable += c.unreachable;
+                t.done += c.done;
+                json!({
+                    "name": h,
+                    "counts": count(&c),
+                    "results": records.get(h).cloned().unwrap_or_default(),
+                })
+            })
+            .collect();
+        let doc = json!({
+            "schema": JSON_SCHEMA,
+            "command": if self.plan { "plan" } else { "apply" },
+            "playbook": playbook,
+            "hosts": hosts,
+            "totals": count(&t),
+        });
+        crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("a JSON value serializes")
         );
         t
     }
