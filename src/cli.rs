@@ -192,6 +192,9 @@ pub enum Command {
     Status {
         #[command(flatten)]
         input: Input,
+        /// table, or json: one document (schema `gantry.status/1`).
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
     },
     /// Remove the run lock from hosts (after a run that died, when you do not
     /// want to wait for the lock to go stale). Use --limit to pick hosts.

@@ -543,6 +543,29 @@ fn fault_9_bad_inventory_value_fixed_then_retry() {
         "{}",
         text(&status.stdout)
     );
+    // The same as one JSON document, with the same exit code.
+    let json = lab.gantry(&["status", "-o", "json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["schema"], "gantry.status/1");
+    assert_eq!(doc["retry_failed_would_run"], 9, "{doc}");
+    let gpu1 = doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "gpu1")
+        .unwrap();
+    let bad = gpu1["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == "fault-steps/a value from the inventory")
+        .unwrap();
+    assert_eq!(
+        (&bad["outcome"], &bad["retry"]),
+        (&"failed".into(), &"rerun".into()),
+        "{bad}"
+    );
     // Fix the inventory; only gpu1's unfinished tasks run again.
     std::fs::write(
         &lab.inventory,

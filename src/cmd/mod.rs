@@ -42,7 +42,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             run,
             output,
         } => run::execute(&input, &connect, Some(&run), output),
-        Command::Status { input } => status::status(&input),
+        Command::Status { input, output } => status::status(&input, output),
         Command::Check { list: true, .. } => {
             crate::out!("{}", crate::check::markdown_table());
             Ok(0)
