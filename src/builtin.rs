@@ -97,9 +97,7 @@ fn private_cache() -> Result<PathBuf, String> {
         .create(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let me = std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .map_err(|e| format!("/proc/self: {e}"))?;
+    let me = crate::remote::credentials::current_uid()?;
     if !meta.is_dir() || meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
         return Err(format!(
             "{} must be a directory of your own that others cannot write (it holds the roles gantry runs as root)",

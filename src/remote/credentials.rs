@@ -104,14 +104,21 @@ fn read_source(source: &SecretSource) -> Result<Password, String> {
     }
 }
 
+/// The uid gantry runs as (the owner of its own /proc entry), for files
+/// that must be the user's own.
+pub fn current_uid() -> Result<u32, String> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(|e| format!("/proc/self: {e}"))
+}
+
 /// The first line of a file that only the user running gantry can read.
 fn read_file(path: &Path) -> Result<Password, String> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
-    let me = std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .map_err(|e| format!("/proc/self: {e}"))?;
+    let me = crate::remote::credentials::current_uid()?;
     if meta.uid() != me {
         return Err(format!(
             "{shown} belongs to uid {}, not to the user running gantry (uid {me}); a password file must be the user's own",

@@ -204,6 +204,17 @@ pub struct Counts {
     pub done: usize,
 }
 
+impl Counts {
+    fn add(&mut self, c: &Counts) {
+        self.ok += c.ok;
+        self.changed += c.changed;
+        self.failed += c.failed;
+        self.skipped += c.skipped;
+        self.unreachable += c.unreachable;
+        self.done += c.done;
+    }
+}
+
 pub struct Reporter {
     pub plan: bool,
     pub verbose: bool,
@@ -599,12 +610,7 @@ impl Reporter {
             );
         }
         for c in counts.values() {
-            t.ok += c.ok;
-            t.changed += c.changed;
-            t.failed += c.failed;
-            t.skipped += c.skipped;
-            t.unreachable += c.unreachable;
-            t.done += c.done;
+            t.add(c);
         }
         let verb = if self.plan { "to change" } else { "changed" };
         let done = if t.done > 0 {
@@ -644,12 +650,7 @@ impl Reporter {
             .iter()
             .map(|h| {
                 let c = counts.get(h).copied().unwrap_or_default();
-                t.ok += c.ok;
-                t.changed += c.changed;
-                t.failed += c.failed;
-                t.skipped += c.skipped;
-                t.unreachable += c.unreachable;
-                t.done += c.done;
+                t.add(&c);
                 json!({
                     "name": h,
                     "counts": count(&c),
