@@ -105,12 +105,27 @@ impl Outcome {
     }
 }
 
+/// Where a task's time went: when it began, how long it waited on other
+/// hosts' tasks (barriers, serial turns, data) and then ran, and the round
+/// trips and bytes it cost its host's connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub started: std::time::SystemTime,
+    pub waited: std::time::Duration,
+    pub ran: std::time::Duration,
+    pub traffic: crate::remote::ssh::Traffic,
+}
+
 /// What a run reports, in the order it happens. Host workers send these on
 /// one channel; the one consumer renders, redacts and journals them.
 #[derive(Debug)]
 pub enum Event {
     /// A task finished on its host.
     TaskDone { node: NodeIndex, outcome: Outcome },
+    /// When a task ran and what it cost, sent just before its `TaskDone`
+    /// (the run report). Tasks a write-ahead finished along with it, and
+    /// tasks never run, have none.
+    TaskTimed { node: NodeIndex, timing: Timing },
     /// A host cannot be used (unreachable, locked, not started): its
     /// remaining tasks, each recorded with this outcome.
     HostUnusable {

@@ -248,6 +248,8 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
         }
         let task = &s.dag.graph[n].task;
         let started = std::time::Instant::now();
+        let began = std::time::SystemTime::now();
+        let traffic = conn.stats.now();
         let mut attempt = 0;
         let outcome = loop {
             let o = run_task(&s, &mut cx, task, &chain[i + 1..], n).await;
@@ -287,6 +289,15 @@ pub(crate) async fn host_worker(s: Arc<Shared>, h: usize) {
             _ => None,
         };
         host_failed |= matches!(outcome, Outcome::Failed { .. });
+        s.report(Event::TaskTimed {
+            node: n,
+            timing: super::Timing {
+                started: began,
+                waited: started - waited,
+                ran: started.elapsed(),
+                traffic: conn.stats.now() - traffic,
+            },
+        });
         finish(&s, n, outcome);
         for (m, o) in cx.finished_ahead.drain(..) {
             host_failed |= matches!(o, Outcome::Failed { .. });

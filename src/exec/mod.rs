@@ -22,7 +22,7 @@ mod relay;
 mod task;
 mod write_ahead;
 
-pub use event::{Event, Outcome};
+pub use event::{Event, Outcome, Timing};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -431,6 +431,9 @@ async fn direct(
         transfer: &bar,
     };
     let r = conn.upload(script, &mut body, limit).await;
+    if r.is_ok() {
+        conn.stats.add_sent(n);
+    }
     if matches!(&r, Ok(o) if o.rc == 0) {
         s.transfers.landed();
     }

@@ -5,7 +5,7 @@
 //! about tasks.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -239,6 +239,58 @@ pub struct Conn {
     /// per host, not once per command. `None` until first used, or after a
     /// command timed out or the shell died (the next command opens a new one).
     shell: tokio::sync::Mutex<Option<Shell>>,
+    /// What this connection has carried so far, for the run report.
+    pub stats: Stats,
+}
+
+/// Requests made and bytes carried by one connection: the run report takes
+/// the difference across each task (round trips and bytes per task).
+#[derive(Debug, Default)]
+pub struct Stats {
+    requests: AtomicU64,
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+/// A snapshot of `Stats`; `after - before` is what happened between.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    pub round_trips: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+impl std::ops::Sub for Traffic {
+    type Output = Traffic;
+    fn sub(self, o: Traffic) -> Traffic {
+        Traffic {
+            round_trips: self.round_trips.saturating_sub(o.round_trips),
+            bytes_sent: self.bytes_sent.saturating_sub(o.bytes_sent),
+            bytes_received: self.bytes_received.saturating_sub(o.bytes_received),
+        }
+    }
+}
+
+impl Stats {
+    /// One request and its bytes each way.
+    pub fn count(&self, sent: usize, received: usize) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.sent.fetch_add(sent as u64, Ordering::Relaxed);
+        self.received.fetch_add(received as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes sent outside a request (an upload's file).
+    pub fn add_sent(&self, n: u64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn now(&self) -> Traffic {
+        Traffic {
+            round_trips: self.requests.load(Ordering::Relaxed),
+            bytes_sent: self.sent.load(Ordering::Relaxed),
+            bytes_received: self.received.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Where a request's script runs in the host's long-lived shell.
@@ -379,6 +431,7 @@ pub async fn connect(cfg: &SshConfig, policy: HostKeyPolicy) -> Result<Conn, Con
         max_output: usize::try_from(cfg.max_output_mib.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX),
         shell: tokio::sync::Mutex::new(None),
+        stats: Stats::default(),
     })
 }
 
@@ -608,6 +661,12 @@ impl Conn {
     ) -> Result<Output, ConnError> {
         let started = std::time::Instant::now();
         let result = self.run_timed(scope, script, inputs, timeout).await;
+        self.stats.count(
+            script.len() + inputs.iter().map(|i| i.len()).sum::<usize>(),
+            result
+                .as_ref()
+                .map_or(0, |o| o.stdout.len() + o.stderr.len()),
+        );
         // `GANTRY_LOG=gantry::ssh=debug` times each remote command. No text
         // of it is logged: a command's arguments can hold a token, and the
         // log does not pass through the redactor. Its size tells requests
@@ -786,13 +845,10 @@ impl Conn {
                         ch.data_bytes(line).await.map_err(lost)?;
                     }
                 }
-                Some(
-                    ChannelMsg::ExitStatus { .. }
-                    | ChannelMsg::ExitSignal { .. }
-                    | ChannelMsg::Eof
-                    | ChannelMsg::Close,
-                )
-                | None => {
+                // sshd may send the exit status before the last of stderr
+                // (sudo's reason): read on to the channel's end.
+                Some(ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. }) => {}
+                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => {
                     let said = String::from_utf8_lossy(&err).replace(&sudo.prompt, "");
                     return Err(fatal(format!(
                         "become: sudo did not run the command{}",
@@ -879,13 +935,11 @@ impl Conn {
                         err_done = true;
                     }
                 }
-                Some(
-                    ChannelMsg::ExitStatus { .. }
-                    | ChannelMsg::ExitSignal { .. }
-                    | ChannelMsg::Eof
-                    | ChannelMsg::Close,
-                )
-                | None => {
+                // The shell ended. sshd may send its exit status before the
+                // last of its stderr (sudo's reason, say): read on to the
+                // channel's end, so the error says why.
+                Some(ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. }) => {}
+                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => {
                     let stderr = String::from_utf8_lossy(&err).into_owned();
                     if let Some(e) = self.sudo_refused(&stderr) {
                         return Err(e);
@@ -931,6 +985,8 @@ impl Conn {
     ) -> Result<Output, ConnError> {
         let line = self.wrap(Scope::Subshell, script)?;
         let pid = AtomicU32::new(0);
+        // The file's bytes are counted by the caller, which knows them.
+        self.stats.count(script.len(), 0);
         match tokio::time::timeout(timeout, self.exec_with(&line, &pid, Some(src))).await {
             Ok(r) => r,
             // The channel is dropped, which closes it: the host's `cat`
