@@ -148,8 +148,20 @@ pub fn execute(
     // The engine reports through events; one thread renders, redacts and
     // journals them.
     let (inv, dag) = (Arc::new(inv), Arc::new(dag));
+    let report = journal_file
+        .as_ref()
+        .map(|j| crate::ui::timeline::RunReport {
+            timeline: crate::ui::timeline::Timeline::new(
+                &hosts.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>(),
+            ),
+            dir: crate::ui::timeline::dir(&input.inventory, &j.run),
+            run: j.run.clone(),
+            command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+            playbook: playbook_name(input).to_string(),
+        });
     let sink = Sink {
         reporter,
+        report,
         journal: journal_file,
         inv: inv.clone(),
         dag: dag.clone(),

@@ -7,3 +7,4 @@ pub mod redact;
 pub mod report;
 pub mod sink;
 pub mod table;
+pub mod timeline;

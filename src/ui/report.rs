@@ -220,8 +220,10 @@ pub struct Reporter {
     pub verbose: bool,
     bar: Option<ProgressBar>,
     counts: Mutex<BTreeMap<String, Counts>>,
-    /// Plan's output per host, printed together at the end in inventory
-    /// order, so a plan reads host by host and two plans diff cleanly.
+    /// Output held for the end, per host, printed grouped in inventory
+    /// order (`group`): all of a plan's, and apply's changes (without
+    /// -v), so that the same change on fifty hosts prints once and two
+    /// plans diff cleanly. Apply's failures print as they happen.
     held: Mutex<BTreeMap<String, Vec<String>>>,
     order: Vec<String>,
     pub redactor: Redactor,
@@ -293,6 +295,33 @@ impl Reporter {
         ));
     }
 
+    /// Apply's progress without a terminal (a CI log): one line as each
+    /// host finishes all its tasks, since its changes print at the end.
+    fn host_progress(&self, host: &str) {
+        if self.plan || self.verbose || self.bar.is_some() || self.json.is_some() {
+            return;
+        }
+        let c = self
+            .counts
+            .lock()
+            .unwrap()
+            .get(host)
+            .copied()
+            .unwrap_or_default();
+        let total = c.ok + c.changed + c.failed + c.skipped + c.unreachable + c.done;
+        if self.tasks_of.get(host) == Some(&total) {
+            self.line(&format!(
+                "{} {host}: ok={} changed={} failed={} skipped={} unreachable={}",
+                style("done").dim(),
+                c.ok,
+                c.changed,
+                c.failed,
+                c.skipped,
+                c.unreachable
+            ));
+        }
+    }
+
     /// Report as one JSON document (`--output json`).
     pub fn json(&mut self, playbook: &str) {
         if let Some(b) = self.bar.take() {
@@ -340,8 +369,13 @@ impl Reporter {
             .push(v);
     }
 
-    fn host_line(&self, host: &str, s: &str) {
-        if self.plan {
+    /// Whether a task's outcome waits for the end (see `held`).
+    fn holds(&self, outcome: &Outcome) -> bool {
+        self.plan || (!self.verbose && matches!(outcome, Outcome::Changed { .. }))
+    }
+
+    fn host_line(&self, host: &str, s: &str, hold: bool) {
+        if hold {
             self.held
                 .lock()
                 .unwrap()
@@ -377,22 +411,27 @@ impl Reporter {
             b.inc(1);
         }
         self.progress();
+        self.host_progress(host);
         if self.json.is_some() {
             self.record(host, Some(task), outcome, 1);
             return;
         }
         let changed_word = if self.plan { "would change" } else { "changed" };
-        // In a plan the host's name in the headline is a mark, so that the
-        // same change on many hosts prints once (`group`).
-        let who = if self.plan { HOST_MARK } else { host };
+        // In what is held for the end the host's name in the headline is a
+        // mark, so that the same change on many hosts prints once (`group`).
+        let hold = self.holds(outcome);
+        let who = if hold { HOST_MARK } else { host };
         match outcome {
             Outcome::Ok(r) if self.verbose => self.host_line(
                 host,
                 &format!("{} {who} {task}: {}", style("ok").green(), r),
+                hold,
             ),
-            Outcome::Skipped(r) if self.verbose => {
-                self.host_line(host, &format!("{} {who} {task}: {r}", style("skip").dim()))
-            }
+            Outcome::Skipped(r) if self.verbose => self.host_line(
+                host,
+                &format!("{} {who} {task}: {r}", style("skip").dim()),
+                hold,
+            ),
             Outcome::Ok(_) | Outcome::Skipped(_) => {}
             Outcome::Changed {
                 reason,
@@ -405,9 +444,9 @@ impl Reporter {
                 )];
                 if let Some(d) = diff {
                     // Redacted before it is cut: a cut secret no longer
-                    // matches. A plan without -v shows a diff's start; the
-                    // whole change is still applied.
-                    let lines = if self.plan && !self.verbose { 16 } else { 120 };
+                    // matches. Without -v a diff's start shows; the whole
+                    // change is still applied.
+                    let lines = if self.verbose { 120 } else { 16 };
                     let colored: String = shorten_diff(&self.redactor.redact(d), lines)
                         .lines()
                         .map(|l| {
@@ -429,7 +468,7 @@ impl Reporter {
                         block.push(format!("    {} {a}", style("->").dim()));
                     }
                 }
-                self.host_line(host, &block.join("\n"));
+                self.host_line(host, &block.join("\n"), hold);
             }
             Outcome::Failed {
                 reason,
@@ -450,15 +489,17 @@ impl Reporter {
                         stderr.trim().replace('\n', "\n            ")
                     ));
                 }
-                self.host_line(host, &s);
+                self.host_line(host, &s, hold);
             }
             Outcome::Blocked(r) => self.host_line(
                 host,
                 &format!("{} {who} {task}: {r}", style("skipped").dim()),
+                hold,
             ),
             Outcome::Unreachable(r) => self.host_line(
                 host,
                 &format!("{} {who} {task}: {r}", style("UNREACHABLE").red().bold()),
+                hold,
             ),
         }
     }
@@ -479,6 +520,7 @@ impl Reporter {
             b.inc(tasks as u64);
         }
         self.progress();
+        self.host_progress(host);
         if tasks > 0 && self.json.is_some() {
             self.record(host, None, o, tasks);
         } else if tasks > 0 {
@@ -491,6 +533,7 @@ impl Reporter {
             self.host_line(
                 host,
                 &format!("{word} {who}: {} ({tasks} task(s) not run)", o.reason()),
+                self.plan,
             );
         }
     }
@@ -507,6 +550,7 @@ impl Reporter {
             b.inc(1);
         }
         self.progress();
+        self.host_progress(host);
     }
 
     /// A run-wide message (stop, retry, lock), printed at once.
@@ -525,49 +569,22 @@ impl Reporter {
         if let Some(playbook) = &self.json {
             return self.finish_json(playbook);
         }
-        let held = self.held.lock().unwrap();
-        let blocks: Vec<(&str, &str)> = self
-            .order
-            .iter()
-            .flat_map(|h| {
-                held.get(h)
-                    .into_iter()
-                    .flatten()
-                    .map(move |b| (h.as_str(), b.as_str()))
-            })
-            .collect();
-        let grouped: Vec<String> = match self.verbose {
-            // -v: every host's own lines, as they were.
-            true => blocks
-                .iter()
-                .map(|(h, b)| b.replace(HOST_MARK, h))
-                .collect(),
-            false => group(&blocks, self.order.len()),
-        };
-        let mut own_name = false;
-        for text in &grouped {
-            own_name |= text.contains(OWN_NAME);
-            crate::outln!("{text}");
-        }
-        if own_name {
-            crate::outln!("({OWN_NAME} stands for each host's own name.)");
-        }
+        let grouped = self.print_held();
         let counts = self.counts.lock().unwrap();
+        let groups = |word: &str| grouped.iter().filter(|t| t.contains(word)).count();
+        let changes: usize = counts.values().map(|c| c.changed).sum();
+        let changing = counts.values().filter(|c| c.changed > 0).count();
         if self.plan {
-            let changing: Vec<&String> = counts
-                .iter()
-                .filter(|(_, c)| c.changed > 0)
-                .map(|(h, _)| h)
-                .collect();
-            let changes: usize = counts.values().map(|c| c.changed).sum();
             crate::outln!(
-                "\nPlan: {changes} change(s) on {} of {} host(s), in {} group(s) of identical changes.",
-                changing.len(),
+                "\nPlan: {changes} change(s) on {changing} of {} host(s), in {} group(s) of identical changes.",
                 counts.len(),
-                grouped
-                    .iter()
-                    .filter(|t| t.contains("would change"))
-                    .count()
+                groups("would change")
+            );
+        } else if !self.verbose && changes > 0 {
+            crate::outln!(
+                "\nApplied: {changes} change(s) on {changing} of {} host(s), in {} group(s) of identical changes.",
+                counts.len(),
+                groups("changed")
             );
         }
         // Rows of many hosts with the same counts print once.
@@ -632,6 +649,40 @@ impl Reporter {
 }
 
 impl Reporter {
+    /// Print what was held for the end, grouped (-v: every host's own
+    /// lines); emptied, so that an abort that prints it leaves nothing
+    /// for a second time. Returns what it printed.
+    pub fn print_held(&self) -> Vec<String> {
+        let held = std::mem::take(&mut *self.held.lock().unwrap());
+        let blocks: Vec<(&str, &str)> = self
+            .order
+            .iter()
+            .flat_map(|h| {
+                held.get(h)
+                    .into_iter()
+                    .flatten()
+                    .map(move |b| (h.as_str(), b.as_str()))
+            })
+            .collect();
+        let grouped: Vec<String> = match self.verbose {
+            // -v: every host's own lines, as they were.
+            true => blocks
+                .iter()
+                .map(|(h, b)| b.replace(HOST_MARK, h))
+                .collect(),
+            false => group(&blocks, self.order.len()),
+        };
+        let mut own_name = false;
+        for text in &grouped {
+            own_name |= text.contains(OWN_NAME);
+            crate::outln!("{text}");
+        }
+        if own_name {
+            crate::outln!("({OWN_NAME} stands for each host's own name.)");
+        }
+        grouped
+    }
+
     /// `--output json`: the run as one document (README, "Machine-readable
     /// output").
     fn finish_json(&self, playbook: &str) -> Counts {

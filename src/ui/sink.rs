@@ -11,6 +11,7 @@ use petgraph::graph::NodeIndex;
 
 use super::out::terminal_safe;
 use super::report::Reporter;
+use super::timeline::RunReport;
 use crate::exec::{Event, Outcome};
 use crate::inventory::Inventory;
 use crate::journal::{self, Journal, Record};
@@ -24,6 +25,8 @@ pub struct Sink {
     pub dag: Arc<Dag>,
     /// Each node's input hash, by node index, for the journal.
     pub inputs: Vec<String>,
+    /// Apply's run report (`timeline`); none in plan.
+    pub report: Option<RunReport>,
 }
 
 impl Sink {
@@ -31,7 +34,7 @@ impl Sink {
     /// journal (every record on disk before the run reports) and hand the
     /// reporter back for the summary, with the journal's first write error
     /// if it had one.
-    pub fn consume(self, events: Receiver<Event>) -> (Reporter, Option<String>) {
+    pub fn consume(mut self, events: Receiver<Event>) -> (Reporter, Option<String>) {
         for e in events {
             match e {
                 Event::TaskDone { node, outcome } => {
@@ -40,6 +43,12 @@ impl Sink {
                     self.reporter
                         .task_done(&self.inv.hosts[n.host].name, &n.task.id, &outcome);
                     self.record(node, &outcome);
+                    self.timeline(node, Some(node), &outcome);
+                }
+                Event::TaskTimed { node, timing } => {
+                    if let Some(r) = &mut self.report {
+                        r.timeline.timed(node, timing);
+                    }
                 }
                 Event::HostUnusable {
                     host,
@@ -51,6 +60,7 @@ impl Sink {
                         .host_unusable(&self.inv.hosts[host].name, &outcome, nodes.len());
                     for n in nodes {
                         self.record(n, &outcome);
+                        self.timeline(n, None, &outcome);
                     }
                 }
                 Event::DoneEarlier { host } => {
@@ -68,13 +78,38 @@ impl Sink {
                     if let Some(j) = &self.journal {
                         j.close();
                     }
+                    // What changed so far was held for the end: show it.
+                    if !self.reporter.plan {
+                        self.reporter.print_held();
+                    }
+                    if let Some(r) = &self.report {
+                        r.write();
+                    }
                     eprintln!("aborted; finished tasks are in the journal");
                     std::process::exit(130);
                 }
             }
         }
         let journal_error = self.journal.as_ref().and_then(|j| j.close());
+        if let Some(r) = &self.report {
+            r.write();
+        }
         (self.reporter, journal_error)
+    }
+
+    /// A result into the run report, redacted (`timed`: whether a timing
+    /// was sent for it).
+    fn timeline(&mut self, n: NodeIndex, timed: Option<NodeIndex>, o: &Outcome) {
+        let Some(r) = &mut self.report else { return };
+        let node = &self.dag.graph[n];
+        let reason = self.reporter.redactor.redact(&o.reason());
+        r.timeline.done(
+            &self.inv.hosts[node.host].name,
+            timed,
+            &node.task.id,
+            o.word(),
+            reason,
+        );
     }
 
     fn record(&self, n: NodeIndex, o: &Outcome) {

@@ -64,8 +64,12 @@ pub fn print_table(reports: &[HostReport], unreachable: &[(String, String)]) {
     }
 }
 
+/// The version of `check --output json`'s document (schema/gantry.check.v1.json).
+pub const CHECK_SCHEMA: &str = "gantry.check/1";
+
 pub fn json(reports: &[HostReport], unreachable: &[(String, String)]) -> Json {
     serde_json::json!({
+        "schema": CHECK_SCHEMA,
         "hosts": reports.iter().map(|r| serde_json::json!({"host": r.host, "findings": r.findings})).collect::<Vec<_>>(),
         "unreachable": unreachable.iter().map(|(h, w)| serde_json::json!({"host": h, "reason": w})).collect::<Vec<_>>(),
     })
