@@ -23,6 +23,7 @@ fn check_is_read_only_and_reports_every_check() {
     // the cgroup file system), the level follows this machine.
     let json = lab.gantry(&["check", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    common::assert_schema(&v, "check");
     let swap = if std::fs::read_to_string("/proc/swaps")
         .unwrap()
         .lines()
@@ -127,34 +128,19 @@ fn hosts_made_to_fail_fail_with_the_right_message() {
     lab.exec("worker1", "hostname master1");
     lab.exec("master1", "hostname master1");
     // A port of the table taken (the kubelet's).
-    let nc = std::process::Command::new("docker")
-        .args([
-            "exec",
-            "-d",
-            &lab.container("worker1"),
-            "nc",
-            "-lk",
-            "10250",
-        ])
-        .status()
-        .unwrap();
-    assert!(nc.success());
+    lab.docker(&["exec", "-d"], "worker1", &["nc", "-lk", "10250"]);
     // An old driver: the stand-in prints the seeds' real 550.144.03 output.
-    let cp = std::process::Command::new("docker")
-        .args([
-            "cp",
-            &format!(
-                "{}/tests/fixtures/outputs/nvidia-smi-550.144.03.txt",
-                common::root().display()
-            ),
-            &format!(
-                "{}:/usr/local/share/standin/nvidia-smi.txt",
-                lab.container("gpu1")
-            ),
-        ])
-        .status()
-        .unwrap();
-    assert!(cp.success());
+    common::docker(&[
+        "cp",
+        &format!(
+            "{}/tests/fixtures/outputs/nvidia-smi-550.144.03.txt",
+            common::root().display()
+        ),
+        &format!(
+            "{}:/usr/local/share/standin/nvidia-smi.txt",
+            lab.container("gpu1")
+        ),
+    ]);
     // A firewall on worker1 drops the kubelet port of the table: the other
     // hosts' probes time out on it.
     lab.exec(

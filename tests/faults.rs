@@ -139,14 +139,7 @@ fn fault_1_host_killed_mid_apply() {
     );
     let run = start_apply(&lab, &[]);
     wait_for_slow_step(&lab, "gpu1");
-    assert!(
-        Command::new("docker")
-            .args(["kill", &lab.container("gpu1")])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    lab.docker(&["kill"], "gpu1", &[]);
     let (code, out) = finish(run);
     assert_eq!(code, Some(1));
     assert!(
@@ -155,14 +148,7 @@ fn fault_1_host_killed_mid_apply() {
     );
     completed(&lab, &["master1", "worker1"]);
     // The host comes back (a reboot), and the retry finishes it.
-    assert!(
-        Command::new("docker")
-            .args(["start", &lab.container("gpu1")])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    lab.docker(&["start"], "gpu1", &[]);
     wait_ssh(&lab, "gpu1");
     retry_converges(&lab);
     completed(&lab, &["gpu1"]);
@@ -180,11 +166,7 @@ fn fault_2_network_cut_mid_apply_then_healed() {
     );
     let run = start_apply(&lab, &[]);
     wait_for_slow_step(&lab, "worker1");
-    let cut = Command::new(root().join("lab/cut.sh"))
-        .args([lab.name.as_str(), "worker1"])
-        .status()
-        .unwrap();
-    assert!(cut.success());
+    lab.cut("worker1", false);
     // The task's timeout (10 s) or SSH keepalive (5 s x 3) notices the silent
     // peer, a liveness check tells a dead host from a slow command; nothing
     // hangs: past 40 s the run is killed and the test fails.
@@ -197,11 +179,7 @@ fn fault_2_network_cut_mid_apply_then_healed() {
         "{out}"
     );
     completed(&lab, &["master1", "gpu1"]);
-    let heal = Command::new(root().join("lab/cut.sh"))
-        .args([lab.name.as_str(), "worker1", "heal"])
-        .status()
-        .unwrap();
-    assert!(heal.success());
+    lab.cut("worker1", true);
     retry_converges(&lab);
     completed(&lab, &["worker1"]);
 }
@@ -470,11 +448,7 @@ fn fault_10_host_killed_while_a_write_is_in_flight() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let kill = Command::new("docker")
-        .args(["kill", &lab.container("gpu1")])
-        .output()
-        .unwrap();
-    assert!(kill.status.success());
+    lab.docker(&["kill"], "gpu1", &[]);
     let (code, out) = finish(run);
     assert_eq!(code, Some(1));
     assert!(
@@ -487,11 +461,7 @@ fn fault_10_host_killed_while_a_write_is_in_flight() {
     }
     // Back up: the live file is the old one, whole; only the temp file holds
     // the new content.
-    let start = Command::new("docker")
-        .args(["start", &lab.container("gpu1")])
-        .output()
-        .unwrap();
-    assert!(start.status.success());
+    lab.docker(&["start"], "gpu1", &[]);
     wait_ssh(&lab, "gpu1");
     assert_eq!(
         lab.exec(
@@ -548,6 +518,7 @@ fn fault_9_bad_inventory_value_fixed_then_retry() {
     assert_eq!(json.status.code(), Some(1));
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(doc["schema"], "gantry.status/1");
+    common::assert_schema(&doc, "status");
     assert_eq!(doc["retry_failed_would_run"], 9, "{doc}");
     let gpu1 = doc["hosts"]
         .as_array()

@@ -66,6 +66,7 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
     assert_eq!(json.status.code(), Some(0));
     let doc: serde_json::Value =
         serde_json::from_slice(&json.stdout).expect("plan -o json prints one JSON document");
+    common::assert_schema(&doc, "run");
     assert_eq!(
         (&doc["schema"], &doc["command"], &doc["playbook"]),
         (&"gantry.run/1".into(), &"plan".into(), &"node-prep".into())
@@ -136,6 +137,103 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
         summary(&apply),
         "3 hosts: ok=3 changed=45 failed=0 skipped=9 unreachable=0"
     );
+    // Apply holds its changes to the end and groups them like the plan:
+    // the host name change prints once for the three hosts. Without a
+    // terminal, each host's end is a line of its own as it happens.
+    let shown = text(&apply.stdout);
+    assert_eq!(
+        shown.matches("hostname/set the host name").count(),
+        1,
+        "{shown}"
+    );
+    assert!(
+        shown.contains("changed all 3 hosts hostname/set the host name: "),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("\nApplied: 45 change(s) on 3 of 3 host(s), in "),
+        "{shown}"
+    );
+    for h in &lab.hosts {
+        assert!(
+            shown.contains(&format!(
+                "done {h}: ok=1 changed=15 failed=0 skipped=3 unreachable=0\n"
+            )),
+            "{shown}"
+        );
+    }
+    // The run report: report.json holds every task of every host with its
+    // times and cost, report.html shows them in a real browser.
+    let stderr = text(&apply.stderr);
+    let page = std::path::PathBuf::from(
+        stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("run report: "))
+            .unwrap_or_else(|| panic!("no run report named: {stderr}")),
+    );
+    let page = if page.is_absolute() {
+        page
+    } else {
+        root().join(page)
+    };
+    assert!(
+        page.starts_with(lab.inventory.parent().unwrap().join(".gantry/runs")),
+        "{}",
+        page.display()
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(page.with_file_name("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["schema"], "gantry.report/1");
+    common::assert_schema(&report, "report");
+    let hosts = report["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 3);
+    for (i, h) in hosts.iter().enumerate() {
+        assert_eq!(h["name"], lab.hosts[i].as_str());
+        let tasks = h["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), 19, "{h}");
+        let n = |k: &str| tasks.iter().map(|t| t[k].as_u64().unwrap()).sum::<u64>();
+        assert_eq!(
+            tasks.iter().filter(|t| t["outcome"] == "changed").count(),
+            15
+        );
+        assert!(
+            n("round_trips") >= 2 && n("bytes_sent") > 0 && n("bytes_received") > 0,
+            "{h}"
+        );
+        for t in tasks {
+            assert!(t["end_ms"].as_u64() >= t["start_ms"].as_u64(), "{t}");
+            assert!(
+                t["end_ms"].as_u64() <= report["duration_ms"].as_u64(),
+                "{t}"
+            );
+        }
+        let name = tasks
+            .iter()
+            .find(|t| t["task"] == "hostname/set the host name")
+            .unwrap();
+        assert!(name["round_trips"].as_u64().unwrap() >= 1, "{name}");
+    }
+    assert_eq!(report["slowest_hosts"].as_array().unwrap().len(), 3);
+    let png = common::artifacts().join("run-report.png");
+    let dom = common::browser(&page, &png);
+    for h in &lab.hosts {
+        assert!(
+            dom.contains(&format!("<g class=\"lane\" data-host=\"{h}\">")),
+            "{h}: {dom}"
+        );
+    }
+    assert_eq!(
+        dom.matches("<rect class=\"bar\"").count(),
+        57,
+        "a bar per task"
+    );
+    assert!(
+        dom.contains("<title>master1 hostname/set the host name: changed in "),
+        "{dom}"
+    );
+    assert!(dom.contains("id=\"slowest-tasks\""), "{dom}");
+    println!("run report screenshot: {}", png.display());
     // What apply did, read back from the hosts themselves.
     for (i, h) in lab.hosts.iter().enumerate() {
         assert_eq!(lab.exec(h, "hostname").trim(), h);
@@ -194,6 +292,7 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
     let json = lab.gantry(&["apply", "--skip-preflight", "-o", "json"]);
     assert_eq!(json.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    common::assert_schema(&doc, "run");
     assert_eq!(
         (&doc["command"], &doc["totals"]["changed"]),
         (&"apply".into(), &0.into())
@@ -555,11 +654,7 @@ fn an_unreachable_host_does_not_hold_up_the_others() {
             .code(),
         Some(0)
     );
-    let cut = Command::new(root().join("lab/cut.sh"))
-        .args([lab.name.as_str(), "gpu1"])
-        .output()
-        .unwrap();
-    assert!(cut.status.success(), "{}", text(&cut.stderr));
+    lab.cut("gpu1", false);
     let out = lab.gantry(&["apply"]);
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out.stdout);
@@ -571,11 +666,7 @@ fn an_unreachable_host_does_not_hold_up_the_others() {
     assert_eq!(lab.exec("master1", "hostname").trim(), "master1");
     assert_eq!(lab.exec("worker1", "hostname").trim(), "worker1");
     // Healed, the host converges like the rest.
-    let heal = Command::new(root().join("lab/cut.sh"))
-        .args([lab.name.as_str(), "gpu1", "heal"])
-        .output()
-        .unwrap();
-    assert!(heal.status.success(), "{}", text(&heal.stderr));
+    lab.cut("gpu1", true);
     assert_eq!(lab.gantry(&["apply"]).status.code(), Some(0));
     assert_eq!(lab.exec("gpu1", "hostname").trim(), "gpu1");
 }
@@ -1002,18 +1093,7 @@ while time.time() < end and not os.path.exists('/srv/shared/stop'):
         "master1",
         &format!("cat > {py} <<'EOF'\n{racer}\nEOF\nchmod 644 {py}"),
     );
-    let started = Command::new("docker")
-        .args([
-            "exec",
-            "-d",
-            "-u",
-            "nobody",
-            &format!("gantry-lab-{}-master1", lab.name),
-        ])
-        .args(["python3", py])
-        .status()
-        .unwrap();
-    assert!(started.success());
+    lab.docker(&["exec", "-d", "-u", "nobody"], "master1", &["python3", py]);
     let mut failed_writes = 0;
     for round in 0..4 {
         let (_, shown) = run("race", &format!("  round: {round}\n"));

@@ -331,11 +331,7 @@ fn keepalived_and_haproxy_serve_the_vip_and_fail_over() {
     api_server(&lab, "master1", "start");
 
     // The whole holder dies (SIGKILL to the container): the VIP moves.
-    let kill = std::process::Command::new("docker")
-        .args(["kill", &lab.container("master1")])
-        .output()
-        .unwrap();
-    assert!(kill.status.success());
+    lab.docker(&["kill"], "master1", &[]);
     let (secs, by) = wait_for_service(&lab, Some("master1"), Duration::from_secs(20))
         .expect("the VIP did not move after the host died");
     println!("MEASURED: master1 killed -> client served by {by} after {secs:.1}s");

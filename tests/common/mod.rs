@@ -27,6 +27,37 @@ pub fn text(b: &[u8]) -> String {
 pub const GANTRY_LIMIT: Duration = Duration::from_secs(240);
 pub const EXEC_LIMIT: Duration = Duration::from_secs(60);
 pub const UP_LIMIT: Duration = Duration::from_secs(600);
+/// A docker command (kill, start, exec -d, cp, rm): past this, Docker itself
+/// is stuck, and the test says so rather than hanging the suite.
+pub const DOCKER_LIMIT: Duration = Duration::from_secs(90);
+
+/// `docker ARGS`, which must succeed within DOCKER_LIMIT.
+pub fn docker(args: &[&str]) -> Output {
+    let what = format!("docker {}", args.join(" "));
+    let out = run_within(Command::new("docker").args(args), DOCKER_LIMIT, &what);
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// Fail at once when the Docker daemon does not answer: a lab test would
+/// otherwise wait out every one of its limits in turn.
+fn docker_answers() {
+    let out = run_within(
+        Command::new("docker").args(["ps", "-q"]),
+        Duration::from_secs(30),
+        "docker ps (is the Docker daemon answering?)",
+    );
+    assert!(
+        out.status.success(),
+        "the Docker daemon does not answer `docker ps`: {}",
+        text(&out.stderr)
+    );
+}
 
 /// Wait for a child with a deadline. Its output is read as it comes (a full
 /// pipe must not stall it); past the deadline it is killed and the test
@@ -88,6 +119,7 @@ impl Lab {
     }
 
     pub fn up_with(name: &str, net: u8, hosts: &str) -> Lab {
+        docker_answers();
         let out = run_within(
             Command::new(root().join("lab/up.sh")).args([name, hosts, &net.to_string()]),
             UP_LIMIT,
@@ -148,6 +180,31 @@ impl Lab {
 
     pub fn container(&self, host: &str) -> String {
         format!("gantry-lab-{}-{host}", self.name)
+    }
+
+    /// `docker VERB CONTAINER ARGS...` on one host's container (kill,
+    /// start, `exec -d`, ...), which must succeed within DOCKER_LIMIT.
+    pub fn docker(&self, verb: &[&str], host: &str, rest: &[&str]) -> Output {
+        let c = self.container(host);
+        let mut a: Vec<&str> = verb.to_vec();
+        a.push(&c);
+        a.extend_from_slice(rest);
+        docker(&a)
+    }
+
+    /// Cut a host off the network (`heal: false`) or bring it back: its
+    /// own interface goes down or up (lab/cut.sh), within DOCKER_LIMIT.
+    pub fn cut(&self, host: &str, heal: bool) {
+        let mut a = vec![self.name.as_str(), host];
+        if heal {
+            a.push("heal");
+        }
+        let out = run_within(
+            Command::new(root().join("lab/cut.sh")).args(&a),
+            DOCKER_LIMIT,
+            &format!("lab/cut.sh {}", a.join(" ")),
+        );
+        assert!(out.status.success(), "lab/cut.sh: {}", text(&out.stderr));
     }
 
     fn docker_exec(&self, host: &str, script: &str) -> Output {
@@ -211,9 +268,15 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = Command::new(root().join("lab/down.sh"))
+        // Never panics (it may run while a test unwinds), never hangs:
+        // down.sh bounds each docker command with a timeout of its own.
+        if let Ok(out) = Command::new(root().join("lab/down.sh"))
             .arg(&self.name)
-            .output();
+            .output()
+            && !out.status.success()
+        {
+            eprintln!("lab/down.sh {}: {}", self.name, text(&out.stderr));
+        }
     }
 }
 
@@ -290,4 +353,93 @@ pub fn role_playbook(dir: &Path, role: &str) -> String {
     )
     .unwrap();
     pb.to_str().unwrap().to_string()
+}
+
+/// Open a page in a real headless browser (Debian's chromium, which
+/// ./test.sh installs through lab/ensure-browser.sh), with no network: in
+/// a network namespace of its own where this machine allows one, and with
+/// every name unresolvable and every proxy dead besides. Returns the DOM
+/// as the browser built it; a screenshot goes to `png`.
+pub fn browser(page: &Path, png: &Path) -> String {
+    let chromium = ["chromium", "/usr/bin/chromium"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok())
+        .expect("chromium is not installed: ./test.sh installs it (lab/ensure-browser.sh)");
+    let isolated = Command::new("unshare")
+        .args(["-n", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", page.display());
+    let flags = |extra: &str| -> Vec<String> {
+        [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--window-size=1280,900",
+            "--proxy-server=127.0.0.1:9",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            extra,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            format!("--user-data-dir={}", profile.path().display()),
+            url.clone(),
+        ])
+        .collect()
+    };
+    let run = |extra: &str| {
+        let mut cmd = if isolated {
+            let mut c = Command::new("unshare");
+            c.args(["-n", chromium]);
+            c
+        } else {
+            Command::new(chromium)
+        };
+        cmd.args(flags(extra));
+        let out = run_within(&mut cmd, Duration::from_secs(120), "chromium");
+        assert!(
+            out.status.success(),
+            "chromium failed: {}",
+            text(&out.stderr)
+        );
+        out
+    };
+    let dom = text(&run("--dump-dom").stdout);
+    run(&format!("--screenshot={}", png.display()));
+    assert!(
+        std::fs::metadata(png).is_ok_and(|m| m.len() > 0),
+        "no screenshot at {}",
+        png.display()
+    );
+    dom
+}
+
+/// Where tests keep what a person may want to look at afterwards.
+pub fn artifacts() -> PathBuf {
+    let d = root().join("target/test-artifacts");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Check a document against its published schema, `schema/gantry.NAME.v1.json`
+/// (what the README promises scripts), naming every violation.
+pub fn assert_schema(doc: &serde_json::Value, name: &str) {
+    let path = root().join(format!("schema/gantry.{name}.v1.json"));
+    let schema: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let v = jsonschema::validator_for(&schema)
+        .unwrap_or_else(|e| panic!("{}: not a valid schema: {e}", path.display()));
+    let errors: Vec<String> = v
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the document does not match {}:\n{}\n{doc:#}",
+        path.display(),
+        errors.join("\n")
+    );
 }
