@@ -1277,10 +1277,13 @@ pub(crate) mod tests {
     fn a_stopped_request_leaves_no_process_behind() {
         let dir = tempfile::tempdir().unwrap();
         let trap = dir.path().join("trapped");
+        // Durations of this test's own (sleep takes fractions), so that a
+        // sleep of another process on the machine is never counted.
+        let tag = std::process::id();
         let c = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "trap 'echo ran > {}; exit 1' TERM; ( sleep 300 & sleep 301 ) & sleep 302; echo renamed",
+                "trap 'echo ran > {}; exit 1' TERM; ( sleep 300.{tag} & sleep 301.{tag} ) & sleep 302.{tag}; echo renamed",
                 trap.display()
             ))
             .stdout(std::process::Stdio::piped())
@@ -1290,7 +1293,7 @@ pub(crate) mod tests {
         std::thread::sleep(std::time::Duration::from_millis(300));
         let tree = || {
             let ps = std::process::Command::new("pgrep")
-                .args(["-f", "^sleep 30[012]$"])
+                .args(["-f", &format!("^sleep 30[012]\\.{tag}$")])
                 .output()
                 .unwrap();
             String::from_utf8_lossy(&ps.stdout).lines().count()
