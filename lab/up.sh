@@ -100,7 +100,8 @@ for spec in "${specs[@]}"; do
 done
 
 # GPU hosts get the STAND-IN nvidia-smi (lab/standin/nvidia-smi), printing
-# the seeds' real 575.64.03 output.
+# the seeds' real 575.64.03 output, and the STAND-IN NVIDIA runtime
+# (lab/standin/nvidia-container-runtime: it logs, then runs the real runc).
 for spec in "${specs[@]}"; do
   h=${spec%%:*}
   case "${spec#*:}" in *gpu*)
@@ -108,6 +109,7 @@ for spec in "${specs[@]}"; do
     docker exec "$c" mkdir -p /usr/local/share/standin
     docker cp "$here/standin/nvidia-smi" "$c:/usr/local/bin/nvidia-smi" >/dev/null
     docker cp "$here/../tests/fixtures/outputs/nvidia-smi-575.64.03.txt" "$c:/usr/local/share/standin/nvidia-smi.txt" >/dev/null
+    docker cp "$here/standin/nvidia-container-runtime" "$c:/usr/bin/nvidia-container-runtime" >/dev/null
     ;;
   esac
 done

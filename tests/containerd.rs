@@ -19,7 +19,11 @@ fn pid(lab: &Lab, host: &str) -> String {
 #[test]
 #[ignore = "lab test: needs Docker and the lab image; run ./test.sh"]
 fn containerd_is_configured_judged_by_itself_and_repaired() {
-    let lab = Lab::up_with("t-containerd", 38, "master1:control-plane,worker1:worker");
+    let lab = Lab::up_with(
+        "t-containerd",
+        38,
+        "master1:control-plane,worker1:worker,gpu1:worker+gpu",
+    );
     let mut inv = std::fs::read_to_string(&lab.inventory).unwrap();
     inv = inv.replace(
         "vars:\n",
@@ -64,7 +68,7 @@ fn containerd_is_configured_judged_by_itself_and_repaired() {
         pb,
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    for h in ["master1", "worker1"] {
+    for h in ["master1", "worker1", "gpu1"] {
         assert_eq!(
             lab.exec(
                 h,
@@ -83,6 +87,9 @@ fn containerd_is_configured_judged_by_itself_and_repaired() {
         ] {
             assert!(dump.contains(want), "{h}: {want:?} not in:\n{dump}");
         }
+        // The GPU host's default runtime is NVIDIA's, with the systemd
+        // cgroup driver too; the others run runc.
+        nvidia_default(&dump, h == "gpu1", h);
         // The host's architecture's images, and only those, are in k8s.io.
         assert_eq!(
             lab.exec(h, "ctr -n k8s.io images ls -q | grep -v '^sha256:'"),
@@ -99,8 +106,9 @@ fn containerd_is_configured_judged_by_itself_and_repaired() {
     // 2. Again: nothing changes, containerd is not restarted.
     let pids = (pid(&lab, "master1"), pid(&lab, "worker1"));
     let again = lab.gantry(&["apply", "--skip-preflight", "-p", pb]);
-    assert_eq!(row(&again, "master1")[1], 0, "{}", text(&again.stdout));
-    assert_eq!(row(&again, "worker1")[1], 0, "{}", text(&again.stdout));
+    for h in ["master1", "worker1", "gpu1"] {
+        assert_eq!(row(&again, h)[1], 0, "{h}: {}", text(&again.stdout));
+    }
     assert_eq!((pid(&lab, "master1"), pid(&lab, "worker1")), pids);
 
     // 3. SystemdCgroup flipped on worker1: plan shows it there and only
@@ -158,4 +166,78 @@ fn containerd_is_configured_judged_by_itself_and_repaired() {
         live
     );
     assert_eq!(pid(&lab, "worker1"), running);
+
+    // 5. The pause image changed in the inventory after the GPU runtime is
+    // set (the change an nvidia-ctk drop-in would shadow on containerd
+    // 1.6): plan shows it on every host, and after apply the GPU host's
+    // containerd reports the new image and still nvidia as its default.
+    std::fs::write(
+        &lab.inventory,
+        inv.replace(
+            "vars:\n",
+            "vars:\n  containerd_sandbox_image: registry.k8s.io/pause:3.10.2\n",
+        ),
+    )
+    .unwrap();
+    let plan = lab.gantry(&["plan", "-p", pb]);
+    let p = text(&plan.stdout);
+    assert!(
+        p.contains("    -  sandbox_image = \"registry.k8s.io/pause:3.10.1\"\n    +  sandbox_image = \"registry.k8s.io/pause:3.10.2\"\n"),
+        "{p}"
+    );
+    let moved = lab.gantry(&["apply", "--skip-preflight", "-p", pb]);
+    assert_eq!(moved.status.code(), Some(0), "{}", text(&moved.stdout));
+    let dump = lab.exec("gpu1", "containerd config dump");
+    assert!(
+        dump.contains("    sandbox_image = \"registry.k8s.io/pause:3.10.2\"\n"),
+        "{dump}"
+    );
+    nvidia_default(&dump, true, "gpu1");
+
+    // The lab's NVIDIA runtime is a STAND-IN that says so and hands its
+    // arguments to the real runc, which refuses what it refuses.
+    assert!(
+        lab.exec("gpu1", "nvidia-container-runtime --version")
+            .contains("lab-stand-in")
+    );
+    let (ok, _) = lab.try_exec("gpu1", "nvidia-container-runtime --no-such-flag 2>&1");
+    assert!(!ok, "runc took an unknown flag");
+
+    // 6. A GPU host without NVIDIA's runtime fails, saying what to do,
+    // before its containerd is told to use it.
+    lab.exec("gpu1", "mv /usr/bin/nvidia-container-runtime /root/ncr");
+    let before = lab.exec("gpu1", "sha256sum /etc/containerd/config.toml");
+    std::fs::write(&lab.inventory, &inv).unwrap();
+    let missing = lab.gantry(&["apply", "--skip-preflight", "-p", pb, "--limit", "gpu1"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing.stdout));
+    assert!(
+        text(&missing.stdout).contains("stderr: /usr/bin/nvidia-container-runtime is not there: install the NVIDIA container toolkit (nvidia_toolkit_packages_dir), or set containerd_nvidia_runtime: false"),
+        "{}",
+        text(&missing.stdout)
+    );
+    assert_eq!(
+        lab.exec("gpu1", "sha256sum /etc/containerd/config.toml"),
+        before
+    );
+}
+
+/// Whether containerd's own dump names NVIDIA's runtime as the default,
+/// with its binary and the systemd cgroup driver.
+fn nvidia_default(dump: &str, gpu: bool, h: &str) {
+    let want = if gpu { "nvidia" } else { "runc" };
+    assert!(
+        dump.contains(&format!("      default_runtime_name = \"{want}\"\n")),
+        "{h}: default runtime {want}:\n{dump}"
+    );
+    let nvidia = "          [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia.options]\n            BinaryName = \"/usr/bin/nvidia-container-runtime\"\n";
+    assert_eq!(dump.contains(nvidia), gpu, "{h}:\n{dump}");
+    if gpu {
+        let options = &dump[dump.find(nvidia).unwrap()..];
+        let block: String = options
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(block.contains("SystemdCgroup = true"), "{h}: {block}");
+    }
 }

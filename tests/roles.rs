@@ -377,6 +377,32 @@ fn containerd_config_uses_kubeadms_pause_image_and_the_systemd_cgroup_driver() {
     );
 }
 
+/// On a `gpu` host NVIDIA's runtime is containerd's default, in gantry's
+/// own config (with the systemd cgroup driver); other hosts keep runc, and
+/// `containerd_nvidia_runtime: false` turns it off.
+#[test]
+fn containerd_config_makes_nvidia_the_default_runtime_on_gpu_hosts() {
+    let (mut inv, pb) = load("inventory/ha-3-masters.yaml");
+    let nvidia = "    [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n      runtime_type = \"io.containerd.runc.v2\"\n      [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia.options]\n        BinaryName = \"/usr/bin/nvidia-container-runtime\"\n        SystemdCgroup = true\n";
+    let gpu = render_template(&inv, &pb, "gpu1", "containerd", "config.toml.j2", facts()).unwrap();
+    assert!(
+        gpu.contains("    default_runtime_name = \"nvidia\"\n"),
+        "{gpu}"
+    );
+    assert!(gpu.contains(nvidia), "{gpu}");
+    let worker =
+        render_template(&inv, &pb, "node1", "containerd", "config.toml.j2", facts()).unwrap();
+    assert!(
+        worker.contains("    default_runtime_name = \"runc\"\n"),
+        "{worker}"
+    );
+    assert!(!worker.contains("runtimes.nvidia"), "{worker}");
+    inv.vars
+        .insert("containerd_nvidia_runtime".into(), false.into());
+    let off = render_template(&inv, &pb, "gpu1", "containerd", "config.toml.j2", facts()).unwrap();
+    assert_eq!(off, worker);
+}
+
 /// The kubeadm init config gantry renders passes kubeadm's strict v1beta4
 /// reading (the lab's kubeadm stand-in, `lab/standin/kubeadm`, which refuses
 /// what the real one refuses), for the guide's HA topology behind the VIP
