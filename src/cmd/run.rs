@@ -26,6 +26,8 @@ pub fn execute(
         RunMode::Plan
     };
     let mut journal_file = None;
+    // The command line as typed: the journal's header and the run report.
+    let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let (mut inv, pb) = load(input)?;
     inv.secrets = crate::secrets::resolve(&input.inventory, &inv.secrets, &pb.secret_names())?;
     let selected = selected_hosts(&inv, input, connect)?;
@@ -129,8 +131,7 @@ pub fn execute(
         opts.max_fail_percent = rc.max_fail_percent;
         opts.fail_fast = rc.fail_fast;
         opts.lock_stale_after = Some(std::time::Duration::from_secs(rc.lock_stale_after));
-        let command: Vec<String> = std::env::args().skip(1).collect();
-        let j = journal::Journal::open(&input.inventory, &command.join(" "), playbook_name(input))?;
+        let j = journal::Journal::open(&input.inventory, &command, playbook_name(input))?;
         opts.run_id = j.run.clone();
         journal_file = Some(Arc::new(j));
     }
@@ -156,7 +157,7 @@ pub fn execute(
             ),
             dir: crate::ui::timeline::dir(&input.inventory, &j.run),
             run: j.run.clone(),
-            command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+            command: command.clone(),
             playbook: playbook_name(input).to_string(),
         });
     let sink = Sink {

@@ -113,7 +113,7 @@ pub struct Timing {
     pub started: std::time::SystemTime,
     pub waited: std::time::Duration,
     pub ran: std::time::Duration,
-    pub traffic: crate::remote::ssh::Traffic,
+    pub traffic: crate::remote::traffic::Traffic,
 }
 
 /// What a run reports, in the order it happens. Host workers send these on

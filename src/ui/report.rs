@@ -205,6 +205,11 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Tasks counted, whatever their outcome.
+    fn total(&self) -> usize {
+        self.ok + self.changed + self.failed + self.skipped + self.unreachable + self.done
+    }
+
     fn add(&mut self, c: &Counts) {
         self.ok += c.ok;
         self.changed += c.changed;
@@ -280,10 +285,9 @@ impl Reporter {
     fn progress(&self) {
         let Some(b) = &self.bar else { return };
         let counts = self.counts.lock().unwrap();
-        let total = |c: &Counts| c.ok + c.changed + c.failed + c.skipped + c.unreachable + c.done;
         let done = counts
             .iter()
-            .filter(|(h, c)| self.tasks_of.get(*h).is_some_and(|n| total(c) >= *n))
+            .filter(|(h, c)| self.tasks_of.get(*h).is_some_and(|n| c.total() >= *n))
             .count();
         let failed = counts
             .values()
@@ -308,8 +312,7 @@ impl Reporter {
             .get(host)
             .copied()
             .unwrap_or_default();
-        let total = c.ok + c.changed + c.failed + c.skipped + c.unreachable + c.done;
-        if self.tasks_of.get(host) == Some(&total) {
+        if self.tasks_of.get(host) == Some(&c.total()) {
             self.line(&format!(
                 "{} {host}: ok={} changed={} failed={} skipped={} unreachable={}",
                 style("done").dim(),

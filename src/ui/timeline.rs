@@ -365,7 +365,7 @@ mod tests {
             started: start + Duration::from_millis(at_ms),
             waited: Duration::from_millis(5),
             ran: Duration::from_millis(ran),
-            traffic: crate::remote::ssh::Traffic {
+            traffic: crate::remote::traffic::Traffic {
                 round_trips: 2,
                 bytes_sent: 100,
                 bytes_received: 40,
