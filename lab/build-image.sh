@@ -34,8 +34,17 @@ root="$work/rootfs"
 # etcd 3.4 (server and etcdctl) as the real store behind the stand-in API
 # servers, so control-plane joins meet real etcd membership,
 # containerd (1.6.20, with runc) for the images and Kubernetes roles: real, not
-# a stand-in, installed but not started, as a host that has it before gantry.
-pkgs=systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,nftables,procps,kmod,iputils-ping,netcat-openbsd,keepalived,haproxy,ca-certificates,python3,python3-yaml,containerd,etcd-server,etcd-client,openssl
+# a stand-in, installed but not started, as a host that has it before gantry,
+# firewalld (1.3, nftables backend) for the firewall role's firewalld path
+# against the real daemon: installed but not started, tests start it; with
+# libpam-systemd, named because debootstrap cannot resolve polkitd's virtual
+# default-logind dependency, and netbase, whose /etc/protocols firewalld needs
+# to start at all (the stock ipsec service's esp; vrrp in gantry's zone),
+# rpm (with rpmbuild) and dnf for the package module's rpm path: tests build
+# small local rpms and install them from files, with no repository,
+# attr (getfattr/setfattr) for the SELinux label tests: the lab's kernel has
+# no SELinux, but security.selinux is an xattr the filesystems still keep.
+pkgs=systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,nftables,procps,kmod,iputils-ping,netcat-openbsd,keepalived,haproxy,ca-certificates,python3,python3-yaml,containerd,etcd-server,etcd-client,openssl,firewalld,libpam-systemd,netbase,rpm,dnf,attr
 echo "lab: debootstrap bookworm into $root (a few minutes)" >&2
 if ! debootstrap --variant=minbase --include="$pkgs" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1; then
   tail -n 30 "$work/debootstrap.log" >&2
@@ -55,8 +64,16 @@ for unit in systemd-sysctl.service systemd-modules-load.service systemd-timesync
   systemd-firstboot.service systemd-journald-audit.socket; do
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
+# Installed, not started at boot: containerd, etcd, and firewalld (its package
+# enables it, and names it by the alias dbus-org.fedoraproject.FirewallD1; the
+# package ships no D-Bus activation file, so only systemctl starts it).
 rm -f "$root/etc/systemd/system/multi-user.target.wants/containerd.service" \
-  "$root/etc/systemd/system/multi-user.target.wants/etcd.service"
+  "$root/etc/systemd/system/multi-user.target.wants/etcd.service" \
+  "$root/etc/systemd/system/multi-user.target.wants/firewalld.service" \
+  "$root/etc/systemd/system/dbus-org.fedoraproject.FirewallD1.service"
+# libpam-systemd is there for the package graph only: logins stay as before
+# (no logind session and no user manager started per SSH login).
+sed -i '/pam_systemd\.so/d' "$root/etc/pam.d/common-session" "$root/etc/pam.d/common-session-noninteractive" 2>/dev/null || true
 # Host keys are made per container at first boot (init.sh), never baked in.
 rm -f "$root"/etc/ssh/ssh_host_*
 install -m 0755 "$here/init.sh" "$root/usr/local/sbin/lab-init"
