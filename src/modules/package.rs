@@ -14,6 +14,14 @@ pub struct Package {
     pub from_dir: Option<String>,
 }
 
+/// Prints the host's package manager (`deb`, `rpm` or `none`) and leaves it
+/// in `$v`: by the OS family that /etc/os-release names in ID and ID_LIKE,
+/// read with builtins; for an OS of neither family, by the tool there is.
+const MANAGER: &str = "v=; while IFS='=' read -r k f; do case $k in ID|ID_LIKE) v=\"$v $f\";; esac; done < /etc/os-release 2>/dev/null
+case $v in *rhel*|*fedora*|*centos*|*suse*) v=rpm;; *debian*|*ubuntu*) v=deb;; *) if command -v dpkg-query >/dev/null; then v=deb; elif command -v rpm >/dev/null; then v=rpm; else v=none; fi;; esac
+echo $v
+";
+
 impl Module for Package {
     const NAME: &'static str = "package";
     const DOC: Doc = Doc {
@@ -34,13 +42,15 @@ impl Module for Package {
 
     fn probes(&self) -> Result<Probes, String> {
         // First line: the package manager; then one line per package:
-        // "<name> installed" or "<name> missing".
-        let mut s = String::from(
-            "if command -v dpkg-query >/dev/null; then echo deb; elif command -v rpm >/dev/null; then echo rpm; else echo none; fi\n",
-        );
+        // "<name> installed" or "<name> missing". The manager is the OS
+        // family's, from os-release's ID and ID_LIKE (read with builtins):
+        // a RHEL host that also carries dpkg (or a Debian one with rpm, for
+        // alien) still gets its own. Only an OS of neither family is judged
+        // by which tool is there.
+        let mut s = String::from(MANAGER);
         for n in &self.name {
             let q = quote(n)?;
-            s.push_str(&format!("if command -v dpkg-query >/dev/null; then dpkg-query -W -f='${{db:Status-Status}}' -- {q} 2>/dev/null | grep -qx installed; else rpm -q -- {q} >/dev/null 2>&1; fi && echo {q} installed || {{ echo {q} missing; v=1; }}\n"));
+            s.push_str(&format!("case $v in deb*) dpkg-query -W -f='${{db:Status-Status}}' -- {q} 2>/dev/null | grep -qx installed;; *) rpm -q -- {q} >/dev/null 2>&1;; esac && echo {q} installed || {{ echo {q} missing; v=$v-; }}\n"));
         }
         // Offline, and something is missing: what each package file of the
         // directory is, provides and needs, for `decide` to pick the named
@@ -48,7 +58,7 @@ impl Module for Package {
         if let Some(d) = &self.from_dir {
             let d = quote(d)?;
             s.push_str(&format!(
-                "[ \"$v\" = 1 ] && for f in {d}/*.deb {d}/*.rpm; do [ -f \"$f\" ] || continue; printf 'File: %s\\n' \"$f\"; case $f in *.deb) dpkg-deb -f \"$f\" Package Provides Depends Pre-Depends;; *) rpm -qp --qf 'Package: %{{NAME}}\\n' \"$f\"; rpm -qp --provides \"$f\" | sed 's/^/Provides: /'; rpm -qp --requires \"$f\" | sed 's/^/Depends: /';; esac; done\n"
+                "case $v in *-) for f in {d}/*.deb {d}/*.rpm; do [ -f \"$f\" ] || continue; printf 'File: %s\\n' \"$f\"; case $f in *.deb) dpkg-deb -f \"$f\" Package Provides Depends Pre-Depends;; *) rpm -qp --qf 'Package: %{{NAME}}\\n' \"$f\"; rpm -qp --provides \"$f\" | sed 's/^/Provides: /'; rpm -qp --requires \"$f\" | sed 's/^/Depends: /';; esac; done;; esac\n"
             ));
         }
         s.push_str("true\n");
@@ -208,6 +218,31 @@ mod tests {
     use super::*;
     use crate::modules::Touches;
     use crate::modules::testing::{change, decide, module, out, unchanged};
+
+    /// The manager is the OS family's: RHEL's rpm even where dpkg is there
+    /// too, Debian's dpkg, and for any other OS the tool that is there.
+    #[test]
+    fn the_package_manager_is_the_os_familys() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |release: &str| {
+            let f = dir.path().join("os-release");
+            std::fs::write(&f, release).unwrap();
+            let script = MANAGER.replace("/etc/os-release", f.to_str().unwrap());
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("{script}echo \"[$v]\"")])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let rhel = "NAME=\"Red Hat Enterprise Linux\"\nVERSION_ID=\"8.9\"\nID=\"rhel\"\nID_LIKE=\"fedora\"\n";
+        assert_eq!(run(rhel), "rpm\n[rpm]\n");
+        assert_eq!(run("ID=rocky\nID_LIKE=\"rhel centos fedora\"\n"), "rpm\n[rpm]\n");
+        assert_eq!(run("ID=ubuntu\nID_LIKE=debian\n"), "deb\n[deb]\n");
+        assert_eq!(run("ID=debian\n"), "deb\n[deb]\n");
+        // Neither family: by the tool (this machine is Debian: dpkg).
+        let other = run("ID=alpine\n");
+        assert!(other == "deb\n[deb]\n" || other == "rpm\n[rpm]\n" || other == "none\n[none]\n", "{other}");
+    }
 
     #[test]
     fn package_installs_what_is_missing_online_or_from_a_directory() {
