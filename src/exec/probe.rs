@@ -106,6 +106,34 @@ pub(crate) const STAT: &str = "stat --printf '%n\\0%a %U %G %F\\0%s %i %y %z\\0'
 /// lookup costs a stat process about as much again).
 pub(crate) const RESTAT: &str = "stat --printf '%n\\0%s %i %y %z\\0' --";
 
+/// Where SELinux is enabled (its filesystem mounted; a builtin test, so no
+/// process elsewhere): each path's label against the policy's, one
+/// `matchpathcon -V` for all paths. It prints "PATH verified." or "PATH has
+/// context HAS, should be SHOULD" (`labels` reads it). Followed by the
+/// paths and `; fi`.
+pub(crate) const LABELS: &str = "if [ -e /sys/fs/selinux/enforce ]; then matchpathcon -V --";
+
+/// The paths whose label is not the policy's, from what `LABELS` printed:
+/// path -> (the label it has, the policy's).
+pub(crate) fn labels(out: &str) -> HashMap<&str, (&str, &str)> {
+    out.lines()
+        .filter_map(|l| {
+            let (path, rest) = l.split_once(" has context ")?;
+            let (has, should) = rest.split_once(", should be ")?;
+            Some((path, (has.trim(), should.trim())))
+        })
+        .collect()
+}
+
+/// A file probe's head with the label mismatch, if any, after a tab
+/// (`FileState::parse` reads it).
+fn with_label(head: &str, label: Option<&(&str, &str)>) -> String {
+    match label {
+        Some((has, should)) => format!("{head}\tlabel {has} {should}"),
+        None => head.to_string(),
+    }
+}
+
 /// Every part of a probe script ends with `\nMARKER INDEX RC\n`. Probe
 /// scripts run in the host's shell itself (`Scope::Own`); the variables
 /// modules' script probes use are declared here (`modules::PROBE_LOCALS`).
@@ -136,6 +164,7 @@ pub(crate) fn probe_script(probes: &[Probe], marker: &str) -> Result<String, Str
             "set --; for v in {quoted}; do [ -f \"$v\" ] && [ ! -L \"$v\" ] && set -- \"$@\" \"$v\"; done; [ $# -eq 0 ] || cat -- \"$@\""
         ));
         parts.push(format!("{RESTAT} {quoted}"));
+        parts.push(format!("{LABELS} {quoted}; fi"));
     }
     for p in probes {
         if let Probe::Script(_) = p {
@@ -155,11 +184,12 @@ pub(crate) fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Opti
         .iter()
         .filter(|p| matches!(p, Probe::Script(_)))
         .count();
-    let stats = if paths.is_empty() { 0 } else { 3 };
+    let stats = if paths.is_empty() { 0 } else { 4 };
     let mut answers = split_answers(stdout, marker, stats + scripts)?;
     let mut files: HashMap<&str, ProbeOut> = HashMap::new();
-    if stats == 3 {
+    if stats == 4 {
         let (before, body, after) = (&answers[0].out, &answers[1].out, &answers[2].out);
+        let labels = labels(&answers[3].out);
         let fields: Vec<&str> = before.split('\0').collect();
         // The second stat must give each path's change markers as the first.
         let again: String = fields
@@ -194,7 +224,7 @@ pub(crate) fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Opti
                     at += len;
                     ProbeOut {
                         rc: 0,
-                        out: format!("{head}\n{content}"),
+                        out: format!("{}\n{content}", with_label(head, labels.get(path))),
                     }
                 }
             };
@@ -221,6 +251,7 @@ pub(crate) fn probe_script_each(probes: &[Probe], marker: &str) -> Result<String
     let mut parts = Vec::new();
     if let Some(quoted) = quoted_paths(probes)? {
         parts.push(format!("{STAT} {quoted}"));
+        parts.push(format!("{LABELS} {quoted}; fi"));
     }
     for p in probes {
         parts.push(match p {
@@ -245,11 +276,13 @@ pub(crate) fn read_answers_each(
     marker: &str,
 ) -> Option<Vec<ProbeOut>> {
     let stat = !file_paths(probes).is_empty();
-    let mut answers = split_answers(stdout, marker, probes.len() + usize::from(stat))?;
+    let mut answers = split_answers(stdout, marker, probes.len() + 2 * usize::from(stat))?;
     if !stat {
         return Some(answers);
     }
     let heads = answers.remove(0).out;
+    let label_out = answers.remove(0).out;
+    let labels = labels(&label_out);
     let fields: Vec<&str> = heads.split('\0').collect();
     let found: HashMap<&str, &str> = fields.chunks_exact(3).map(|c| (c[0], c[1])).collect();
     for (p, a) in probes.iter().zip(answers.iter_mut()) {
@@ -257,7 +290,7 @@ pub(crate) fn read_answers_each(
             *a = match found.get(path.as_str()) {
                 Some(head) if a.rc == 0 => ProbeOut {
                     rc: 0,
-                    out: format!("{head}\n{}", a.out),
+                    out: format!("{}\n{}", with_label(head, labels.get(path.as_str())), a.out),
                 },
                 _ => ProbeOut {
                     rc: 1,
@@ -376,6 +409,89 @@ pub(crate) async fn read_ahead(
 
 #[cfg(test)]
 mod tests {
+    /// Where SELinux is enabled, each file probe's head carries its label
+    /// against the policy's, from one `matchpathcon -V` (a script on PATH
+    /// here, printing what libselinux's does; the enabled test points at a
+    /// temp file); elsewhere no process runs and nothing is added.
+    #[test]
+    fn file_probes_carry_a_label_that_is_not_the_policys() {
+        use super::*;
+        use crate::modules::FileState;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (hosts, other) = (d.join("hosts"), d.join("other"));
+        std::fs::write(&hosts, "h\n").unwrap();
+        std::fs::write(&other, "o\n").unwrap();
+        std::fs::create_dir(d.join("bin")).unwrap();
+        let stub = d.join("bin/matchpathcon");
+        std::fs::write(
+            &stub,
+            format!(
+                "#!/bin/sh\n[ \"$1 $2\" = '-V --' ] || exit 9\nshift 2\nfor p; do case $p in *hosts) echo \"$p has context system_u:object_r:etc_t:s0, should be system_u:object_r:net_conf_t:s0\";; *) echo \"$p verified.\";; esac; done\ntouch {}/ran\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let probes = vec![
+            Probe::File(hosts.display().to_string()),
+            Probe::File(other.display().to_string()),
+        ];
+        let enforce = d.join("enforce");
+        let run = |script: String| {
+            let script = script.replace("/sys/fs/selinux/enforce", enforce.to_str().unwrap());
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(crate::remote::script::own_call(&script).unwrap())
+                .env("PATH", format!("{}:/usr/bin:/bin", d.join("bin").display()))
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        for each in [false, true] {
+            let read = |script: String| {
+                let out = run(script);
+                if each {
+                    read_answers_each(&probes, &out, "M").unwrap()
+                } else {
+                    read_answers(&probes, &out, "M").unwrap()
+                }
+            };
+            let script = || {
+                if each {
+                    probe_script_each(&probes, "M")
+                } else {
+                    probe_script(&probes, "M")
+                }
+                .unwrap()
+            };
+            // SELinux not enabled: no label, and matchpathcon never ran.
+            let a = read(script());
+            assert_eq!(FileState::parse(&a[0]).relabel, None);
+            assert_eq!(FileState::parse(&a[0]).content, "h\n");
+            assert!(!d.join("ran").exists());
+            std::fs::write(&enforce, "1").unwrap();
+            let a = read(script());
+            let st = FileState::parse(&a[0]);
+            assert_eq!(
+                st.relabel,
+                Some((
+                    "system_u:object_r:etc_t:s0".into(),
+                    "system_u:object_r:net_conf_t:s0".into()
+                ))
+            );
+            assert_eq!(
+                (st.kind.as_str(), st.content.as_str()),
+                ("regular file", "h\n")
+            );
+            assert_eq!(FileState::parse(&a[1]).relabel, None);
+            assert!(d.join("ran").exists());
+            std::fs::remove_file(&enforce).unwrap();
+            std::fs::remove_file(d.join("ran")).unwrap();
+        }
+    }
+
     use super::*;
     use crate::modules::AnyModule;
 

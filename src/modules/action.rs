@@ -69,7 +69,11 @@ pub(super) fn live_only(program: &str) -> bool {
 /// itself: none is a shell builtin, so none can end the
 /// shell or change its directory, options or traps.
 pub(super) fn own_program(program: &str) -> bool {
-    live_only(program) || matches!(program, "mkdir" | "chmod" | "chown" | "rm" | "systemctl")
+    live_only(program)
+        || matches!(
+            program,
+            "mkdir" | "chmod" | "chown" | "chcon" | "rm" | "systemctl"
+        )
 }
 
 impl Action {
@@ -81,7 +85,7 @@ impl Action {
             Some("mkdir") => argv
                 .last()
                 .map_or(Touches::All, |p| Touches::Made(p.to_string())),
-            Some("chmod" | "chown" | "rm") => argv
+            Some("chmod" | "chown" | "chcon" | "rm") => argv
                 .last()
                 .map_or(Touches::All, |p| Touches::Path(p.to_string())),
             // gantry's own systemctl calls start, stop, enable and reload:

@@ -66,21 +66,39 @@ pub fn converge(path: &str, cur: &FileState, want: Wanted) -> Result<Decision, S
     };
     // Not world-readable before or after: its diff is counted, not shown.
     let private = want_mode & 0o004 == 0 || (cur.exists && cur.mode & 0o004 == 0);
+    // Where SELinux is enabled, a label that is not the policy's is set to
+    // it (what restorecon does); a write keeps the label the file had, so
+    // the relabel comes after it.
+    let relabel = match &cur.relabel {
+        Some((has, should)) => Some((
+            format!("SELinux label {has} -> {should} (the policy's)"),
+            Action::run(&["chcon", should, "--", path])?,
+        )),
+        None => None,
+    };
     if !cur.exists || cur.content != want.content {
-        let mut c = Change::new(
-            if cur.exists {
-                format!("{path} content differs")
-            } else {
-                format!("{path} does not exist")
-            },
-            write(),
-        )
-        .with_diff(Some(unified_diff(path, &cur.content, want.content)));
+        let mut reason = if cur.exists {
+            format!("{path} content differs")
+        } else {
+            format!("{path} does not exist")
+        };
+        let mut actions = vec![write()];
+        if let Some((why, a)) = relabel {
+            reason.push_str(&format!(", {why}"));
+            actions.push(a);
+        }
+        let mut c = Change::of(reason, actions)
+            .expect("a write at least")
+            .with_diff(Some(unified_diff(path, &cur.content, want.content)));
         c.private = private;
         return Ok(Decision::Change(c));
     }
     let mut actions = Vec::new();
     let mut why = Vec::new();
+    if let Some((w, a)) = relabel {
+        why.push(w);
+        actions.push(a);
+    }
     if cur.mode != want_mode {
         why.push(format!("mode {:04o} -> {want_mode:04o}", cur.mode));
         actions.push(Action::run(&[
@@ -159,6 +177,49 @@ mod tests {
     use crate::modules::{
         blockinfile::BlockInFile, copy::Copy, file::File, lineinfile::LineInFile,
     };
+
+    /// Where SELinux is enabled and a managed file's label is not the
+    /// policy's (the probe's stat line says so after a tab), plan shows it
+    /// and apply sets the policy's, after a write when there is one.
+    #[test]
+    fn a_label_that_is_not_the_policys_is_a_change() {
+        use crate::modules::testing::{change, out};
+        use crate::modules::{Action, ProbeOut};
+        let copy: Copy = module(json!({"dest": "/etc/hosts", "content": "a\n"}));
+        let labelled = |content: &str| -> ProbeOut {
+            out(
+                0,
+                &format!(
+                    "644 root root regular file\tlabel system_u:object_r:etc_t:s0 system_u:object_r:net_conf_t:s0\n{content}"
+                ),
+            )
+        };
+        let chcon = Action::run(&[
+            "chcon",
+            "system_u:object_r:net_conf_t:s0",
+            "--",
+            "/etc/hosts",
+        ])
+        .unwrap();
+        let d = change(decide(&copy, vec![labelled("a\n")]).unwrap());
+        assert_eq!(
+            d.reason,
+            "/etc/hosts: SELinux label system_u:object_r:etc_t:s0 -> system_u:object_r:net_conf_t:s0 (the policy's)"
+        );
+        assert_eq!(d.actions(), vec![chcon.clone()]);
+        let d = change(decide(&copy, vec![labelled("old\n")]).unwrap());
+        assert_eq!(
+            d.reason,
+            "/etc/hosts content differs, SELinux label system_u:object_r:etc_t:s0 -> system_u:object_r:net_conf_t:s0 (the policy's)"
+        );
+        assert!(matches!(d.actions(), [Action::Write { .. }, c] if *c == chcon));
+        // The label matches: nothing to do.
+        let same = out(0, "644 root root regular file\na\n");
+        assert!(matches!(
+            decide(&copy, vec![same]).unwrap(),
+            crate::modules::Decision::Unchanged(_)
+        ));
+    }
 
     /// A link in a task's path, one a local user planted say, is refused by
     /// every module that writes, chmods or chowns a file: never followed,

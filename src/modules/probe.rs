@@ -20,7 +20,7 @@ pub struct ProbeOut {
 
 /// The only variables modules' script probes assign: the probe request
 /// declares them `local`, since it runs in the host's shell itself.
-pub const PROBE_LOCALS: &str = "v";
+pub const PROBE_LOCALS: &str = "v k f";
 
 impl Probe {
     /// The shell text of the probe. A file probe prints one stat line, then
@@ -62,6 +62,9 @@ pub struct FileState {
     /// "character special file"...; empty when missing.
     pub kind: String,
     pub content: String,
+    /// Where SELinux is enabled and the path's label is not the policy's:
+    /// (the label it has, the policy's), as `matchpathcon -V` says.
+    pub relabel: Option<(String, String)>,
 }
 
 impl FileState {
@@ -79,7 +82,14 @@ impl FileState {
         let mode = u32::from_str_radix(f.next().unwrap_or("0"), 8).unwrap_or(0);
         let owner = f.next().unwrap_or("").to_string();
         let group = f.next().unwrap_or("").to_string();
-        let kind = f.next().unwrap_or("");
+        // The stat line may end with a tab and `label HAS SHOULD`
+        // (exec::probe, where SELinux is enabled).
+        let rest = f.next().unwrap_or("");
+        let (kind, label) = rest.split_once('\t').unwrap_or((rest, ""));
+        let relabel = label
+            .strip_prefix("label ")
+            .and_then(|l| l.split_once(' '))
+            .map(|(has, should)| (has.to_string(), should.to_string()));
         FileState {
             exists: true,
             mode,
@@ -89,6 +99,7 @@ impl FileState {
             is_link: kind == "symbolic link",
             kind: kind.to_string(),
             content: content.to_string(),
+            relabel,
         }
     }
 }

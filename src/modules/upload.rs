@@ -190,6 +190,9 @@ impl Module for Upload {
 pub fn receive_script(dest: &str, sha256: &str, size: u64, offset: u64, mode: u32) -> Result<String, String> {
     let (dir, part, seen) = beside(dest)?;
     let (d, dq, p, s) = (quote(dest)?, quote(&dir)?, quote(&part)?, quote(&seen)?);
+    // Labelled as a write is (remote::writes): the file it replaces keeps
+    // its SELinux label, a new one gets the policy's.
+    let (selinux, label) = (crate::remote::writes::SELINUX, crate::remote::writes::label_step(&p, &d));
     Ok(format!(
         r#"set -u
 fail() {{ printf 'gantry upload: %s\n' "$1" >&2; exit 3; }}
@@ -218,6 +221,7 @@ got=$(stat -c %s -- {p})
 sync -- {p} || {{ rm -f -- {p}; fail "sync of {part} failed"; }}
 v=$(sha256sum < {p}); v=${{v%% *}}
 [ "$v" = {sha256} ] || {{ rm -f -- {p}; fail "what arrived has sha256 $v, not {sha256}; nothing was put in place"; }}
+{selinux}{label} || {{ rm -f -- {p}; fail "labelling {dest} for SELinux failed"; }}
 chown 0:0 -- {p} && chmod {mode:o} -- {p} && mv -fT -- {p} {d} || {{ rm -f -- {p}; fail "putting {dest} in place failed"; }}
 printf '%s %s\n' {sha256} "$(stat -c '%s %i %z' -- {d})" > {s}.tmp && mv -fT -- {s}.tmp {s} && sync -- {dq} || fail "recording the sha256 of {dest} failed"
 "#

@@ -97,6 +97,8 @@ pub fn writes_script(actions: &[&Action], marker: &str) -> Result<String, String
         "c".into(),
         "u".into(),
         "k".into(),
+        "se".into(),
+        "x".into(),
     ];
     let mut s = String::new();
     let mut temps = Vec::new();
@@ -189,6 +191,7 @@ pub fn writes_script(actions: &[&Action], marker: &str) -> Result<String, String
                     .collect::<Result<_, _>>()?;
                 steps.push(format!("{} >&2", words.join(" ")));
             }
+            steps.push(label_step(&t, &format!("\"$d{j}\"")));
             // `&&`, not `set -e`: a shell ignores -e inside an `&&` list.
             body.push_str(&format!(
                 "[ $lim -gt {j} ] && {{ {{ {}; }} || {{ r=$?; lim={j}; }}; }}\n",
@@ -288,6 +291,7 @@ pub fn writes_script(actions: &[&Action], marker: &str) -> Result<String, String
             trap("; exit 1")?
         ));
     }
+    head.push_str(SELINUX);
     head.push_str(&format!("lim={}; r=0\n", actions.len()));
     s.insert_str(0, &head);
     s.push_str(&body);
@@ -299,6 +303,27 @@ pub fn writes_script(actions: &[&Action], marker: &str) -> Result<String, String
     }
     s.push_str("printf 'written %d\\n' $lim\nreturn $r\n");
     Ok(s)
+}
+
+/// Whether the host labels files for SELinux, in `$se`, by builtins alone
+/// (no process on a host without SELinux): 2 where SELinux is enabled (its
+/// filesystem is mounted), 1 where the host is set up for it but it is off
+/// (/etc/selinux/config, as on RHEL with `SELINUX=disabled`), else 0.
+pub(crate) const SELINUX: &str = "se=0; if [ -e /sys/fs/selinux/enforce ]; then se=2; elif [ -e /etc/selinux/config ]; then se=1; fi\n";
+
+/// The step that labels a write's temp file `t` for its path `d` (shell
+/// words), before the rename: a new file made in the directory carries the
+/// directory's label, not the target's, and confined services cannot read
+/// a file labelled `etc_t` where the policy says `net_conf_t`. As Ansible's
+/// atomic move does: a file that is replaced keeps its label (copied from
+/// it); a new one gets the policy's default for its path (`matchpathcon`,
+/// what `restorecon` would give). Where SELinux is enabled a failure fails
+/// the write; where it is only set up, a file without a label is normal and
+/// is left so. Nothing runs on a host without SELinux (`$se` is 0).
+pub(crate) fn label_step(t: &str, d: &str) -> String {
+    format!(
+        "{{ [ $se = 0 ] || if [ -e {d} ]; then if [ $se = 2 ]; then chcon --reference={d} -- {t}; else chcon --reference={d} -- {t} 2>/dev/null || :; fi; elif [ $se = 2 ]; then x=$(matchpathcon -n -- {d}) && chcon -- \"$x\" {t}; fi; }}"
+    )
 }
 
 /// The inputs of a request of `writes_script`, by index: each write's
@@ -360,6 +385,160 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8(out.stdout).unwrap(), secret);
+    }
+
+    /// SELinux labels, with the script run by a local sh as root on this
+    /// machine's filesystem, which stores `security.selinux` attributes
+    /// without an SELinux kernel (chcon and stat %C read and set them as
+    /// plain attributes). Stand-ins: the two paths that tell the script
+    /// SELinux is set up or enabled point into a temp directory, and
+    /// `matchpathcon` (the policy's default for a path) is a script on PATH.
+    #[test]
+    fn a_replaced_file_keeps_its_selinux_label_and_a_new_one_gets_the_policys() {
+        if crate::remote::credentials::current_uid() != Ok(0) {
+            eprintln!("SKIPPED: setting security.selinux attributes needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (config, enforce, bin) = (d.join("config"), d.join("enforce"), d.join("bin"));
+        std::fs::create_dir(&bin).unwrap();
+        let calls = d.join("calls");
+        std::fs::write(
+            bin.join("matchpathcon"),
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {}\n[ -e {}/refuse ] && {{ echo 'matchpathcon: no policy' >&2; exit 1; }}\necho system_u:object_r:kubelet_var_lib_t:s0\n",
+                calls.display(),
+                d.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            bin.join("matchpathcon"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let label = |p: &std::path::Path| {
+            let out = std::process::Command::new("stat")
+                .args(["-c", "%C", "--"])
+                .arg(p)
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        let write = |path: &std::path::Path| {
+            let a = Action::Write {
+                path: path.to_str().unwrap().into(),
+                content: "new\n".into(),
+                mode: 0o644,
+                owner: None,
+                group: None,
+                validate: None,
+            };
+            let (script, input) = action_script(&a).unwrap();
+            let script = script
+                .replace("/etc/selinux/config", config.to_str().unwrap())
+                .replace("/sys/fs/selinux/enforce", enforce.to_str().unwrap());
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(own_call(&script).unwrap())
+                .env("gantry_stdin", input.unwrap())
+                .env(
+                    "PATH",
+                    format!("{}:/usr/bin:/bin:/usr/sbin:/sbin", bin.display()),
+                )
+                .output()
+                .unwrap()
+        };
+        use std::os::unix::fs::MetadataExt;
+        let hosts = d.join("hosts");
+        std::fs::write(&hosts, "old\n").unwrap();
+        let chcon = |ctx: &str, p: &std::path::Path| {
+            assert!(
+                std::process::Command::new("chcon")
+                    .arg(ctx)
+                    .arg(p)
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        };
+        chcon("system_u:object_r:net_conf_t:s0", &hosts);
+        // No SELinux: nothing is labelled, and the label is the temp
+        // file's (here: none).
+        let ino = std::fs::metadata(&hosts).unwrap().ino();
+        assert!(write(&hosts).status.success());
+        assert_ne!(std::fs::metadata(&hosts).unwrap().ino(), ino);
+        assert_eq!(label(&hosts), "?");
+        // Set up for SELinux (its config file there): a replaced file keeps
+        // its label. The file is a new inode, so the label was set on the
+        // temp file before the rename.
+        std::fs::write(&config, "SELINUX=enforcing\n").unwrap();
+        std::fs::write(&hosts, "old\n").unwrap();
+        chcon("system_u:object_r:net_conf_t:s0", &hosts);
+        let ino = std::fs::metadata(&hosts).unwrap().ino();
+        let out = write(&hosts);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&hosts).unwrap(), "new\n");
+        assert_ne!(std::fs::metadata(&hosts).unwrap().ino(), ino);
+        assert_eq!(label(&hosts), "system_u:object_r:net_conf_t:s0");
+        // A file with no label (SELinux set up but off): written, unlabelled.
+        let plain = d.join("plain");
+        std::fs::write(&plain, "old\n").unwrap();
+        assert!(write(&plain).status.success());
+        assert_eq!(label(&plain), "?");
+        // A new file where SELinux is only set up: no policy lookup.
+        assert!(write(&d.join("new-off")).status.success());
+        assert!(!calls.exists());
+        // SELinux enabled: a new file gets the policy's default for its
+        // path; a replaced one still keeps its own.
+        std::fs::write(&enforce, "1\n").unwrap();
+        let kubelet = d.join("config.yaml");
+        let out = write(&kubelet);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(label(&kubelet), "system_u:object_r:kubelet_var_lib_t:s0");
+        assert_eq!(
+            std::fs::read_to_string(&calls).unwrap(),
+            format!("-n -- {}\n", kubelet.display())
+        );
+        assert!(write(&hosts).status.success());
+        assert_eq!(label(&hosts), "system_u:object_r:net_conf_t:s0");
+        // Where the label cannot be had, the write fails and leaves no file.
+        std::fs::write(d.join("refuse"), "").unwrap();
+        let other = d.join("other.yaml");
+        let out = write(&other);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("matchpathcon: no policy"));
+        assert!(!other.exists());
+        let temps = std::fs::read_dir(d)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".gantry.")
+            })
+            .count();
+        assert_eq!(temps, 0, "a temp file was left");
+        // Unlabelled where SELinux is enabled: the failure is chcon's, said.
+        let out = write(&plain);
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("failed to get security context"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&plain).unwrap(), "new\n");
     }
 
     /// The write script itself, run by a local sh: atomic replace, mode set
