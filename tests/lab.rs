@@ -76,7 +76,7 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
     assert_eq!(hosts.len(), 3);
     for (i, h) in hosts.iter().enumerate() {
         assert_eq!(h["name"], lab.hosts[i].as_str());
-        assert_eq!(h["results"].as_array().unwrap().len(), 19, "{h}");
+        assert_eq!(h["results"].as_array().unwrap().len(), 21, "{h}");
         let name = h["results"]
             .as_array()
             .unwrap()
@@ -127,15 +127,16 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
         .collect();
     let apply = lab.gantry(&["apply"]);
     assert_eq!(apply.status.code(), Some(0));
-    // node-prep's 19 tasks per host: 15 change a fresh host; 3 are skipped
-    // (swapoff now: the lab keeps its swap; firewalld's zone and reload:
-    // firewalld does not run); 1 is ok (/etc/security/limits.d exists).
+    // node-prep's 21 tasks per host: 15 change a fresh host; 5 are skipped
+    // (swapoff now: the lab keeps its swap; firewalld's directories, ipsets,
+    // policy and reload: firewalld does not run); 1 is ok
+    // (/etc/security/limits.d exists).
     for h in &lab.hosts {
-        assert_eq!(row(&apply, h), [1, 15, 0, 3, 0], "{h}");
+        assert_eq!(row(&apply, h), [1, 15, 0, 5, 0], "{h}");
     }
     assert_eq!(
         summary(&apply),
-        "3 hosts: ok=3 changed=45 failed=0 skipped=9 unreachable=0"
+        "3 hosts: ok=3 changed=45 failed=0 skipped=15 unreachable=0"
     );
     // Apply holds its changes to the end and groups them like the plan:
     // the host name change prints once for the three hosts. Without a
@@ -157,7 +158,7 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
     for h in &lab.hosts {
         assert!(
             shown.contains(&format!(
-                "done {h}: ok=1 changed=15 failed=0 skipped=3 unreachable=0\n"
+                "done {h}: ok=1 changed=15 failed=0 skipped=5 unreachable=0\n"
             )),
             "{shown}"
         );
@@ -191,7 +192,7 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
     for (i, h) in hosts.iter().enumerate() {
         assert_eq!(h["name"], lab.hosts[i].as_str());
         let tasks = h["tasks"].as_array().unwrap();
-        assert_eq!(tasks.len(), 19, "{h}");
+        assert_eq!(tasks.len(), 21, "{h}");
         let n = |k: &str| tasks.iter().map(|t| t[k].as_u64().unwrap()).sum::<u64>();
         assert_eq!(
             tasks.iter().filter(|t| t["outcome"] == "changed").count(),
@@ -225,7 +226,7 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
     }
     assert_eq!(
         dom.matches("<rect class=\"bar\"").count(),
-        57,
+        63,
         "a bar per task"
     );
     assert!(
@@ -299,7 +300,7 @@ fn plan_is_read_only_then_apply_converges_and_second_apply_changes_nothing() {
     );
     assert_eq!(
         doc["totals"]["ok"].as_u64().unwrap() + doc["totals"]["skipped"].as_u64().unwrap(),
-        57
+        63
     );
     // A no-op run costs three round trips per host: lock and facts, the
     // probes, unlock (the debug log times each remote command).
@@ -662,7 +663,7 @@ fn an_unreachable_host_does_not_hold_up_the_others() {
         shown.contains("UNREACHABLE gpu1: connect to 172.29.27.13:22"),
         "{shown}"
     );
-    assert!(shown.contains("(19 task(s) not run)"), "{shown}");
+    assert!(shown.contains("(21 task(s) not run)"), "{shown}");
     assert_eq!(lab.exec("master1", "hostname").trim(), "master1");
     assert_eq!(lab.exec("worker1", "hostname").trim(), "worker1");
     // Healed, the host converges like the rest.

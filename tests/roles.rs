@@ -85,23 +85,59 @@ fn firewall_rules_follow_the_port_table_per_role() {
 }
 
 #[test]
-fn firewalld_zone_lists_cluster_sources_and_role_ports() {
+fn firewalld_policy_opens_each_row_to_its_sources_with_ipsets_of_the_hosts() {
     let (inv, pb) = load("inventory/ha-3-masters.yaml");
-    let zone = render_template(
+    let policy = |host: &str| {
+        render_template(&inv, &pb, host, "firewall", "gantry-policy.xml.j2", facts()).unwrap()
+    };
+    let master = policy("master1");
+    assert!(master.contains("<ingress-zone name=\"ANY\"/>"), "{master}");
+    // etcd: accepted from the control planes' set, rejected for the rest.
+    assert!(
+        master.contains("<source ipset=\"gantry-control-planes\"/>\n    <port protocol=\"tcp\" port=\"2379-2380\"/>\n    <accept/>"),
+        "{master}"
+    );
+    assert!(
+        master.contains("<source ipset=\"gantry-control-planes\" invert=\"True\"/>\n    <port protocol=\"tcp\" port=\"2379-2380\"/>\n    <reject type=\"icmp-admin-prohibited\"/>"),
+        "{master}"
+    );
+    // Open to any source: the API, NodePorts, the endpoint on the VIP.
+    for p in ["6443", "30000-32767", "6553"] {
+        assert!(
+            master.contains(&format!("  <port protocol=\"tcp\" port=\"{p}\"/>\n")),
+            "{p}: {master}"
+        );
+    }
+    assert!(master.contains("<protocol value=\"vrrp\"/>"), "{master}");
+    // A worker serves neither etcd, the API nor the VIP.
+    let worker = policy("node1");
+    for p in ["2379-2380", "6443", "6553"] {
+        assert!(!worker.contains(&format!("port=\"{p}\"")), "{p}: {worker}");
+    }
+    assert!(!worker.contains("vrrp"), "{worker}");
+    // The control planes' set holds their addresses, and no other.
+    let mut mine = serde_json::Map::new();
+    mine.insert(
+        "item".into(),
+        serde_json::json!({"name": "gantry-control-planes", "role": "control-plane", "what": "the control planes"}),
+    );
+    let set = render_template_with(
         &inv,
         &pb,
-        "master1",
+        "node1",
         "firewall",
-        "gantry-cluster.xml.j2",
+        "gantry-ipset.xml.j2",
         facts(),
+        mine,
     )
     .unwrap();
-    assert_eq!(zone.matches("<source address=").count(), 7, "{zone}");
     assert!(
-        zone.contains("<port protocol=\"tcp\" port=\"2379-2380\"/>"),
-        "{zone}"
+        set.contains("<short>gantry-control-planes</short>"),
+        "{set}"
     );
-    assert!(zone.contains("<protocol value=\"vrrp\"/>"), "{zone}");
+    assert_eq!(set.matches("<entry>").count(), 3, "{set}");
+    assert!(set.contains("<entry>55.192.0.125</entry>"), "{set}");
+    assert!(!set.contains("55.192.0.135"), "{set}");
 }
 
 /// The pin of tests/fixtures/ca.crt.
@@ -138,7 +174,11 @@ fn every_role_template_renders_for_every_example_host() {
                     let mut mine = serde_json::Map::new();
                     mine.insert(
                         "item".into(),
-                        serde_json::json!(["docker.io", ["https://mirror.example:5000"]]),
+                        if t == "gantry-ipset.xml.j2" {
+                            serde_json::json!({"name": "gantry-control-planes", "role": "control-plane", "what": "the control planes"})
+                        } else {
+                            serde_json::json!(["docker.io", ["https://mirror.example:5000"]])
+                        },
                     );
                     mine.insert(
                         "kubeadm_ca_hash_here".into(),

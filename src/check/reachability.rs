@@ -1,6 +1,8 @@
 //! ports-reachable: each host connects to the other hosts' TCP table ports
 //! over their real addresses. A refused connection still proves the path
-//! is open; a timeout means a firewall drops it. UDP (8472) cannot be told
+//! is open (nothing listens yet); a timeout means a firewall drops it, and
+//! "No route to host" that one rejects it (firewalld's
+//! `icmp-admin-prohibited`). UDP (8472) cannot be told
 //! apart this way without a listener, so it is not tested.
 
 use std::time::Duration;
@@ -15,7 +17,7 @@ pub const PORTS_REACHABLE: Check = Check {
     roles: &[],
     reads: &[],
     judge: Judge::Reach,
-    requires: "fail: a TCP port of another host's table does not answer (a timeout: a firewall drops it; a refusal proves the path is open). UDP 8472 cannot be told apart without a listener and is not tested",
+    requires: "fail: a TCP port of another host's table does not answer (a timeout: a firewall drops it; \"No route to host\": one rejects it; a refusal proves the path is open), from the hosts the row admits (etcd's from control planes only). UDP 8472 cannot be told apart without a listener and is not tested",
     source: "requirements doc",
 };
 
@@ -30,7 +32,7 @@ pub async fn blocked(conn: &Conn, targets: &[Target]) -> Result<Vec<String>, Str
     let mut s = String::new();
     for (i, (_, ip, port, _)) in targets.iter().enumerate() {
         s.push_str(&format!(
-            "( if timeout 2 bash -c {} 2>/dev/null; then echo {i} open; else r=$?; [ $r -eq 124 ] && echo {i} blocked || echo {i} open; fi ) &\n",
+            "( if e=$(LC_ALL=C timeout 2 bash -c {} 2>&1); then echo {i} open; else r=$?; case $r:$e in 124:*|*'No route to host'*) echo {i} blocked;; *) echo {i} open;; esac; fi ) &\n",
             quote(&format!("</dev/tcp/{ip}/{port}"))?
         ));
     }

@@ -143,7 +143,10 @@ pub async fn run(
                 .await
                 .map_err(fail)?;
             if reach {
-                // Every other host's TCP table ports, as its own plan has them.
+                // Every other host's TCP table ports, as its own plan has
+                // them, that are open to this host: those for control
+                // planes only are tried from control planes only.
+                let control_plane = host.roles.iter().any(|r| r == "control-plane");
                 let targets: Vec<Target> = all
                     .iter()
                     .filter(|&&g| g != h)
@@ -153,10 +156,10 @@ pub async fn run(
                         w.targets[g]
                             .ports
                             .iter()
-                            .filter(|(proto, ..)| proto == "tcp")
-                            .map(move |(_, port, what)| {
-                                (t.name.clone(), ip.clone(), *port, what.clone())
+                            .filter(|r| {
+                                r.proto == "tcp" && (control_plane || !r.control_planes_only)
                             })
+                            .map(move |r| (t.name.clone(), ip.clone(), r.port, r.what.clone()))
                             .collect::<Vec<_>>()
                     })
                     .collect();

@@ -43,7 +43,12 @@ fn targets() -> Targets {
     Targets {
         sysctl: [("net.core.somaxconn".to_string(), "65536".to_string())].into(),
         modules: vec!["overlay".into(), "br_netfilter".into()],
-        ports: vec![("tcp".into(), 10250, "kubelet".into())],
+        ports: vec![super::wanted::PortRow {
+            proto: "tcp".into(),
+            port: 10250,
+            what: "kubelet".into(),
+            control_planes_only: false,
+        }],
         no_port_table: false,
     }
 }

@@ -76,11 +76,23 @@ pub struct Targets {
     pub sysctl: BTreeMap<String, String>,
     /// The `modprobe` tasks' modules (loaded).
     pub modules: Vec<String>,
-    /// The port table's rows that apply to this host: (proto, first port,
-    /// what), from the `firewall_rules` a planned task renders.
-    pub ports: Vec<(String, u16, String)>,
+    /// The port table's rows that apply to this host, from the
+    /// `firewall_rules` a planned task renders.
+    pub ports: Vec<PortRow>,
     /// No planned task renders a port table: the port checks say so.
     pub no_port_table: bool,
+}
+
+/// A row of the port table, as it applies to a host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortRow {
+    pub proto: String,
+    /// The first port of the row's range.
+    pub port: u16,
+    pub what: String,
+    /// Open to the control planes only (`from: control-plane`): other
+    /// hosts are meant to be refused.
+    pub control_planes_only: bool,
 }
 
 /// The policy, and each selected host's targets (by inventory index).
@@ -217,8 +229,8 @@ fn calls(
 }
 
 /// The rows of a port table (`firewall_rules`) that apply to a host with
-/// these roles: (proto, first port, what).
-fn port_rows(rows: &Json, roles: &[String]) -> Vec<(String, u16, String)> {
+/// these roles.
+fn port_rows(rows: &Json, roles: &[String]) -> Vec<PortRow> {
     rows.as_array()
         .into_iter()
         .flatten()
@@ -243,14 +255,16 @@ fn port_rows(rows: &Json, roles: &[String]) -> Vec<(String, u16, String)> {
                 .trim()
                 .parse()
                 .ok()?;
-            Some((
-                r.get("proto")?.as_str()?.to_string(),
-                first,
-                r.get("what")
+            Some(PortRow {
+                proto: r.get("proto")?.as_str()?.to_string(),
+                port: first,
+                what: r
+                    .get("what")
                     .and_then(Json::as_str)
                     .unwrap_or("")
                     .to_string(),
-            ))
+                control_planes_only: r.get("from").and_then(Json::as_str) == Some("control-plane"),
+            })
         })
         .collect()
 }

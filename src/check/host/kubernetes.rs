@@ -69,8 +69,8 @@ fn ports_free(_: &HostSpec, sec: &Sections, _: &Policy, t: &Targets) -> Option<F
     let taken: Vec<String> = t
         .ports
         .iter()
-        .filter(|(_, p, _)| listening.contains(p))
-        .map(|(pr, p, what)| format!("{p}/{pr} ({what})"))
+        .filter(|r| listening.contains(&r.port))
+        .map(|r| format!("{}/{} ({})", r.port, r.proto, r.what))
         .collect();
     Some(finding(
         "ports-free",
