@@ -166,12 +166,68 @@ pub(crate) fn probe_script(probes: &[Probe], marker: &str) -> Result<String, Str
         parts.push(format!("{RESTAT} {quoted}"));
         parts.push(format!("{LABELS} {quoted}; fi"));
     }
+    if let Some(units) = quoted_units(probes)? {
+        parts.push(format!("{} {units}", modules::UNIT_SHOW));
+    }
     for p in probes {
         if let Probe::Script(_) = p {
             parts.push(format!("{{ {}\n}}", p.script()?));
         }
     }
     Ok(framed(&parts, marker))
+}
+
+/// The unit probes' units, each once, in order.
+fn units(probes: &[Probe]) -> Vec<&str> {
+    let mut seen = HashSet::new();
+    probes
+        .iter()
+        .filter_map(|p| match p {
+            Probe::Unit(u) if seen.insert(u.as_str()) => Some(u.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The units, quoted for one command line; None where there are none.
+fn quoted_units(probes: &[Probe]) -> Result<Option<String>, String> {
+    let units = units(probes);
+    if units.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        units
+            .iter()
+            .map(|u| quote(u))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(" "),
+    ))
+}
+
+/// Each unit's answer from one `systemctl show` of them all: a block per
+/// unit, in order, a blank line between. None unless there is one block
+/// per unit (then `probe_script_each` asks each on its own).
+fn unit_answers<'a>(probes: &'a [Probe], out: &ProbeOut) -> Option<HashMap<&'a str, ProbeOut>> {
+    let units = units(probes);
+    let blocks: Vec<&str> = out.out.trim_end_matches('\n').split("\n\n").collect();
+    if out.rc != 0 || blocks.len() != units.len() {
+        return None;
+    }
+    Some(
+        units
+            .into_iter()
+            .zip(blocks)
+            .map(|(u, b)| {
+                (
+                    u,
+                    ProbeOut {
+                        rc: 0,
+                        out: format!("{b}\n"),
+                    },
+                )
+            })
+            .collect(),
+    )
 }
 
 /// The probes' answers from the output of `probe_script`. A file probe's
@@ -185,7 +241,8 @@ pub(crate) fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Opti
         .filter(|p| matches!(p, Probe::Script(_)))
         .count();
     let stats = if paths.is_empty() { 0 } else { 4 };
-    let mut answers = split_answers(stdout, marker, stats + scripts)?;
+    let shows = usize::from(!units(probes).is_empty());
+    let mut answers = split_answers(stdout, marker, stats + shows + scripts)?;
     let mut files: HashMap<&str, ProbeOut> = HashMap::new();
     if stats == 4 {
         let (before, body, after) = (&answers[0].out, &answers[1].out, &answers[2].out);
@@ -234,11 +291,18 @@ pub(crate) fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Opti
             return None;
         }
     }
-    let mut scripts = answers.split_off(stats).into_iter();
+    let mut rest = answers.split_off(stats);
+    let units = if shows == 1 {
+        unit_answers(probes, &rest.remove(0))?
+    } else {
+        HashMap::new()
+    };
+    let mut scripts = rest.into_iter();
     probes
         .iter()
         .map(|p| match p {
             Probe::File(path) => files.get(path.as_str()).cloned(),
+            Probe::Unit(u) => units.get(u.as_str()).cloned(),
             Probe::Script(_) => scripts.next(),
         })
         .collect()
@@ -262,7 +326,7 @@ pub(crate) fn probe_script_each(probes: &[Probe], marker: &str) -> Result<String
                     modules::regular_file(&q)
                 )
             }
-            Probe::Script(_) => format!("{{ {}\n}}", p.script()?),
+            Probe::Script(_) | Probe::Unit(_) => format!("{{ {}\n}}", p.script()?),
         });
     }
     Ok(framed(&parts, marker))
@@ -342,7 +406,7 @@ impl ProbeCache {
                 let p = Path::new(&path);
                 self.answers.retain(|_, (probe, _)| match probe {
                     Probe::File(f) => !(Path::new(f).starts_with(p) || p.starts_with(f)),
-                    Probe::Script(_) => false,
+                    Probe::Script(_) | Probe::Unit(_) => false,
                 });
             }
             Touches::Made(path) => {
@@ -409,6 +473,74 @@ pub(crate) async fn read_ahead(
 
 #[cfg(test)]
 mod tests {
+    /// Every unit probe of a round trip is one `systemctl show` (a script
+    /// on PATH here, printing systemd's blocks), each unit's block its
+    /// answer; a reply that does not hold one block per unit falls back to
+    /// asking each on its own.
+    #[test]
+    fn unit_probes_share_one_systemctl() {
+        use super::*;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let calls = d.join("calls");
+        std::fs::write(
+            d.join("systemctl"),
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {}\nshift 6\nfirst=1\nfor u; do [ $first = 1 ] || echo; first=0; case $u in gone) printf 'ActiveState=inactive\\nUnitFileState=\\n';; *) printf 'ActiveState=active\\nUnitFileState=enabled\\n';; esac; done\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join("systemctl"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let probes = vec![
+            Probe::Unit("containerd".into()),
+            Probe::Script("echo between".into()),
+            Probe::Unit("gone".into()),
+            Probe::Unit("containerd".into()),
+        ];
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(crate::remote::script::own_call(&probe_script(&probes, "M").unwrap()).unwrap())
+            .env("PATH", format!("{}:/usr/bin:/bin", d.display()))
+            .output()
+            .unwrap();
+        let said = String::from_utf8(out.stdout).unwrap();
+        let a = read_answers(&probes, &said, "M").unwrap_or_else(|| panic!("{said:?}"));
+        let on = "ActiveState=active\nUnitFileState=enabled\n";
+        assert_eq!(
+            a[0],
+            ProbeOut {
+                rc: 0,
+                out: on.into()
+            }
+        );
+        assert_eq!(
+            a[1],
+            ProbeOut {
+                rc: 0,
+                out: "between\n".into()
+            }
+        );
+        assert_eq!(
+            a[2],
+            ProbeOut {
+                rc: 0,
+                out: "ActiveState=inactive\nUnitFileState=\n".into()
+            }
+        );
+        assert_eq!(a[3], a[0]);
+        // One systemctl, each unit once.
+        assert_eq!(
+            std::fs::read_to_string(&calls).unwrap(),
+            "show -p ActiveState -p UnitFileState -- containerd gone\n"
+        );
+        // A block short: no guessing which unit it was.
+        let short = "ActiveState=active\nUnitFileState=enabled\n\nM 0 0\nbetween\n\nM 1 0\n";
+        assert!(read_answers(&probes, short, "M").is_none());
+    }
+
     /// Where SELinux is enabled, each file probe's head carries its label
     /// against the policy's, from one `matchpathcon -V` (a script on PATH
     /// here, printing what libselinux's does; the enabled test points at a

@@ -272,7 +272,12 @@ pub(crate) async fn run_task(
                 Ok(x) => x,
                 Err(e) => return failed(e),
             };
-            cx.cache.after(a);
+            // A read-only command (`changed_when: false`) changes nothing
+            // the answers read ahead hold: they stay good, and the host's
+            // next tasks need no second read-ahead.
+            if !read_only {
+                cx.cache.after(a);
+            }
             let inputs: Vec<&str> = input.iter().map(String::as_str).collect();
             conn.run_in(writes::scope(a), &script, &inputs, timeout)
                 .await

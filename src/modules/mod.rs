@@ -25,7 +25,9 @@ pub use action::{Action, Touches};
 pub use decision::{Change, Decision};
 pub use file_edit::unified_diff;
 pub use params::{Mode, Presence, regex};
-pub use probe::{Answers, FileState, PROBE_LOCALS, Probe, ProbeOut, Probes, regular_file};
+pub use probe::{
+    Answers, FileState, PROBE_LOCALS, Probe, ProbeOut, Probes, UNIT_SHOW, regular_file,
+};
 pub use upload::receive_script as upload_script;
 
 use serde::de::DeserializeOwned;

@@ -10,6 +10,10 @@ pub enum Probe {
     File(String),
     /// A read-only script; its stdout and exit code are the answer.
     Script(String),
+    /// A systemd unit's state: `ActiveState=` and `UnitFileState=` lines,
+    /// as `systemctl show` prints them. The engine asks for every unit of a
+    /// round trip in one `systemctl show`.
+    Unit(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -17,6 +21,10 @@ pub struct ProbeOut {
     pub rc: i32,
     pub out: String,
 }
+
+/// What a unit probe asks: `systemctl show` of these properties, then
+/// `--` and the units (one block each, a blank line between, in order).
+pub const UNIT_SHOW: &str = "systemctl show -p ActiveState -p UnitFileState --";
 
 /// The only variables modules' script probes assign: the probe request
 /// declares them `local`, since it runs in the host's shell itself.
@@ -37,6 +45,7 @@ impl Probe {
                 )
             }
             Probe::Script(s) => s.clone(),
+            Probe::Unit(u) => format!("{UNIT_SHOW} {}", quote(u)?),
         })
     }
 }
@@ -122,6 +131,12 @@ impl Probes {
     /// A read-only script's output and status, read as `name`.
     pub fn script(mut self, name: impl Into<String>, script: impl Into<String>) -> Probes {
         self.0.push((name.into(), Probe::Script(script.into())));
+        self
+    }
+
+    /// A systemd unit's state, read as `name` (`script` reads the answer).
+    pub fn unit(mut self, name: impl Into<String>, unit: impl Into<String>) -> Probes {
+        self.0.push((name.into(), Probe::Unit(unit.into())));
         self
     }
 

@@ -4,7 +4,6 @@
 use serde::Deserialize;
 
 use super::{Action, Answers, Decision, Doc, Module, Probes};
-use crate::remote::script::quote;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "lowercase")]
@@ -36,14 +35,11 @@ impl Module for Service {
     };
 
     fn probes(&self) -> Result<Probes, String> {
-        let n = quote(&self.name)?;
-        // One systemctl for both (a rerun reads every service of every
-        // role): ActiveState is what `is-active` prints, UnitFileState what
-        // `is-enabled` prints, empty for a unit that does not exist.
-        Ok(Probes::new().script(
-            "state",
-            format!("systemctl show -p ActiveState -p UnitFileState -- {n}"),
-        ))
+        // ActiveState is what `is-active` prints, UnitFileState what
+        // `is-enabled` prints, empty for a unit that does not exist. The
+        // engine asks one systemctl for every unit of a round trip (a rerun
+        // reads every service of every role).
+        Ok(Probes::new().unit("state", &self.name))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {
