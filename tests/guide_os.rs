@@ -7,31 +7,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{Lab, row, run_within, text};
-
-/// `gantry ARGS -i INVENTORY` for an inventory other than the lab's own.
-fn gantry_with(inventory: &Path, args: &[&str]) -> Output {
-    let mut a: Vec<&str> = args.to_vec();
-    a.extend(["-i", inventory.to_str().unwrap()]);
-    let out = run_within(
-        Command::new(env!("CARGO_BIN_EXE_gantry"))
-            .args(&a)
-            .current_dir(common::root()),
-        Duration::from_secs(180),
-        &format!("gantry {}", a.join(" ")),
-    );
-    println!(
-        "$ gantry {}\n{}{}",
-        a.join(" "),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
+use common::{Lab, row, text};
 
 /// Whether `from` can open a TCP connection to `ip:port` (a listener is
 /// there; a firewall's reject or drop says no).
@@ -70,7 +48,7 @@ fn firewalld_live_opens_the_port_table_to_its_sources_and_leaves_the_rest() {
             "systemctl start firewalld && firewall-cmd --permanent --zone=public --add-port=9999/tcp >/dev/null && firewall-cmd --reload >/dev/null && firewall-cmd --state",
         );
     }
-    let out = gantry_with(
+    let out = lab.gantry_for(
         &cluster,
         &["apply", "--accept-new-host-keys", "-p", "node-prep"],
     );
@@ -106,7 +84,7 @@ fn firewalld_live_opens_the_port_table_to_its_sources_and_leaves_the_rest() {
             .is_empty()
     );
     // Applied again: nothing changes, and firewalld is not reloaded.
-    let again = gantry_with(&cluster, &["apply", "-p", "node-prep"]);
+    let again = lab.gantry_for(&cluster, &["apply", "-p", "node-prep"]);
     assert_eq!(again.status.code(), Some(0));
     for h in ["master1", "worker1"] {
         assert_eq!(row(&again, h)[1], 0, "{h} changed on a second apply");
@@ -116,7 +94,7 @@ fn firewalld_live_opens_the_port_table_to_its_sources_and_leaves_the_rest() {
     // reachable from the hosts it is open to. With outside1 counted in, firewalld rejects it on the
     // ports kept for the cluster ("No route to host"), and the check says
     // which.
-    let out = gantry_with(&cluster, &["check", "-p", "node-prep"]);
+    let out = lab.gantry_for(&cluster, &["check", "-p", "node-prep"]);
     let t = text(&out.stdout);
     assert!(!t.contains("ports-reachable: blocked"), "{t}");
     assert!(

@@ -85,12 +85,16 @@ pub(crate) fn file_paths(probes: &[Probe]) -> Vec<&str> {
 /// The file probes' paths, each once, quoted for one command line; None
 /// where there are none.
 pub(crate) fn quoted_paths(probes: &[Probe]) -> Result<Option<String>, String> {
-    let paths = file_paths(probes);
-    if paths.is_empty() {
+    words(&file_paths(probes))
+}
+
+/// Words quoted for one command line; None where there are none.
+fn words(items: &[&str]) -> Result<Option<String>, String> {
+    if items.is_empty() {
         return Ok(None);
     }
     Ok(Some(
-        paths
+        items
             .iter()
             .map(|p| quote(p))
             .collect::<Result<Vec<_>, _>>()?
@@ -166,7 +170,7 @@ pub(crate) fn probe_script(probes: &[Probe], marker: &str) -> Result<String, Str
         parts.push(format!("{RESTAT} {quoted}"));
         parts.push(format!("{LABELS} {quoted}; fi"));
     }
-    if let Some(units) = quoted_units(probes)? {
+    if let Some(units) = words(&units(probes))? {
         parts.push(format!("{} {units}", modules::UNIT_SHOW));
     }
     for p in probes {
@@ -187,21 +191,6 @@ fn units(probes: &[Probe]) -> Vec<&str> {
             _ => None,
         })
         .collect()
-}
-
-/// The units, quoted for one command line; None where there are none.
-fn quoted_units(probes: &[Probe]) -> Result<Option<String>, String> {
-    let units = units(probes);
-    if units.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(
-        units
-            .iter()
-            .map(|u| quote(u))
-            .collect::<Result<Vec<_>, _>>()?
-            .join(" "),
-    ))
 }
 
 /// Each unit's answer from one `systemctl show` of them all: a block per

@@ -158,26 +158,40 @@ impl Lab {
         self.run_gantry(args, env, GANTRY_LIMIT)
     }
 
-    fn run_gantry(&self, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
-        let mut a: Vec<&str> = args.to_vec();
-        a.extend(["-i", self.inventory.to_str().unwrap()]);
-        let out = run_within(
-            Command::new(env!("CARGO_BIN_EXE_gantry"))
-                .args(&a)
-                .envs(env.iter().copied())
-                .current_dir(root()),
-            limit,
-            &format!("gantry {}", a.join(" ")),
-        );
-        println!(
-            "$ gantry {}\n{}{}",
-            a.join(" "),
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        out
+    /// `gantry ARGS -i INVENTORY` for another inventory of the lab's hosts
+    /// (a part of them, say).
+    pub fn gantry_for(&self, inventory: &Path, args: &[&str]) -> Output {
+        run_gantry_on(inventory, args, &[], GANTRY_LIMIT)
     }
 
+    fn run_gantry(&self, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+        run_gantry_on(&self.inventory, args, env, limit)
+    }
+}
+
+/// `gantry ARGS -i INVENTORY`, failing the test if it runs past `limit`;
+/// what it printed is echoed for the test's log.
+fn run_gantry_on(inventory: &Path, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+    let mut a: Vec<&str> = args.to_vec();
+    a.extend(["-i", inventory.to_str().unwrap()]);
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(&a)
+            .envs(env.iter().copied())
+            .current_dir(root()),
+        limit,
+        &format!("gantry {}", a.join(" ")),
+    );
+    println!(
+        "$ gantry {}\n{}{}",
+        a.join(" "),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+impl Lab {
     pub fn container(&self, host: &str) -> String {
         format!("gantry-lab-{}-{host}", self.name)
     }
