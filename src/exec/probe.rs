@@ -768,7 +768,7 @@ mod tests {
             let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap();
             assert_eq!(
                 answers[1].out,
-                format!("0 Linux\n0 {pid_max}1\n"),
+                format!("/proc/sys/kernel/ostype:Linux\n/proc/sys/kernel/pid_max:{pid_max}"),
                 "{:?}",
                 answers[1]
             );

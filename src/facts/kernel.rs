@@ -8,18 +8,23 @@ fn sysctl_path(key: &str) -> String {
     format!("/proc/sys/{}", key.replace('.', "/"))
 }
 
-/// One line per key: "0 VALUE", or "1" where the key does not exist. By
-/// `cat`, not the shell's `read`: `read` takes a byte at a time, and a
-/// numeric /proc/sys file answers only its first byte to that.
+/// Every key's value in one process: `grep -H` prints each line of each
+/// file as "PATH:VALUE", and nothing for a key that does not exist. Not the
+/// shell's `read`: it takes a byte at a time, and a numeric /proc/sys file
+/// answers only its first byte to that. Not a `cat` per key: a process
+/// each (the tuning table has a dozen keys).
 pub fn sysctl_snippet<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<String, String> {
-    let mut s = String::new();
-    for k in keys {
-        s.push_str(&format!(
-            "v=$(cat -- {} 2>/dev/null) && printf '0 %s\\n' \"$v\" || echo 1\n",
-            quote(&sysctl_path(k))?
-        ));
+    let paths = keys
+        .into_iter()
+        .map(|k| quote(&sysctl_path(k)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if paths.is_empty() {
+        return Ok(String::new());
     }
-    Ok(s)
+    Ok(format!(
+        "grep -H '' -- {} 2>/dev/null; true\n",
+        paths.join(" ")
+    ))
 }
 
 /// Each key's live value (None: no such key), from `sysctl_snippet`'s
@@ -28,14 +33,14 @@ pub fn sysctl_values<'a>(
     out: &str,
     keys: impl IntoIterator<Item = &'a str>,
 ) -> Vec<(&'a str, Option<String>)> {
-    let mut lines = out.lines();
     keys.into_iter()
         .map(|k| {
-            let v = lines
-                .next()
-                .and_then(|l| l.strip_prefix("0 "))
-                .map(str::to_string);
-            (k, v)
+            let prefix = format!("{}:", sysctl_path(k));
+            let lines: Vec<&str> = out
+                .lines()
+                .filter_map(|l| l.strip_prefix(prefix.as_str()))
+                .collect();
+            (k, (!lines.is_empty()).then(|| lines.join("\n")))
         })
         .collect()
 }

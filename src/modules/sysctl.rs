@@ -123,18 +123,18 @@ mod tests {
     fn sysctl_sets_only_what_differs() {
         let m: Sysctl =
             module(json!({"values": {"net.core.somaxconn": 65536, "net.ipv4.ip_forward": 1}}));
-        let d = change(decide(&m, vec![out(0, "0 4096\n0 1\n")]).unwrap());
+        let d = change(decide(&m, vec![out(0, "/proc/sys/net/core/somaxconn:4096\n/proc/sys/net/ipv4/ip_forward:1\n")]).unwrap());
         assert_eq!(d.reason, "1 of 2 key(s) differ");
         assert_eq!(
             d.actions(),
             vec![Action::run(&["sysctl", "-w", "net.core.somaxconn=65536"]).unwrap()]
         );
-        unchanged(decide(&m, vec![out(0, "0 65536\n0 1\n")]).unwrap());
-        let e = decide(&m, vec![out(0, "1\n0 1\n")]).unwrap_err();
+        unchanged(decide(&m, vec![out(0, "/proc/sys/net/core/somaxconn:65536\n/proc/sys/net/ipv4/ip_forward:1\n")]).unwrap());
+        let e = decide(&m, vec![out(0, "/proc/sys/net/ipv4/ip_forward:1\n")]).unwrap_err();
         assert!(e.contains("net.core.somaxconn does not exist"), "{e}");
         // Multi-value keys compare by words, as the kernel prints tabs.
         let m: Sysctl = module(json!({"name": "net.ipv4.ip_local_port_range", "value": "1024 65000"}));
-        unchanged(decide(&m, vec![out(0, "0 1024\t65000\n")]).unwrap());
+        unchanged(decide(&m, vec![out(0, "/proc/sys/net/ipv4/ip_local_port_range:1024\t65000\n")]).unwrap());
     }
 
     #[test]
