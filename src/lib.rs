@@ -58,6 +58,5 @@ pub fn run(cli: cli::Cli) -> i32 {
 /// (else they say they are skipped).
 #[cfg(test)]
 pub(crate) fn running_as_root() -> bool {
-    let uid = std::process::Command::new("id").arg("-u").output();
-    uid.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    remote::credentials::current_uid() == Ok(0)
 }

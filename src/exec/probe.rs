@@ -68,17 +68,19 @@ pub(crate) async fn run_probes(
 
 /// The paths of the file probes, each once, in order.
 pub(crate) fn file_paths(probes: &[Probe]) -> Vec<&str> {
+    each_once(probes, |p| match p {
+        Probe::File(f) => Some(f.as_str()),
+        _ => None,
+    })
+}
+
+/// What `pick` takes from the probes, each once, in order.
+fn each_once<'a>(probes: &'a [Probe], pick: impl Fn(&'a Probe) -> Option<&'a str>) -> Vec<&'a str> {
     let mut seen = HashSet::new();
     probes
         .iter()
-        .filter_map(|p| {
-            if let Probe::File(f) = p {
-                Some(f.as_str())
-            } else {
-                None
-            }
-        })
-        .filter(|f| seen.insert(*f))
+        .filter_map(pick)
+        .filter(|x| seen.insert(*x))
         .collect()
 }
 
@@ -113,11 +115,13 @@ pub(crate) const RESTAT: &str = "stat --printf '%n\\0%s %i %y %z\\0' --";
 /// Where SELinux is enabled (its filesystem mounted; a builtin test, so no
 /// process elsewhere): each path's label against the policy's, one
 /// `matchpathcon -V` for all paths. It prints "PATH verified." or "PATH has
-/// context HAS, should be SHOULD" (`labels` reads it). Followed by the
-/// paths and `; fi`.
-pub(crate) const LABELS: &str = "if [ -e /sys/fs/selinux/enforce ]; then matchpathcon -V --";
+/// context HAS, should be SHOULD" (`labels` reads it). `quoted`: the
+/// paths, quoted for one command line.
+fn label_check(quoted: &str) -> String {
+    format!("if [ -e /sys/fs/selinux/enforce ]; then matchpathcon -V -- {quoted}; fi")
+}
 
-/// The paths whose label is not the policy's, from what `LABELS` printed:
+/// The paths whose label is not the policy's, from what `label_check` printed:
 /// path -> (the label it has, the policy's).
 pub(crate) fn labels(out: &str) -> HashMap<&str, (&str, &str)> {
     out.lines()
@@ -168,7 +172,7 @@ pub(crate) fn probe_script(probes: &[Probe], marker: &str) -> Result<String, Str
             "set --; for v in {quoted}; do [ -f \"$v\" ] && [ ! -L \"$v\" ] && set -- \"$@\" \"$v\"; done; [ $# -eq 0 ] || cat -- \"$@\""
         ));
         parts.push(format!("{RESTAT} {quoted}"));
-        parts.push(format!("{LABELS} {quoted}; fi"));
+        parts.push(label_check(&quoted));
     }
     if let Some(units) = words(&units(probes))? {
         parts.push(format!("{} {units}", modules::UNIT_SHOW));
@@ -183,14 +187,10 @@ pub(crate) fn probe_script(probes: &[Probe], marker: &str) -> Result<String, Str
 
 /// The unit probes' units, each once, in order.
 fn units(probes: &[Probe]) -> Vec<&str> {
-    let mut seen = HashSet::new();
-    probes
-        .iter()
-        .filter_map(|p| match p {
-            Probe::Unit(u) if seen.insert(u.as_str()) => Some(u.as_str()),
-            _ => None,
-        })
-        .collect()
+    each_once(probes, |p| match p {
+        Probe::Unit(u) => Some(u.as_str()),
+        _ => None,
+    })
 }
 
 /// Each unit's answer from one `systemctl show` of them all: a block per
@@ -230,7 +230,7 @@ pub(crate) fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Opti
         .filter(|p| matches!(p, Probe::Script(_)))
         .count();
     let stats = if paths.is_empty() { 0 } else { 4 };
-    let shows = usize::from(!units(probes).is_empty());
+    let shows = usize::from(probes.iter().any(|p| matches!(p, Probe::Unit(_))));
     let mut answers = split_answers(stdout, marker, stats + shows + scripts)?;
     let mut files: HashMap<&str, ProbeOut> = HashMap::new();
     if stats == 4 {
@@ -304,7 +304,7 @@ pub(crate) fn probe_script_each(probes: &[Probe], marker: &str) -> Result<String
     let mut parts = Vec::new();
     if let Some(quoted) = quoted_paths(probes)? {
         parts.push(format!("{STAT} {quoted}"));
-        parts.push(format!("{LABELS} {quoted}; fi"));
+        parts.push(label_check(&quoted));
     }
     for p in probes {
         parts.push(match p {

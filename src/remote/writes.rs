@@ -395,7 +395,7 @@ mod tests {
     /// `matchpathcon` (the policy's default for a path) is a script on PATH.
     #[test]
     fn a_replaced_file_keeps_its_selinux_label_and_a_new_one_gets_the_policys() {
-        if crate::remote::credentials::current_uid() != Ok(0) {
+        if !crate::running_as_root() {
             eprintln!("SKIPPED: setting security.selinux attributes needs root");
             return;
         }
