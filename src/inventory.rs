@@ -31,6 +31,9 @@ pub struct Inventory {
     /// role needs are generated and kept in .gantry/secrets.json.
     #[serde(default)]
     pub secrets: Vars,
+    /// The addons wanted, by name (`crate::addons`).
+    #[serde(default)]
+    pub addons: BTreeMap<String, crate::addons::AddonSpec>,
     /// The offline bundle the inventory names (`bundle: DIR`, relative to
     /// the inventory's directory), its manifest loaded and checked.
     #[serde(skip)]
@@ -269,6 +272,25 @@ pub const ROLE_CONTROL_PLANE: &str = "control-plane";
 /// The port the API server listens on, on each control plane.
 pub const API_SERVER_PORT: u16 = 6443;
 
+impl HostSpec {
+    /// The labels its Node gets through the API (role `node-labels`): a
+    /// worker's role label, `gpu=on` on a `gpu` host (HAMi's device plugin
+    /// runs there), then the host's `node_labels` var laid over them.
+    pub fn node_labels(&self) -> BTreeMap<String, Json> {
+        let mut labels = BTreeMap::new();
+        if self.roles.iter().any(|r| r == "worker") {
+            labels.insert("node-role.kubernetes.io/worker".to_string(), Json::from(""));
+        }
+        if self.roles.iter().any(|r| r == "gpu") {
+            labels.insert("gpu".to_string(), Json::from("on"));
+        }
+        if let Some(Json::Object(m)) = self.vars.get("node_labels") {
+            labels.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        labels
+    }
+}
+
 impl Inventory {
     /// How to reach `host`: its own `ssh` settings, then the inventory's,
     /// then the operator's ssh_config for its address (`ssh.config`), then
@@ -382,7 +404,30 @@ impl Inventory {
     /// The semantic checks. `known_roles` are the host roles the playbook's
     /// plays select on. Every problem is returned; none stops the others.
     pub fn check(&self, known_roles: &HashSet<String>) -> Vec<Diagnostic> {
-        let mut out = Vec::new();
+        let mut out = crate::addons::check(self);
+        for (i, h) in self.hosts.iter().enumerate() {
+            match h.vars.get("node_labels") {
+                None => {}
+                Some(Json::Object(m)) => {
+                    for (k, v) in m {
+                        let problem = match v.as_str() {
+                            Some(v) => check_label(k, v).err(),
+                            None => Some(format!("label {k}: expected a string value")),
+                        };
+                        if let Some(p) = problem {
+                            out.push(Diagnostic::error(
+                                format!("hosts[{i}].vars.node_labels.{k}"),
+                                p,
+                            ));
+                        }
+                    }
+                }
+                Some(_) => out.push(Diagnostic::error(
+                    format!("hosts[{i}].vars.node_labels"),
+                    "expected a mapping of label to value",
+                )),
+            }
+        }
         let mut err = |field: String, message: String| out.push(Diagnostic::error(field, message));
         for (i, h) in self.hosts.iter().enumerate() {
             if h.ssh.as_ref().is_some_and(|s| s.config.is_some()) {
@@ -680,7 +725,7 @@ impl Inventory {
         let hosts: Vec<Json> = self
             .hosts
             .iter()
-            .map(|h| serde_json::json!({ "name": h.name, "address": h.address, "ip": h.ipv4(), "roles": h.roles, "arch": h.arch }))
+            .map(|h| serde_json::json!({ "name": h.name, "address": h.address, "ip": h.ipv4(), "roles": h.roles, "arch": h.arch, "labels": h.node_labels() }))
             .collect();
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for h in &self.hosts {
@@ -707,12 +752,36 @@ impl Inventory {
             "secrets": self.secrets,
             "hosts": hosts,
             "groups": groups,
+            "addons": crate::addons::template_view(self),
             "bundle": self.bundle.as_ref().map(|b| {
                 let arches = self.hosts.iter().map(|h| h.arch.as_str()).collect();
                 crate::bundle::template_view(&b.dir, &b.manifest, &arches)
             }),
         })
     }
+}
+
+/// A label key (`[prefix/]name`) or value, as the API server takes them.
+pub fn check_label(key: &str, value: &str) -> Result<(), String> {
+    let key_ok = regex::Regex::new(
+        r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
+    )
+    .expect("a valid pattern")
+    .is_match(key);
+    let value_ok = regex::Regex::new(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+        .expect("a valid pattern")
+        .is_match(value);
+    if !key_ok || key.split('/').next().is_some_and(|p| p.len() > 253) {
+        return Err(format!(
+            "{key:?} is not a label key (`[prefix/]name`, name at most 63 characters)"
+        ));
+    }
+    if !value_ok {
+        return Err(format!(
+            "label {key}: {value:?} is not a label value (at most 63 letters, digits, '-', '_', '.')"
+        ));
+    }
+    Ok(())
 }
 
 /// An RFC 1123 host name: dot-separated labels of lowercase letters, digits

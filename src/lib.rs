@@ -18,6 +18,7 @@
 //! - `ui/`: the only code that prints a run (sink, report, check table);
 //! - `error`: the one error type and its located diagnostics.
 
+pub mod addons;
 pub mod builtin;
 pub mod bundle;
 pub mod check;

@@ -255,11 +255,11 @@ fn load_inventory_with(
     // Check each part on its own, so one bad host does not hide another.
     for k in top.keys() {
         if ![
-            "cluster", "ssh", "hosts", "vars", "firewall", "secrets", "bundle",
+            "cluster", "ssh", "hosts", "vars", "firewall", "secrets", "addons", "bundle",
         ]
         .contains(&k.as_str())
         {
-            doc.error(k, format!("unknown field `{k}`, expected one of `cluster`, `ssh`, `hosts`, `vars`, `firewall`, `secrets`, `bundle`"));
+            doc.error(k, format!("unknown field `{k}`, expected one of `cluster`, `ssh`, `hosts`, `vars`, `firewall`, `secrets`, `addons`, `bundle`"));
         }
     }
     for required in ["cluster", "hosts"] {
@@ -287,6 +287,7 @@ fn load_inventory_with(
     let vars = part::<crate::inventory::Vars>(&mut doc, &top, "vars");
     let secrets = part::<crate::inventory::Vars>(&mut doc, &top, "secrets");
     let firewall = part::<crate::inventory::Firewall>(&mut doc, &top, "firewall");
+    let addons = part::<BTreeMap<String, crate::addons::AddonSpec>>(&mut doc, &top, "addons");
     // Hosts one by one, keeping each one's index for messages.
     let mut hosts = Vec::new();
     match get("hosts") {
@@ -369,6 +370,7 @@ fn load_inventory_with(
         vars: vars.unwrap_or_default(),
         firewall: firewall.unwrap_or_default(),
         secrets: secrets.unwrap_or_default(),
+        addons: addons.unwrap_or_default(),
         bundle,
         ssh_config,
     };

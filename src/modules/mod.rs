@@ -231,6 +231,8 @@ registry! {
     ca_hash => CaHash,
     kubeadm => Kubeadm,
     kubeadm_cluster => KubeadmCluster,
+    node_label => NodeLabel,
+    helm => Helm,
 }
 
 /// Load-time check of a task's module and parameter names, against the
