@@ -57,6 +57,8 @@ pub struct Addon {
     pub namespace_labels: &'static [(&'static str, &'static str)],
     /// Why it is there and what the defaults are, for `--help` and the README.
     pub about: &'static str,
+    /// Where `bundle fetch` gets the chart archive, `{v}` the version.
+    pub source: &'static str,
 }
 
 /// The addons, in install order: the Prometheus stack brings the
@@ -71,6 +73,7 @@ pub const CATALOGUE: &[Addon] = &[
         version: "75.15.1",
         namespace_labels: &[],
         about: "monitoring (Kantaloupe's recipe): grafana.enabled=false",
+        source: "https://github.com/prometheus-community/helm-charts/releases/download/kube-prometheus-stack-{v}/kube-prometheus-stack-{v}.tgz",
     },
     Addon {
         name: "gpu-operator",
@@ -79,6 +82,7 @@ pub const CATALOGUE: &[Addon] = &[
         version: "v25.10.1",
         namespace_labels: &[("pod-security.kubernetes.io/enforce", "privileged")],
         about: "NVIDIA GPU Operator (install guide's version): devicePlugin off (HAMi's runs), dcgmExporter.serviceMonitor on, driver and toolkit off (the driver is preinstalled, the toolkit is gantry's)",
+        source: "https://helm.ngc.nvidia.com/nvidia/charts/gpu-operator-{v}.tgz",
     },
     Addon {
         name: "hami",
@@ -87,6 +91,7 @@ pub const CATALOGUE: &[Addon] = &[
         version: "2.6.1",
         namespace_labels: &[],
         about: "HAMi GPU sharing: device plugin on gpu=on nodes, scheduler image tag = the cluster's Kubernetes version, ServiceMonitors on",
+        source: "https://github.com/Project-HAMi/HAMi/releases/download/v{v}/hami-{v}.tgz",
     },
     Addon {
         name: "kubernetes-dashboard",
@@ -95,6 +100,7 @@ pub const CATALOGUE: &[Addon] = &[
         version: "7.14.0",
         namespace_labels: &[],
         about: "the web UI (install guide's version), chart defaults",
+        source: "https://github.com/kubernetes/dashboard/releases/download/kubernetes-dashboard-{v}/kubernetes-dashboard-{v}.tgz",
     },
 ];
 
@@ -132,6 +138,20 @@ pub fn overlay(base: &mut Json, over: &Json) {
         }
         (b, o) => *b = o.clone(),
     }
+}
+
+/// The chart archives the inventory's addons need, for `bundle list` and
+/// `bundle fetch`: (name, version, file in the bundle, source URL).
+pub fn charts(inv: &Inventory) -> Vec<(String, String, String, String)> {
+    wanted(inv)
+        .into_iter()
+        .map(|w| {
+            let name = w.addon.name.to_string();
+            let file = format!("charts/{name}-{}.tgz", w.version);
+            let url = w.addon.source.replace("{v}", &w.version);
+            (name, w.version, file, url)
+        })
+        .collect()
 }
 
 /// An addon the inventory enables, resolved.

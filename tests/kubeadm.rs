@@ -18,26 +18,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use common::{Lab, root, row, run_within, summary, text};
+use common::{Lab, root, row, run_within, summary, text, with_lab_bundle};
 
 const HOSTS: &str = "master1:control-plane,master2:control-plane,master3:control-plane,worker1:worker,worker2:worker,gpu1:worker+gpu,gpu2:worker+gpu,worker3:worker,master4:control-plane";
 /// Lab hosts left out of the inventory at first, added later.
 const ADDED: [&str; 2] = ["worker3", "master4"];
 const MASTERS: [&str; 3] = ["master1", "master2", "master3"];
 const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
-
-/// The lab bundle (lab/bundle.sh) in `dir`, named in the lab's inventory.
-pub fn with_lab_bundle(lab: &Lab, dir: &std::path::Path) {
-    let out = run_within(
-        std::process::Command::new(root().join("lab/bundle.sh")).arg(dir),
-        common::UP_LIMIT,
-        "lab/bundle.sh",
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let inv =
-        std::fs::read_to_string(&lab.inventory).unwrap() + &format!("bundle: {}\n", dir.display());
-    std::fs::write(&lab.inventory, inv).unwrap();
-}
 
 /// Every node and its Ready condition, from the API (real kubectl).
 fn nodes(lab: &Lab) -> Vec<(String, String, String)> {

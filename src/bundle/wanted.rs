@@ -108,6 +108,20 @@ pub fn for_inventory(inv: &Inventory) -> Option<WantedList> {
         sha256_url: None,
         for_: "the CNI, applied once from the first control plane".into(),
     });
+    for (name, version, file, source) in crate::addons::charts(inv) {
+        out.push(Wanted {
+            name: name.clone(),
+            kind: Kind::Chart,
+            version,
+            arch: "all".into(),
+            os: "linux".into(),
+            file,
+            source,
+            sha256: None,
+            sha256_url: None,
+            for_: format!("the addon {name}, installed from the first control plane"),
+        });
+    }
     Some(WantedList { artifacts: out })
 }
 

@@ -74,6 +74,9 @@ pub struct Helm {
     pub namespace_labels: BTreeMap<String, String>,
     #[serde(default = "admin")]
     pub kubeconfig: String,
+    /// The helm program: a path, or a name found on PATH.
+    #[serde(default = "helm_program")]
+    pub binary: String,
     /// helm's `--timeout` (Go duration: 90s, 15m, 1h).
     #[serde(default = "fifteen_minutes")]
     pub timeout: String,
@@ -89,6 +92,9 @@ fn empty() -> Json {
 }
 fn admin() -> String {
     ADMIN.into()
+}
+fn helm_program() -> String {
+    "helm".into()
 }
 fn fifteen_minutes() -> String {
     "15m".into()
@@ -137,7 +143,7 @@ impl Helm {
     }
 
     fn helm(&self, args: &[&str]) -> Result<String, String> {
-        let mut argv = vec!["helm", "--kubeconfig", &self.kubeconfig];
+        let mut argv = vec![self.binary.as_str(), "--kubeconfig", &self.kubeconfig];
         argv.extend(args);
         command(&argv)
     }
@@ -179,7 +185,7 @@ impl Helm {
              n=${{v#v}}; a=${{n%%.*}}; n=${{n#*.}}; b=${{n%%.*}}\n\
              case \"$a$b\" in *[!0-9]*|'') echo \"cannot read helm's version from: $v\" >&2; exit 1;; esac\n\
              if [ \"$a\" -lt 3 ] || {{ [ \"$a\" -eq 3 ] && [ \"$b\" -lt 14 ]; }}; then echo \"helm $v is older than 3.14, which gantry needs (release labels)\" >&2; exit 1; fi\n",
-            command(&["helm", "version", "--short"])?
+            command(&[self.binary.as_str(), "version", "--short"])?
         ));
         s.push_str(&format!(
             "printf '%s  %s\\n' {} {chart} | sha256sum -c --status || {{ echo {} >&2; exit 1; }}\n",
@@ -255,6 +261,7 @@ impl Module for Helm {
             ("values", "a mapping of values laid over the chart's (default none)"),
             ("namespace_labels", "labels the namespace gets before the install (pod security)"),
             ("kubeconfig", "default /etc/kubernetes/admin.conf"),
+            ("binary", "the helm program (default helm, from PATH)"),
             ("timeout", "helm's --timeout for --atomic --wait (default 15m)"),
             ("on_pending", "recover (default: uninstall a pending install, roll back a pending upgrade, then go on) or fail"),
             ("history_max", "revisions kept (default 5)"),
@@ -267,6 +274,9 @@ impl Module for Helm {
         dns_label("namespace", &self.namespace, 63)?;
         if !self.chart.starts_with('/') || self.chart.contains('\n') {
             return Err(format!("helm: chart {:?} must be an absolute path on the host", self.chart));
+        }
+        if self.binary.is_empty() || self.binary.contains(['\n', ' ']) {
+            return Err(format!("helm: binary {:?} is not a program's name or path", self.binary));
         }
         if !self.kubeconfig.starts_with('/') {
             return Err(format!("helm: kubeconfig {:?} must be an absolute path on the host", self.kubeconfig));
@@ -298,11 +308,12 @@ impl Module for Helm {
             "release",
             format!(
                 "if [ ! -e {k} ]; then echo no-cluster; exit 0; fi\n\
-                 command -v helm >/dev/null 2>&1 || {{ echo no-helm; exit 0; }}\n\
+                 command -v {b} >/dev/null 2>&1 || {{ echo no-helm; exit 0; }}\n\
                  l=$({list} 2>&1) || {{ printf 'list-failed\\n%s\\n' \"$l\"; exit 0; }}\n\
                  case $l in *'\"status\":\"deployed\"'*) echo as-wanted; printf '%s\\n' \"$l\"; exit 0;; esac\n\
                  echo status\n{status} 2>&1; echo \"rc $?\"",
-                k = quote(&self.kubeconfig)?
+                k = quote(&self.kubeconfig)?,
+                b = quote(&self.binary)?
             ),
         ))
     }

@@ -457,3 +457,16 @@ pub fn assert_schema(doc: &serde_json::Value, name: &str) {
         errors.join("\n")
     );
 }
+
+/// The lab bundle (lab/bundle.sh) in `dir`, named in the lab's inventory.
+pub fn with_lab_bundle(lab: &Lab, dir: &std::path::Path) {
+    let out = run_within(
+        Command::new(root().join("lab/bundle.sh")).arg(dir),
+        UP_LIMIT,
+        "lab/bundle.sh",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let inv =
+        std::fs::read_to_string(&lab.inventory).unwrap() + &format!("bundle: {}\n", dir.display());
+    std::fs::write(&lab.inventory, inv).unwrap();
+}
