@@ -393,5 +393,122 @@ fn kubelet_stand_in_refuses_unknown_flags_and_a_missing_config() {
         text(&out.stderr).contains("no kind \\\"KubeProxyConfiguration\\\" is registered"),
         "{}",
         text(&out.stderr)
+    ); // The static CPU manager with no CPU reserved: the real kubelet's
+    // words, before anything is written.
+    std::fs::write(&missing, "kind: KubeletConfiguration\n").unwrap();
+    let config = format!("--config={}", missing.display());
+    let out = run(&[
+        &config,
+        "--cpu-manager-policy=static",
+        "--kube-reserved=memory=1Gi",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("\"command failed\" err=\"[cpumanager] the static policy requires systemreserved.cpu + kubereserved.cpu to be greater than zero\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[&config, "--cpu-manager-policy=dynamic"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("unknown policy: \\\"dynamic\\\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// helm v3.14.4's words (helm's source at that tag: pkg/chart/loader,
+/// cmd/helm), for what needs no cluster: the version, a chart archive read
+/// as helm reads it, and what it refuses.
+#[test]
+fn helm_stand_in_reads_charts_and_refuses_as_helm_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let helm = |args: &[&str]| {
+        let o = Command::new("python3")
+            .arg(format!("{}/lab/standin/helm", root()))
+            .args(args)
+            .current_dir(dir.path())
+            .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+            .output()
+            .unwrap();
+        (o.status.code(), text(&o.stdout), text(&o.stderr))
+    };
+    let chart = |name: &str, files: &[(&str, &str)]| {
+        let root = dir.path().join(format!("{name}.d"));
+        std::fs::create_dir_all(root.join("demo")).unwrap();
+        for (f, body) in files {
+            std::fs::write(root.join("demo").join(f), body).unwrap();
+        }
+        let st = Command::new("tar")
+            .args([
+                "-C",
+                root.to_str().unwrap(),
+                "-czf",
+                &format!("{name}.tgz"),
+                "demo",
+            ])
+            .current_dir(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        format!("{name}.tgz")
+    };
+    let (rc, out, _) = helm(&["version", "--short"]);
+    assert_eq!(
+        (rc, out.as_str()),
+        (Some(0), "v3.14.4+g81c902a (lab-stand-in)\n")
+    );
+    let good = chart(
+        "good",
+        &[("Chart.yaml", "apiVersion: v2\nname: demo\nversion: 1.2.3\n")],
+    );
+    let (rc, out, _) = helm(&["show", "chart", &good]);
+    assert_eq!(rc, Some(0));
+    assert!(
+        out.starts_with("apiVersion: v2\nname: demo\nversion: 1.2.3\n"),
+        "{out}"
+    );
+    let none = chart("none", &[("values.yaml", "a: 1\n")]);
+    assert_eq!(
+        helm(&["show", "chart", &none]),
+        (
+            Some(1),
+            String::new(),
+            "Error: Chart.yaml file is missing\n".into()
+        )
+    );
+    let nover = chart("nover", &[("Chart.yaml", "apiVersion: v2\nname: demo\n")]);
+    assert_eq!(
+        helm(&["show", "chart", &nover]).2,
+        "Error: validation: chart.metadata.version is required\n"
+    );
+    std::fs::write(dir.path().join("plain.tgz"), "not a chart\n").unwrap();
+    let (rc, _, err) = helm(&["show", "chart", "plain.tgz"]);
+    assert_eq!(rc, Some(1));
+    assert!(
+        err.contains("does not appear to be a gzipped archive"),
+        "{err}"
+    );
+    let (rc, _, err) = helm(&["list", "--bogus"]);
+    assert_eq!(
+        (rc, err.as_str()),
+        (Some(1), "Error: unknown flag: --bogus\n")
+    );
+    let (rc, _, err) = helm(&["lisst"]);
+    assert_eq!(rc, Some(1));
+    assert!(
+        err.starts_with("Error: unknown command \"lisst\" for \"helm\"\n"),
+        "{err}"
+    );
+    // A real command it does not serve: refused, never a made-up answer.
+    let (rc, _, err) = helm(&["template", "x", &good]);
+    assert_eq!(rc, Some(2));
+    assert!(err.contains("not served by this stand-in"), "{err}");
+    // No cluster behind the kubeconfig.
+    let (rc, _, err) = helm(&["upgrade", "--install", "demo", &good]);
+    assert_eq!(rc, Some(1));
+    assert!(
+        err.starts_with("Error: Kubernetes cluster unreachable"),
+        "{err}"
     );
 }

@@ -197,18 +197,17 @@ impl Helm {
             s.push('\n');
         }
         if !self.namespace_labels.is_empty() {
-            let labels: Vec<String> = self
-                .namespace_labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            let mut args = vec!["label", "namespace", ns.as_str(), "--overwrite"];
-            args.extend(labels.iter().map(String::as_str));
+            // The namespace with its labels, made or updated in one apply
+            // (JSON, which every API server reads).
+            let ns_object = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": ns, "labels": self.namespace_labels},
+            });
             s.push_str(&format!(
-                "{} >/dev/null 2>&1 || {} >&2 || exit 1\n{} >&2 || exit 1\n",
-                self.kubectl(&["get", "namespace", ns])?,
-                self.kubectl(&["create", "namespace", ns])?,
-                self.kubectl(&args)?
+                "printf '%s\\n' {} | {} >&2 || exit 1\n",
+                quote(&ns_object.to_string())?,
+                self.kubectl(&["apply", "-f", "-"])?
             ));
         }
         s.push_str(&format!(
@@ -244,7 +243,7 @@ impl Helm {
     fn values_diff(&self, old: &Json) -> Option<String> {
         let (a, b) = (Self::values_yaml(old), Self::values_yaml(&self.values));
         (a != b).then(|| {
-            super::file_edit::unified_diff(&format!("{} values", self.release), &a, &b)
+            super::file_edit::unified_diff(&format!("/{}/{}/values", self.namespace, self.release), &a, &b)
         })
     }
 }
@@ -298,20 +297,24 @@ impl Module for Helm {
         let selector = format!("{LABEL}={}", self.fingerprint());
         let list = self.helm(&[
             "list", "--namespace", ns, "--all", "--output", "json", "--filter", &filter,
-            "--selector", &selector,
         ])?;
-        let status = self.helm(&["status", rel, "--namespace", ns, "--output", "json"])?;
-        // One query when the release is as wanted; the release itself
-        // otherwise. No kubeconfig or no helm: no cluster yet (plan on new
-        // hosts), said as such.
+        let stamped = format!("{list} --selector {}", quote(&selector)?);
+        let values = self.helm(&["get", "values", rel, "--namespace", ns, "--output", "json"])?;
+        // One query when the release is as wanted: a deployed entry with
+        // these inputs' stamp. Otherwise the release's state and chart
+        // (`list`: `status -o json` leaves the chart out) and its values.
+        // No kubeconfig or no helm: no cluster yet (plan on new hosts).
+        // The host's shell runs this in itself: no `exit`.
         Ok(Probes::new().script(
             "release",
             format!(
-                "if [ ! -e {k} ]; then echo no-cluster; exit 0; fi\n\
-                 command -v {b} >/dev/null 2>&1 || {{ echo no-helm; exit 0; }}\n\
-                 l=$({list} 2>&1) || {{ printf 'list-failed\\n%s\\n' \"$l\"; exit 0; }}\n\
-                 case $l in *'\"status\":\"deployed\"'*) echo as-wanted; printf '%s\\n' \"$l\"; exit 0;; esac\n\
-                 echo status\n{status} 2>&1; echo \"rc $?\"",
+                "if [ ! -e {k} ]; then echo no-cluster
+                 elif ! command -v {b} >/dev/null 2>&1; then echo no-helm
+                 elif ! l=$({stamped} 2>&1); then printf 'list-failed\n%s\n' \"$l\"
+                 else case $l in
+                 *'\"status\":\"deployed\"'*) echo as-wanted; printf '%s\n' \"$l\";;
+                 *) echo release; {list} 2>&1; echo \"{MARK} list $?\"; {values} 2>&1; echo \"{MARK} values $?\";;
+                 esac; fi",
                 k = quote(&self.kubeconfig)?,
                 b = quote(&self.binary)?
             ),
@@ -347,40 +350,61 @@ impl Module for Helm {
                 self.namespace,
                 rest.trim()
             )),
-            "status" => {
-                let (body, rc) = rest.trim_end().rsplit_once("rc ").unwrap_or((rest, "1"));
-                let rc: i32 = rc.trim().parse().unwrap_or(1);
-                if rc != 0 {
-                    if body.contains("release: not found") {
-                        return self.change(
-                            format!("{rel} is not installed in {}", self.namespace),
-                            None,
-                            fresh_diff,
-                        );
-                    }
-                    return Err(format!("cannot read release {rel}: {}", body.trim()));
-                }
-                let r: Json = serde_json::from_str(body.trim())
-                    .map_err(|e| format!("release {rel}: helm status said no JSON ({e}): {}", body.trim()))?;
-                self.decide_existing(&r)
+            "release" => {
+                let (list, values) = sections(rest)
+                    .ok_or_else(|| format!("release {rel}: unexpected answer {:?}", rest.trim()))?;
+                let list = list.map_err(|e| format!("cannot list release {rel}: {e}"))?;
+                let entries: Vec<Json> = serde_json::from_str(list.trim())
+                    .map_err(|e| format!("release {rel}: helm list said no JSON ({e}): {}", list.trim()))?;
+                let Some(entry) = entries.iter().find(|e| e["name"] == rel.as_str()) else {
+                    return self.change(
+                        format!("{rel} is not installed in {}", self.namespace),
+                        None,
+                        fresh_diff,
+                    );
+                };
+                let values = values.map_err(|e| format!("cannot read release {rel}'s values: {e}"))?;
+                // No values given is `null` (helm drops an empty config).
+                let config: Json = serde_json::from_str(values.trim())
+                    .map_err(|e| format!("release {rel}: helm get values said no JSON ({e}): {}", values.trim()))?;
+                self.decide_existing(entry, &config)
             }
             other => Err(format!("release {rel}: unexpected answer {other:?}")),
         }
     }
 }
 
+/// The marker after each command of the probe's second part, with its
+/// exit status.
+const MARK: &str = "gantry-helm-rc";
+
+/// The probe's second part: the list's text and the values' text, each an
+/// error (helm's words) when its command failed.
+#[allow(clippy::type_complexity)]
+fn sections(rest: &str) -> Option<(Result<String, String>, Result<String, String>)> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    for line in rest.lines() {
+        if let Some(tail) = line.strip_prefix(MARK) {
+            let rc: i32 = tail.split_whitespace().nth(1)?.parse().ok()?;
+            let text = std::mem::take(&mut cur);
+            parts.push(if rc == 0 { Ok(text) } else { Err(text.trim().to_string()) });
+        } else {
+            cur.push_str(line);
+            cur.push('\n');
+        }
+    }
+    let mut it = parts.into_iter();
+    Some((it.next()?, it.next()?))
+}
+
 impl Helm {
-    fn decide_existing(&self, r: &Json) -> Result<Decision, String> {
+    fn decide_existing(&self, entry: &Json, config: &Json) -> Result<Decision, String> {
         let rel = &self.release;
-        let state = r["info"]["status"].as_str().unwrap_or("unknown");
-        let revision = r["version"].as_i64().unwrap_or(0);
-        let meta = &r["chart"]["metadata"];
-        let chart = format!(
-            "{}-{}",
-            meta["name"].as_str().unwrap_or("?"),
-            meta["version"].as_str().unwrap_or("?")
-        );
-        let old = if r["config"].is_object() { r["config"].clone() } else { empty() };
+        let state = entry["status"].as_str().unwrap_or("unknown");
+        let revision = entry["revision"].as_str().unwrap_or("?");
+        let chart = entry["chart"].as_str().unwrap_or("?").to_string();
+        let old = if config.is_object() { config.clone() } else { empty() };
         let diff = self.values_diff(&old);
         let ns = &self.namespace;
         match state {
@@ -462,14 +486,14 @@ mod tests {
         }))
     }
 
+    /// The probe's answer for a release in this state, with these values.
     fn status(state: &str, rev: i64, config: Json) -> String {
-        let r = json!({
-            "name": "hami", "namespace": "hami-system", "version": rev,
-            "info": {"status": state, "first_deployed": "", "last_deployed": "", "deleted": ""},
-            "chart": {"metadata": {"name": "hami", "version": "2.6.1"}},
-            "config": config,
-        });
-        format!("status\n{r}\nrc 0\n")
+        let entry = json!([{
+            "name": "hami", "namespace": "hami-system", "revision": rev.to_string(),
+            "updated": "2026-11-24 10:00:03.123456789 +0000 UTC", "status": state,
+            "chart": "hami-2.6.1", "app_version": "v2.6.1",
+        }]);
+        format!("release\n{entry}\ngantry-helm-rc list 0\n{config}\ngantry-helm-rc values 0\n")
     }
 
     #[test]
@@ -510,9 +534,16 @@ mod tests {
         let c = change(decide(&m, vec![out(0, "no-helm\n")]).unwrap());
         assert!(c.reason.contains("helm is not on the host yet"), "{}", c.reason);
         let c = change(
-            decide(&m, vec![out(0, "status\nError: release: not found\nrc 1\n")]).unwrap(),
+            decide(
+                &m,
+                vec![out(0, "release\n[]\ngantry-helm-rc list 0\nError: release: not found\ngantry-helm-rc values 1\n")],
+            )
+            .unwrap(),
         );
         assert_eq!(c.reason, "hami is not installed in hami-system");
+        // Installed with no values: helm says null.
+        let c = change(decide(&m, vec![out(0, &status("deployed", 1, Json::Null))]).unwrap());
+        assert!(c.diff.as_deref().unwrap().contains("+    enabled: true"), "{:?}", c.diff);
         // Deployed from other values: the diff is the values'.
         let c = change(
             decide(&m, vec![out(0, &status("deployed", 3, json!({"devicePlugin": {"serviceMonitor": {"enabled": false}}})))]).unwrap(),
@@ -587,7 +618,7 @@ mod tests {
                 log = log.display()
             ),
         );
-        fake("kubectl", &format!("echo \"kubectl $*\" >> {}", log.display()));
+        fake("kubectl", &format!("echo \"kubectl $*\" >> {0}; cat >> {0}", log.display()));
         let chart = dir.path().join("hami-2.6.1.tgz");
         std::fs::write(&chart, b"chart").unwrap();
         let sha = hex::encode(Sha256::digest(b"chart"));
@@ -619,7 +650,7 @@ mod tests {
         };
         let (rc, err, text) = run(&m, "v3.14.4+g81c902a");
         assert_eq!(rc, Some(0), "{err}");
-        assert!(text.contains("kubectl --kubeconfig /etc/kubernetes/admin.conf label namespace hami-system --overwrite pod-security.kubernetes.io/enforce=privileged"), "{text}");
+        assert!(text.contains("kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f -\n{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"labels\":{\"pod-security.kubernetes.io/enforce\":\"privileged\"},\"name\":\"hami-system\"}}"), "{text}");
         let up = text.lines().find(|l| l.contains(" upgrade ")).unwrap();
         assert!(up.contains(&format!("--labels gantry.io/inputs={} --atomic --wait --timeout 15m --history-max 5", m.fingerprint())), "{up}");
         assert!(!up.contains("s3cr3t"), "{up}");
@@ -637,5 +668,26 @@ mod tests {
         let (rc, err, _) = run(&m, "v3.14.4+g81c902a");
         assert_eq!(rc, Some(1));
         assert!(err.contains("does not have sha256"), "{err}");
+        // The probe runs in the host's own shell ({ ...; }): it must not end
+        // it, whatever it finds.
+        let kubeconfig = dir.path().join("admin.conf");
+        std::fs::write(&kubeconfig, "").unwrap();
+        let mut probed = m.clone();
+        probed.kubeconfig = kubeconfig.to_str().unwrap().into();
+        let script = probed.probes().unwrap().list().next().unwrap().script().unwrap();
+        for listed in ["[]", r#"[{"name":"hami","status":"deployed","revision":"1","chart":"hami-2.6.1"}]"#] {
+            fake("helm", &format!("case \"$3\" in list) echo '{listed}';; get) echo null;; esac"));
+            let o = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("{{ {script}\n}}; echo still-here"))
+                .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&o.stdout);
+            assert!(said.ends_with("still-here\n"), "{said}");
+            let answer = said.trim_end_matches("still-here\n");
+            let d = decide(&probed, vec![out(0, answer)]).unwrap();
+            assert_eq!(d.is_change(), listed == "[]", "{answer}");
+        }
     }
 }
