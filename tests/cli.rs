@@ -749,3 +749,57 @@ fn completions_and_the_man_page_come_from_the_command_line_definition() {
     );
     assert!(man.contains(".TH gantry 1"), "roff with a title line");
 }
+
+/// The inventory's addons and node labels are checked at validate, each
+/// problem at its line: an unknown addon, a namespace that is not a DNS
+/// label, addons with no bundle to install them from, a label value the
+/// API server would refuse.
+#[test]
+fn bad_addons_and_node_labels_are_refused_at_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = small_inventory(dir.path(), |s| {
+        s.replace(
+            "    roles: [worker, gpu]\n",
+            "    roles: [worker, gpu]\n    vars: { node_labels: { gpu: \"o n\" } }\n",
+        ) + "addons:\n  hami: { namespace: Hami_System }\n  grafana: {}\n"
+    });
+    let written = std::fs::read_to_string(&inv).unwrap();
+    let line = |needle: &str| {
+        written
+            .lines()
+            .position(|l| !l.starts_with('#') && l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not in the inventory"))
+            + 1
+    };
+    let out = gantry(&["validate", "-i", &inv]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    for (needle, want) in [
+        (
+            "node_labels",
+            "error: hosts[3].vars.node_labels.gpu: label gpu: \"o n\" is not a label value",
+        ),
+        (
+            "Hami_System",
+            "error: addons.hami.namespace: \"Hami_System\" is not a namespace name",
+        ),
+        (
+            "  hami:",
+            "error: addons.hami: addons are installed from the bundle's chart archives: name the bundle (`bundle: DIR`)",
+        ),
+        (
+            "grafana",
+            "error: addons.grafana: unknown addon `grafana`, expected one of `kube-prometheus-stack`, `gpu-operator`, `hami`, `kubernetes-dashboard`",
+        ),
+    ] {
+        let at = format!("{inv}:{}:", line(needle));
+        assert!(
+            err.lines().any(|l| l.starts_with(&at) && l.contains(want)),
+            "{want:?} at {at} not in:\n{err}"
+        );
+    }
+    assert!(
+        err.ends_with("4 error(s); nothing was changed on any host\n"),
+        "{err}"
+    );
+}

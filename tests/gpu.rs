@@ -203,7 +203,7 @@ fn bare_hosts_to_a_gpu_cluster_with_the_guides_addons() {
     for (h, policy) in [("gpu1", "static"), ("gpu2", "static"), ("worker1", "none")] {
         let state = lab.exec(h, "cat /var/lib/kubelet/cpu_manager_state");
         assert!(
-            state.contains(&format!("\"policyName\": \"{policy}\"")),
+            state.contains(&format!("\"policyName\":\"{policy}\"")),
             "{h}: {state}"
         );
     }
@@ -240,13 +240,15 @@ fn bare_hosts_to_a_gpu_cluster_with_the_guides_addons() {
             && p.contains(" driver:\n    -  enabled: false\n    +  enabled: true\n"),
         "{p}"
     );
-    for other in [
-        "hami (revision",
-        "prometheus (revision",
-        "kubernetes-dashboard (revision",
-    ] {
-        assert!(!p.contains(other), "{other} in:\n{p}");
-    }
+    let changes: Vec<&str> = p
+        .lines()
+        .filter(|l| l.starts_with("would change "))
+        .collect();
+    assert_eq!(
+        changes,
+        ["would change master1 addons/addon releases: gpu-operator (revision 1): values changed"],
+        "{p}"
+    );
     let upgrade = lab.gantry(&["apply", "-p", "cluster"]);
     assert_eq!(upgrade.status.code(), Some(0));
     let after: Vec<(String, String)> = revisions(&lab);
@@ -258,6 +260,34 @@ fn bare_hosts_to_a_gpu_cluster_with_the_guides_addons() {
         };
         assert_eq!(rev, &want, "{name}");
     }
+
+    // The GPU kubelets' flags changed (the CPU manager back to its default):
+    // each is restarted without the old policy's checkpoint, which it would
+    // refuse, and its node is Ready again.
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap().replacen(
+        "vars:\n",
+        "vars:\n  kubelet_gpu_args: [--topology-manager-policy=best-effort]\n",
+        1,
+    );
+    std::fs::write(&lab.inventory, inv).unwrap();
+    let flags = lab.gantry(&["apply", "-p", "cluster"]);
+    assert_eq!(flags.status.code(), Some(0), "{}", text(&flags.stdout));
+    for h in ["gpu1", "gpu2"] {
+        let state = lab.exec(h, "cat /var/lib/kubelet/cpu_manager_state");
+        assert!(state.contains("\"policyName\":\"none\""), "{h}: {state}");
+        let ready = format!(
+            "{KUBECTL} get node {h} -o jsonpath='{{.status.conditions[?(@.type==\"Ready\")].status}}'"
+        );
+        let start = std::time::Instant::now();
+        while lab.exec("master1", &ready) != "True" {
+            assert!(
+                start.elapsed().as_secs() < 60,
+                "{h} not Ready after its kubelet's restart"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+    assert_eq!(row(&flags, "worker1")[1], 0);
 
     // 5. A third GPU node: it gets the runtime and the label, has the
     // addons' images (HAMi's device plugin runs on gpu=on nodes), and

@@ -404,7 +404,7 @@ fn kubelet_stand_in_refuses_unknown_flags_and_a_missing_config() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("\"command failed\" err=\"[cpumanager] the static policy requires systemreserved.cpu + kubereserved.cpu to be greater than zero\""),
+        text(&out.stderr).contains("\"command failed\" err=\"[cpumanager] unable to determine reserved CPU resources for static policy\""),
         "{}",
         text(&out.stderr)
     );

@@ -7,8 +7,8 @@
 //! release as the storage label `gantry.io/inputs` (Helm >= 3.14's
 //! `--labels`), so a release that is as wanted costs one query: `helm list
 //! --selector gantry.io/inputs=FP` answering with a `deployed` entry. Any
-//! other answer reads the release (`helm status -o json`) for the reason and
-//! the values' diff.
+//! other answer reads the release's state and chart (`helm list --all`)
+//! and its values (`helm get values`) for the reason and the values' diff.
 //!
 //! What is done about each state (the stated policy):
 //! - none: `helm upgrade --install`;
@@ -132,13 +132,18 @@ fn check_duration(s: &str) -> Result<(), String> {
 }
 
 impl Helm {
-    /// The inputs' fingerprint: the chart archive's sha256 and the values
-    /// as canonical JSON (keys sorted), hashed; 40 hex digits fit a label.
+    /// The inputs' fingerprint: the chart archive's sha256, the values as
+    /// canonical JSON (keys sorted) and the namespace's labels, hashed; 40
+    /// hex digits fit a label.
     pub fn fingerprint(&self) -> String {
         let mut h = Sha256::new();
         h.update(self.chart_sha256.as_bytes());
         h.update(b"\n");
         h.update(self.values.to_string().as_bytes());
+        if !self.namespace_labels.is_empty() {
+            h.update(b"\n");
+            h.update(serde_json::to_string(&self.namespace_labels).expect("labels").as_bytes());
+        }
         hex::encode(h.finalize())[..40].to_string()
     }
 
@@ -171,20 +176,25 @@ impl Helm {
         let (ns, rel) = (&self.namespace, &self.release);
         let label = format!("{LABEL}={}", self.fingerprint());
         let history = self.history_max.to_string();
-        let upgrade = self.helm(&[
+        // Values always from the file (--reset-values): without it, an
+        // upgrade with no values keeps the last release's.
+        let head = self.helm(&[
             "upgrade", "--install", rel, &self.chart, "--namespace", ns, "--create-namespace",
-            "--values", "VALUES", "--labels", &label, "--atomic", "--wait", "--timeout",
-            &self.timeout, "--history-max", &history,
+            "--reset-values", "--values",
         ])?;
-        let upgrade = upgrade.replace(" VALUES ", " \"$d/values.yaml\" ");
+        let tail = command(&[
+            "--labels", &label, "--atomic", "--wait", "--timeout", &self.timeout,
+            "--history-max", &history,
+        ])?;
+        let upgrade = format!("{head} \"$d/values.yaml\" {tail}");
         let chart = quote(&self.chart)?;
         let mut s = String::new();
         // Helm >= 3.14: release labels (--labels, list --selector) came then.
         s.push_str(&format!(
-            "v=$({} 2>&1) || {{ echo \"helm version: $v\" >&2; exit 1; }}\n\
+            "v=$({} 2>/dev/null) || {{ echo \"helm version --short failed\" >&2; exit 1; }}\n\
              n=${{v#v}}; a=${{n%%.*}}; n=${{n#*.}}; b=${{n%%.*}}\n\
              case \"$a$b\" in *[!0-9]*|'') echo \"cannot read helm's version from: $v\" >&2; exit 1;; esac\n\
-             if [ \"$a\" -lt 3 ] || {{ [ \"$a\" -eq 3 ] && [ \"$b\" -lt 14 ]; }}; then echo \"helm $v is older than 3.14, which gantry needs (release labels)\" >&2; exit 1; fi\n",
+             if [ \"$a\" -ne 3 ] || [ \"$b\" -lt 14 ]; then echo \"helm $v is not Helm 3 from 3.14 on, which gantry needs (release labels; Helm 4 is not yet supported)\" >&2; exit 1; fi\n",
             command(&[self.binary.as_str(), "version", "--short"])?
         ));
         s.push_str(&format!(
@@ -212,8 +222,9 @@ impl Helm {
         }
         s.push_str(&format!(
             "d=$(umask 077 && mktemp -d) || exit 1\n\
-             (umask 077 && cat > \"$d/values.yaml\") || {{ rm -rf \"$d\"; exit 1; }}\n\
-             {upgrade} >&2; rc=$?\nrm -rf \"$d\"\nexit $rc"
+             trap 'rm -rf \"$d\"' EXIT HUP INT TERM\n\
+             (umask 077 && cat > \"$d/values.yaml\") || exit 1\n\
+             {upgrade} >&2"
         ));
         let mut show = Vec::new();
         if let Some(r) = &recover {
@@ -328,7 +339,7 @@ impl Module for Helm {
         let fresh_diff = self.values_diff(&empty());
         match first.trim() {
             "as-wanted" => {
-                let entry: Vec<Json> = serde_json::from_str(rest.trim()).unwrap_or_default();
+                let entry: Vec<Json> = serde_json::from_str(json_line(rest)).unwrap_or_default();
                 let rev = entry.first().and_then(|e| e["revision"].as_str()).unwrap_or("?");
                 let chart = entry.first().and_then(|e| e["chart"].as_str()).unwrap_or("?");
                 Ok(Decision::unchanged(format!(
@@ -354,7 +365,7 @@ impl Module for Helm {
                 let (list, values) = sections(rest)
                     .ok_or_else(|| format!("release {rel}: unexpected answer {:?}", rest.trim()))?;
                 let list = list.map_err(|e| format!("cannot list release {rel}: {e}"))?;
-                let entries: Vec<Json> = serde_json::from_str(list.trim())
+                let entries: Vec<Json> = serde_json::from_str(json_line(&list))
                     .map_err(|e| format!("release {rel}: helm list said no JSON ({e}): {}", list.trim()))?;
                 let Some(entry) = entries.iter().find(|e| e["name"] == rel.as_str()) else {
                     return self.change(
@@ -365,13 +376,22 @@ impl Module for Helm {
                 };
                 let values = values.map_err(|e| format!("cannot read release {rel}'s values: {e}"))?;
                 // No values given is `null` (helm drops an empty config).
-                let config: Json = serde_json::from_str(values.trim())
+                let config: Json = serde_json::from_str(json_line(&values))
                     .map_err(|e| format!("release {rel}: helm get values said no JSON ({e}): {}", values.trim()))?;
                 self.decide_existing(entry, &config)
             }
             other => Err(format!("release {rel}: unexpected answer {other:?}")),
         }
     }
+}
+
+/// The JSON line of helm's output: helm writes warnings (a group-readable
+/// kubeconfig) to stderr, which the probe keeps beside stdout for errors.
+fn json_line(text: &str) -> &str {
+    text.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(['[', '{']) || *l == "null")
+        .unwrap_or(text.trim())
 }
 
 /// The marker after each command of the probe's second part, with its
@@ -527,6 +547,14 @@ mod tests {
             unchanged(decide(&m, vec![out(0, &format!("as-wanted\n{listed}\n"))]).unwrap()),
             "hami: hami-2.6.1 deployed at revision 3 from these inputs"
         );
+        // helm's warnings on stderr do not hide its JSON.
+        let warned = format!(
+            "as-wanted\nWARNING: Kubernetes configuration file is group-readable. This is insecure. Location: /etc/kubernetes/admin.conf\n{listed}\n"
+        );
+        assert_eq!(
+            unchanged(decide(&m, vec![out(0, &warned)]).unwrap()),
+            "hami: hami-2.6.1 deployed at revision 3 from these inputs"
+        );
         // Plan on new hosts: no cluster, no helm yet; the values shown.
         let c = change(decide(&m, vec![out(0, "no-cluster\n")]).unwrap());
         assert!(c.reason.contains("no cluster yet"), "{}", c.reason);
@@ -661,7 +689,7 @@ mod tests {
         // An older helm is refused before anything is done.
         let (rc, err, text) = run(&m, "v3.13.3+gc8b9489");
         assert_eq!(rc, Some(1));
-        assert!(err.contains("helm v3.13.3+gc8b9489 is older than 3.14"), "{err}");
+        assert!(err.contains("helm v3.13.3+gc8b9489 is not Helm 3 from 3.14 on"), "{err}");
         assert!(!text.contains(" upgrade "), "{text}");
         // An archive that is not the bundle's is refused too.
         std::fs::write(&chart, b"other").unwrap();

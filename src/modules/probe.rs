@@ -28,7 +28,7 @@ pub const UNIT_SHOW: &str = "systemctl show -p ActiveState -p UnitFileState --";
 
 /// The only variables modules' script probes assign: the probe request
 /// declares them `local`, since it runs in the host's shell itself.
-pub const PROBE_LOCALS: &str = "v k f";
+pub const PROBE_LOCALS: &str = "v k f l rc";
 
 impl Probe {
     /// The shell text of the probe. A file probe prints one stat line, then
