@@ -89,7 +89,7 @@ impl Module for KubeadmCluster {
             "get",
             "secret",
         ])?;
-        Ok(Probes::new().script(
+        Ok(Probes::new().query(
             "state",
             format!(
                 "if [ -e {ADMIN} ]; then\n\

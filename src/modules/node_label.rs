@@ -73,7 +73,7 @@ impl Module for NodeLabel {
             "-o",
             &format!("jsonpath={TEMPLATE}"),
         ])?;
-        Ok(Probes::new().script(
+        Ok(Probes::new().query(
             "nodes",
             format!(
                 "if [ -e {} ]; then {get} 2>&1; rc=$?; echo; echo \"kubectl-rc $rc\"; else echo no-cluster; fi",
