@@ -182,47 +182,7 @@ pub(crate) fn probe_script(probes: &[Probe], marker: &str) -> Result<String, Str
             parts.push(format!("{{ {}\n}}", p.script()?));
         }
     }
-    let queries = probes
-        .iter()
-        .filter(|p| matches!(p, Probe::Query(_)))
-        .map(|p| Ok(format!("{{ {}\n}}", p.script()?)))
-        .collect::<Result<Vec<String>, String>>()?;
-    if queries.len() < 2 {
-        parts.extend(queries);
-        return Ok(framed(&parts, marker));
-    }
-    Ok(beside(&parts, &queries, marker))
-}
-
-/// `framed`, with the queries run side by side while the other parts run:
-/// each in the background into its own file of a private directory
-/// (`mktemp -d`), its frame written there too, then the files in order
-/// after the others. Where no directory can be made, they run one by one.
-fn beside(parts: &[String], queries: &[String], marker: &str) -> String {
-    let first = parts.len();
-    let one = |i: usize, q: &str| {
-        format!(
-            "{q} 2>/dev/null </dev/null; {}",
-            frame::end(marker, first + i, "$?")
-        )
-    };
-    let mut start = String::from("q=$(mktemp -d 2>/dev/null) || q=\np=\nif [ -n \"$q\" ]; then\n");
-    let mut serial = String::new();
-    let mut files = Vec::new();
-    for (i, q) in queries.iter().enumerate() {
-        start.push_str(&format!("( {} ) >\"$q/{i}\" & p=\"$p $!\"\n", one(i, q)));
-        serial.push_str(&one(i, q));
-        serial.push('\n');
-        files.push(format!("\"$q/{i}\""));
-    }
-    start.push_str("fi\n");
-    let body = framed(parts, marker);
-    // `framed` declares the locals first: the background jobs start after.
-    let (locals, rest) = body.split_once('\n').unwrap_or((&body, ""));
-    format!(
-        "{locals}\n{start}{rest}if [ -n \"$q\" ]; then wait $p; cat {}; rm -rf \"$q\"; else\n{serial}fi\n",
-        files.join(" ")
-    )
+    Ok(framed(&parts, marker))
 }
 
 /// The unit probes' units, each once, in order.
@@ -267,7 +227,7 @@ pub(crate) fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Opti
     let paths = file_paths(probes);
     let scripts = probes
         .iter()
-        .filter(|p| matches!(p, Probe::Script(_) | Probe::Query(_)))
+        .filter(|p| matches!(p, Probe::Script(_)))
         .count();
     let stats = if paths.is_empty() { 0 } else { 4 };
     let shows = usize::from(probes.iter().any(|p| matches!(p, Probe::Unit(_))));
@@ -326,20 +286,13 @@ pub(crate) fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Opti
     } else {
         HashMap::new()
     };
-    // Scripts' answers first, in order, then the queries'.
-    let count = probes
-        .iter()
-        .filter(|p| matches!(p, Probe::Script(_)))
-        .count();
-    let queries = rest.split_off(count);
-    let (mut scripts, mut queries) = (rest.into_iter(), queries.into_iter());
+    let mut scripts = rest.into_iter();
     probes
         .iter()
         .map(|p| match p {
             Probe::File(path) => files.get(path.as_str()).cloned(),
             Probe::Unit(u) => units.get(u.as_str()).cloned(),
             Probe::Script(_) => scripts.next(),
-            Probe::Query(_) => queries.next(),
         })
         .collect()
 }
@@ -362,9 +315,7 @@ pub(crate) fn probe_script_each(probes: &[Probe], marker: &str) -> Result<String
                     modules::regular_file(&q)
                 )
             }
-            Probe::Script(_) | Probe::Query(_) | Probe::Unit(_) => {
-                format!("{{ {}\n}}", p.script()?)
-            }
+            Probe::Script(_) | Probe::Unit(_) => format!("{{ {}\n}}", p.script()?),
         });
     }
     Ok(framed(&parts, marker))
@@ -444,7 +395,7 @@ impl ProbeCache {
                 let p = Path::new(&path);
                 self.answers.retain(|_, (probe, _)| match probe {
                     Probe::File(f) => !(Path::new(f).starts_with(p) || p.starts_with(f)),
-                    Probe::Script(_) | Probe::Query(_) | Probe::Unit(_) => false,
+                    Probe::Script(_) | Probe::Unit(_) => false,
                 });
             }
             Touches::Made(path) => {
@@ -773,55 +724,6 @@ mod tests {
             read_answers(&probes, &changed, "M").is_none(),
             "a size that changed between the stats"
         );
-    }
-
-    /// Queries run side by side, beside the other probes: the first waits
-    /// for a file the second makes, which it could not see if they ran one
-    /// after the other. Each answer is its own, in order, and the shell is
-    /// left as found, with no directory of theirs left behind.
-    #[test]
-    fn queries_run_side_by_side_and_answer_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let flag = dir.path().join("second-ran").display().to_string();
-        // A file probe beside them, on a path they do not touch.
-        let elsewhere = tempfile::tempdir().unwrap();
-        let other = elsewhere.path().join("f").display().to_string();
-        std::fs::write(&other, "x\n").unwrap();
-        let tmp = dir.path().join("tmp");
-        std::fs::create_dir(&tmp).unwrap();
-        let probes = vec![
-            Probe::Query(format!(
-                "i=0; while [ ! -e {flag} ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; [ -e {flag} ] && echo saw-second"
-            )),
-            Probe::Script("echo plain; false".into()),
-            Probe::Query(format!("touch {flag}; echo second; sh -c 'exit 3'")),
-            Probe::File(other.clone()),
-        ];
-        let script = probe_script(&probes, "M").unwrap();
-        let out = crate::remote::ssh::tests::shell_left_as_found(&script, &[]).unwrap();
-        let answers =
-            read_answers(&probes, &out, "M").unwrap_or_else(|| panic!("malformed: {out}"));
-        assert_eq!(
-            (answers[0].rc, answers[0].out.as_str()),
-            (0, "saw-second\n"),
-            "{out}"
-        );
-        assert_eq!((answers[1].rc, answers[1].out.as_str()), (1, "plain\n"));
-        assert_eq!((answers[2].rc, answers[2].out.as_str()), (3, "second\n"));
-        // Their directory is made in TMPDIR and removed.
-        std::fs::remove_file(&flag).unwrap();
-        let o = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("f() {{\n{script}\n}}; f"))
-            .env("TMPDIR", &tmp)
-            .output()
-            .unwrap();
-        let again = read_answers(&probes, &String::from_utf8_lossy(&o.stdout), "M").unwrap();
-        assert_eq!(again[0].out, "saw-second\n");
-        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
-        // One query alone runs with the others, as a script does.
-        let one = probe_script(&probes[1..3], "M").unwrap();
-        assert!(!one.contains("mktemp"), "{one}");
     }
 
     /// Probe requests run in the host's shell itself: with every kind of

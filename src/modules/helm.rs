@@ -316,7 +316,7 @@ impl Module for Helm {
         // (`list`: `status -o json` leaves the chart out) and its values.
         // No kubeconfig or no helm: no cluster yet (plan on new hosts).
         // The host's shell runs this in itself: no `exit`.
-        Ok(Probes::new().query(
+        Ok(Probes::new().script(
             "release",
             format!(
                 "if [ ! -e {k} ]; then echo no-cluster

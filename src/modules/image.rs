@@ -114,7 +114,7 @@ impl Module for Image {
         // would spend its 10 s dial timeout on it, and a fresh host's
         // read-ahead asks before the runtime play has started containerd
         // (the lab's bring-up lost 10 s per round trip to it).
-        Ok(Probes::new().query(
+        Ok(Probes::new().script(
             "images",
             format!(
                 "if [ -S {SOCKET} ]; then {} 2>&1; else echo 'ctr: failed to dial \"{SOCKET}\": no such socket (containerd is not running)'; false; fi",

@@ -279,7 +279,7 @@ impl Module for Kubeadm {
             ));
         }
         script.push_str("true");
-        Ok(Probes::new().query("state", script))
+        Ok(Probes::new().script("state", script))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {

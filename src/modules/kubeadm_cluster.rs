@@ -89,7 +89,7 @@ impl Module for KubeadmCluster {
             "get",
             "secret",
         ])?;
-        Ok(Probes::new().query(
+        Ok(Probes::new().script(
             "state",
             format!(
                 "if [ -e {ADMIN} ]; then\n\

@@ -73,7 +73,7 @@ impl Module for NodeLabel {
             "-o",
             &format!("jsonpath={TEMPLATE}"),
         ])?;
-        Ok(Probes::new().query(
+        Ok(Probes::new().script(
             "nodes",
             format!(
                 "if [ -e {} ]; then {get} 2>&1; rc=$?; echo; echo \"kubectl-rc $rc\"; else echo no-cluster; fi",

@@ -10,10 +10,6 @@ pub enum Probe {
     File(String),
     /// A read-only script; its stdout and exit code are the answer.
     Script(String),
-    /// A read-only script that asks a daemon (the API server, containerd)
-    /// and mostly waits for it: the engine runs a round trip's queries side
-    /// by side, beside its other probes.
-    Query(String),
     /// A systemd unit's state: `ActiveState=` and `UnitFileState=` lines,
     /// as `systemctl show` prints them. The engine asks for every unit of a
     /// round trip in one `systemctl show`.
@@ -30,10 +26,9 @@ pub struct ProbeOut {
 /// `--` and the units (one block each, a blank line between, in order).
 pub const UNIT_SHOW: &str = "systemctl show -p ActiveState -p UnitFileState --";
 
-/// The only variables modules' script probes (and the engine's running of
-/// queries: `q`, `p`) assign: the probe request declares them `local`,
-/// since it runs in the host's shell itself.
-pub const PROBE_LOCALS: &str = "v k f l rc q p";
+/// The only variables modules' script probes assign: the probe request
+/// declares them `local`, since it runs in the host's shell itself.
+pub const PROBE_LOCALS: &str = "v k f l rc";
 
 impl Probe {
     /// The shell text of the probe. A file probe prints one stat line, then
@@ -49,7 +44,7 @@ impl Probe {
                     regular_file(&q)
                 )
             }
-            Probe::Script(s) | Probe::Query(s) => s.clone(),
+            Probe::Script(s) => s.clone(),
             Probe::Unit(u) => format!("{UNIT_SHOW} {}", quote(u)?),
         })
     }
@@ -136,13 +131,6 @@ impl Probes {
     /// A read-only script's output and status, read as `name`.
     pub fn script(mut self, name: impl Into<String>, script: impl Into<String>) -> Probes {
         self.0.push((name.into(), Probe::Script(script.into())));
-        self
-    }
-
-    /// A script probe that asks a daemon (`Probe::Query`), read as `name`
-    /// (`script` reads the answer).
-    pub fn query(mut self, name: impl Into<String>, script: impl Into<String>) -> Probes {
-        self.0.push((name.into(), Probe::Query(script.into())));
         self
     }
 

@@ -54,9 +54,9 @@ impl Module for VipCheck {
         let v = quote(&self.vip)?;
         Ok(Probes::new()
             .script("held here", format!("ip -o addr show | grep -qw -- {v}"))
-            .query("answers", format!("ping -c 1 -W 1 -- {v} >/dev/null 2>&1"))
+            .script("answers", format!("ping -c 1 -W 1 -- {v} >/dev/null 2>&1"))
             .script("managed", format!("test -e {}", quote(&self.managed_by)?))
-            .query("neighbours", {
+            .script("neighbours", {
                 // Each peer asked once, so its MAC is in the table.
                 let mut s = String::new();
                 for p in self.peers.split_whitespace() {
