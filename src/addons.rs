@@ -229,7 +229,7 @@ pub fn check(inv: &Inventory) -> Vec<Diagnostic> {
             ));
         }
         if let Some(ns) = &spec.namespace
-            && (!crate::inventory::is_rfc1123_label_seq(ns) || ns.contains('.') || ns.len() > 63)
+            && !crate::inventory::is_dns_label(ns, 63)
         {
             out.push(Diagnostic::error(
                 at(".namespace"),

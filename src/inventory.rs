@@ -784,6 +784,12 @@ pub fn check_label(key: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// One RFC 1123 label of at most `max` characters: lowercase letters,
+/// digits and '-', no leading or trailing '-' (a namespace, a release).
+pub fn is_dns_label(s: &str, max: usize) -> bool {
+    s.len() <= max && !s.contains('.') && is_rfc1123_label_seq(s)
+}
+
 /// An RFC 1123 host name: dot-separated labels of lowercase letters, digits
 /// and '-', 1-63 characters each, no leading or trailing '-'.
 pub fn is_rfc1123_label_seq(s: &str) -> bool {

@@ -7,7 +7,7 @@ use super::{load, policy, runtime};
 use crate::cli::{Connect, Input};
 use crate::error::{Error, Result};
 
-const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+use crate::modules::ADMIN_KUBECONFIG as ADMIN_CONF;
 
 pub fn kubeconfig(input: &Input, connect: &Connect, output: Option<PathBuf>) -> Result<i32> {
     let (inv, _) = load(input)?;

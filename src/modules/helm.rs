@@ -41,7 +41,7 @@ use crate::remote::script::{command, quote};
 /// The release label that carries the inputs' fingerprint.
 pub const LABEL: &str = "gantry.io/inputs";
 
-const ADMIN: &str = "/etc/kubernetes/admin.conf";
+use super::ADMIN_KUBECONFIG as ADMIN;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -105,14 +105,7 @@ fn five() -> u32 {
 
 /// A DNS label (release and namespace names, label values' keys aside).
 fn dns_label(what: &str, s: &str, max: usize) -> Result<(), String> {
-    if s.is_empty()
-        || s.len() > max
-        || s.starts_with('-')
-        || s.ends_with('-')
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
+    if !crate::inventory::is_dns_label(s, max) {
         return Err(format!(
             "helm: {what} {s:?} must be lowercase letters, digits and '-', at most {max} characters"
         ));

@@ -28,7 +28,7 @@ pub struct KubeadmCluster {
     pub config: String,
 }
 
-const ADMIN: &str = "/etc/kubernetes/admin.conf";
+use super::ADMIN_KUBECONFIG as ADMIN;
 
 impl KubeadmCluster {
     fn run_line(&self) -> Result<String, String> {

@@ -24,6 +24,10 @@ mod testing;
 pub use action::{Action, Touches};
 pub use decision::{Change, Decision};
 pub use file_edit::unified_diff;
+
+/// Where kubeadm writes the cluster's admin kubeconfig on a control plane:
+/// what modules that ask the API use by default, and `gantry kubeconfig` reads.
+pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
 pub use params::{Mode, Presence, regex};
 pub use probe::{
     Answers, FileState, PROBE_LOCALS, Probe, ProbeOut, Probes, UNIT_SHOW, regular_file,

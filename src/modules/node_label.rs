@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::{Action, Answers, Change, Decision, Doc, Module, Probes};
 use crate::remote::script::{command, quote};
 
-const ADMIN: &str = "/etc/kubernetes/admin.conf";
+use super::ADMIN_KUBECONFIG as ADMIN;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
