@@ -675,6 +675,9 @@ mod tests {
         let up = text.lines().find(|l| l.contains(" upgrade ")).unwrap();
         assert!(up.contains(&format!("--labels gantry.io/inputs={} --atomic --wait --timeout 15m --history-max 5", m.fingerprint())), "{up}");
         assert!(!up.contains("s3cr3t"), "{up}");
+        // Values only from gantry's file: an upgrade without them would keep
+        // the last release's.
+        assert!(up.contains(" --reset-values --values "), "{up}");
         assert!(text.contains("mode 600") && text.contains("\"secretish\": \"s3cr3t\""), "{text}");
         // The directory made for the values is gone.
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
