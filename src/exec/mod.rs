@@ -17,6 +17,8 @@
 mod event;
 mod host;
 mod probe;
+#[cfg(test)]
+pub(crate) use probe::{probe_script, read_answers};
 mod register;
 mod relay;
 mod task;

@@ -159,7 +159,9 @@ pub(crate) fn framed(parts: &[String], marker: &str) -> String {
 /// All file probes in three processes, whatever their number: a `stat` of
 /// every path, one `cat` of them all, a `stat` of their change markers again. `read_answers`
 /// cuts the contents by the sizes the first stat gave; the second stat shows
-/// that nothing changed while cat read. Script probes follow, as written.
+/// that nothing changed while cat read. Then one `systemctl show` for all
+/// unit probes, each batch script once with every argument asked of it,
+/// and the script probes as written.
 pub(crate) fn probe_script(probes: &[Probe], marker: &str) -> Result<String, String> {
     let mut parts = Vec::new();
     if let Some(quoted) = quoted_paths(probes)? {
@@ -177,12 +179,32 @@ pub(crate) fn probe_script(probes: &[Probe], marker: &str) -> Result<String, Str
     if let Some(units) = words(&units(probes))? {
         parts.push(format!("{} {units}", modules::UNIT_SHOW));
     }
+    for (script, args) in batches(probes) {
+        let args = words(&args)?.unwrap_or_default();
+        parts.push(format!("set -- {args}\n{{ {script}\n}}"));
+    }
     for p in probes {
         if let Probe::Script(_) = p {
             parts.push(format!("{{ {}\n}}", p.script()?));
         }
     }
     Ok(framed(&parts, marker))
+}
+
+/// The batch probes' scripts, each once, in order, with their arguments,
+/// each once, in order.
+fn batches(probes: &[Probe]) -> Vec<(&str, Vec<&str>)> {
+    let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
+    for p in probes {
+        if let Probe::Batch { script, arg } = p {
+            match out.iter_mut().find(|(s, _)| s == script) {
+                Some((_, args)) if args.contains(&arg.as_str()) => {}
+                Some((_, args)) => args.push(arg),
+                None => out.push((script, vec![arg])),
+            }
+        }
+    }
+    out
 }
 
 /// The unit probes' units, each once, in order.
@@ -231,7 +253,8 @@ pub(crate) fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Opti
         .count();
     let stats = if paths.is_empty() { 0 } else { 4 };
     let shows = usize::from(probes.iter().any(|p| matches!(p, Probe::Unit(_))));
-    let mut answers = split_answers(stdout, marker, stats + shows + scripts)?;
+    let batches = batches(probes);
+    let mut answers = split_answers(stdout, marker, stats + shows + batches.len() + scripts)?;
     let mut files: HashMap<&str, ProbeOut> = HashMap::new();
     if stats == 4 {
         let (before, body, after) = (&answers[0].out, &answers[1].out, &answers[2].out);
@@ -286,12 +309,15 @@ pub(crate) fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Opti
     } else {
         HashMap::new()
     };
-    let mut scripts = rest.into_iter();
+    let scripts = rest.split_off(batches.len());
+    let batched: HashMap<&str, ProbeOut> = batches.iter().map(|(s, _)| *s).zip(rest).collect();
+    let mut scripts = scripts.into_iter();
     probes
         .iter()
         .map(|p| match p {
             Probe::File(path) => files.get(path.as_str()).cloned(),
             Probe::Unit(u) => units.get(u.as_str()).cloned(),
+            Probe::Batch { script, .. } => batched.get(script.as_str()).cloned(),
             Probe::Script(_) => scripts.next(),
         })
         .collect()
@@ -315,7 +341,9 @@ pub(crate) fn probe_script_each(probes: &[Probe], marker: &str) -> Result<String
                     modules::regular_file(&q)
                 )
             }
-            Probe::Script(_) | Probe::Unit(_) => format!("{{ {}\n}}", p.script()?),
+            Probe::Script(_) | Probe::Unit(_) | Probe::Batch { .. } => {
+                format!("{{ {}\n}}", p.script()?)
+            }
         });
     }
     Ok(framed(&parts, marker))
@@ -395,7 +423,7 @@ impl ProbeCache {
                 let p = Path::new(&path);
                 self.answers.retain(|_, (probe, _)| match probe {
                     Probe::File(f) => !(Path::new(f).starts_with(p) || p.starts_with(f)),
-                    Probe::Script(_) | Probe::Unit(_) => false,
+                    Probe::Script(_) | Probe::Unit(_) | Probe::Batch { .. } => false,
                 });
             }
             Touches::Made(path) => {
@@ -528,6 +556,53 @@ mod tests {
         // A block short: no guessing which unit it was.
         let short = "ActiveState=active\nUnitFileState=enabled\n\nM 0 0\nbetween\n\nM 1 0\n";
         assert!(read_answers(&probes, short, "M").is_none());
+    }
+
+    /// Batch probes with one script run it once, with every argument asked
+    /// (each once, in order, quoted), and each reads the whole answer;
+    /// another script is its own call; one alone (the fallback, or a cache
+    /// miss) is asked with its own argument. Run by a real sh.
+    #[test]
+    fn batch_probes_share_one_call_with_all_their_arguments() {
+        use super::*;
+        let batch = |script: &str, arg: &str| Probe::Batch {
+            script: script.into(),
+            arg: arg.into(),
+        };
+        let ls = "printf '%s|' \"$@\"; echo";
+        let probes = vec![
+            batch(ls, "name==\"a:1\""),
+            Probe::Script("echo between".into()),
+            batch(ls, "b c"),
+            batch("echo other \"$#\"; (exit 3)", "x"),
+            batch(ls, "name==\"a:1\""),
+            batch("echo other \"$#\"; (exit 3)", "y"),
+        ];
+        let run = |script: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(crate::remote::script::own_call(script).unwrap())
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let said = run(&probe_script(&probes, "M").unwrap());
+        let a = read_answers(&probes, &said, "M").unwrap_or_else(|| panic!("{said:?}"));
+        let both = ProbeOut {
+            rc: 0,
+            out: "name==\"a:1\"|b c|\n".into(),
+        };
+        assert_eq!((&a[0], &a[2], &a[4]), (&both, &both, &both));
+        assert_eq!(a[1].out, "between\n");
+        let other = ProbeOut {
+            rc: 3,
+            out: "other 2\n".into(),
+        };
+        assert_eq!((&a[3], &a[5]), (&other, &other));
+        // Asked on its own: its own argument alone.
+        let each = run(&probe_script_each(&probes[2..3], "M").unwrap());
+        let a = read_answers_each(&probes[2..3], &each, "M").unwrap();
+        assert_eq!(a[0].out, "b c|\n");
     }
 
     /// Where SELinux is enabled, each file probe's head carries its label

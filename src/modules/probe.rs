@@ -14,6 +14,12 @@ pub enum Probe {
     /// as `systemctl show` prints them. The engine asks for every unit of a
     /// round trip in one `systemctl show`.
     Unit(String),
+    /// A read-only script over arguments (`"$@"`): the engine runs each
+    /// such script once per round trip, with the arguments of every probe
+    /// that asks it (each once, in order), and each of them reads the
+    /// whole answer. One `ctr images ls` for all of a host's images, not
+    /// one each.
+    Batch { script: String, arg: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -46,6 +52,7 @@ impl Probe {
             }
             Probe::Script(s) => s.clone(),
             Probe::Unit(u) => format!("{UNIT_SHOW} {}", quote(u)?),
+            Probe::Batch { script, arg } => format!("set -- {}\n{script}", quote(arg)?),
         })
     }
 }
@@ -131,6 +138,25 @@ impl Probes {
     /// A read-only script's output and status, read as `name`.
     pub fn script(mut self, name: impl Into<String>, script: impl Into<String>) -> Probes {
         self.0.push((name.into(), Probe::Script(script.into())));
+        self
+    }
+
+    /// A script over arguments, asked once per round trip with every
+    /// probe's `arg` (`Probe::Batch`), read as `name` (`script` reads the
+    /// whole answer).
+    pub fn batch(
+        mut self,
+        name: impl Into<String>,
+        script: impl Into<String>,
+        arg: impl Into<String>,
+    ) -> Probes {
+        self.0.push((
+            name.into(),
+            Probe::Batch {
+                script: script.into(),
+                arg: arg.into(),
+            },
+        ));
         self
     }
 

@@ -53,6 +53,63 @@ pub fn beside(dest: &str) -> Result<(String, String, String), String> {
     ))
 }
 
+/// The probe, one script for every upload of a round trip (`Probe::Batch`):
+/// its arguments are the destinations. For each, in order, a `dest PATH`
+/// line, then one line of what the file is; its sha256 (remembered when
+/// the remembered line is root's and matches the file as it is now); then
+/// how much of a partial copy arrived earlier. Read-only, in a subshell of
+/// its own (its variables stay there), and one `stat` for every file and
+/// remembered line together: a rerun probes every artifact of the bundle
+/// on every host, and a `stat` each cost more than the rest of the probe.
+/// Each file's line is cut from the `stat` output by the shell's own
+/// pattern expansion (a `read` loop reads a byte per system call).
+const PROBE: &str = r#"(
+n=$#
+for d in "$@"; do set -- "$@" "${d%/*}/.${d##*/}.gantry-sha256"; done
+st="$(stat -c '%u %g %a %s %i %z|%n' -- "$@" 2>/dev/null)
+"
+k=0
+for d in "$@"; do
+  k=$((k+1)); [ "$k" -le "$n" ] || break
+  s="${d%/*}/.${d##*/}.gantry-sha256"; p="${d%/*}/.${d##*/}.gantry-part"
+  echo "dest $d"
+  if [ -L "$d" ]; then echo link; elif [ -f "$d" ]; then
+    fs=; su=
+    case $st in *"|$d
+"*) fs=${st%%"|$d
+"*}; fs=${fs##*"
+"};; esac
+    case $st in *"|$s
+"*) su=${st%%"|$s
+"*}; su=${su##*"
+"}; su=${su%% *};; esac
+    read -r u g m v <<GANTRY_STAT
+$fs
+GANTRY_STAT
+    echo "file $u $g $m"
+    if [ -f "$s" ] && [ ! -L "$s" ] && [ "$su" = 0 ] && read -r h r < "$s" && [ "$r" = "$v" ]; then echo "sha $h"
+    else h=$(sha256sum < "$d"); echo "sha ${h%% *}"; fi
+  elif [ -e "$d" ]; then echo other; else echo absent; fi
+  if [ -f "$p" ] && [ ! -L "$p" ]; then echo "part $(stat -c %s -- "$p")"; fi
+done
+)"#;
+
+/// `dest`'s lines of the probe's answer (after its `dest` line, up to the
+/// next one).
+fn section<'a>(out: &'a str, dest: &str) -> Option<&'a str> {
+    let head = format!("dest {dest}\n");
+    let start = if out.starts_with(&head) {
+        head.len()
+    } else {
+        out.find(&format!("\n{head}"))? + head.len() + 1
+    };
+    let rest = &out[start..];
+    Some(match rest.find("\ndest ") {
+        Some(end) => &rest[..end + 1],
+        None => rest,
+    })
+}
+
 impl Module for Upload {
     const NAME: &'static str = "upload";
     const DOC: Doc = Doc {
@@ -68,8 +125,11 @@ impl Module for Upload {
 
     fn validate(&self) -> Result<(), String> {
         crate::bundle::check_sha256(&self.sha256).map_err(|e| format!("upload.sha256: {e}"))?;
-        if !self.dest.starts_with('/') {
-            return Err(format!("upload.dest: {:?} must be an absolute path", self.dest));
+        if !self.dest.starts_with('/') || self.dest.contains('\n') {
+            return Err(format!(
+                "upload.dest: {:?} must be an absolute path (on one line)",
+                self.dest
+            ));
         }
         beside(&self.dest).map(|_| ())
     }
@@ -85,28 +145,7 @@ impl Module for Upload {
     }
 
     fn probes(&self) -> Result<Probes, String> {
-        let (_, part, seen) = beside(&self.dest)?;
-        let (d, p, s) = (quote(&self.dest)?, quote(&part)?, quote(&seen)?);
-        // One line of what the file is; its sha256 (remembered when the
-        // remembered line is root's and matches the file as it is now);
-        // then how much of a partial copy arrived earlier. Read-only, and
-        // one `stat` for the file and the remembered line together: a
-        // rerun probes every artifact of the bundle on every host.
-        Ok(Probes::new().script(
-            "state",
-            format!(
-                "if [ -L {d} ]; then echo link; elif [ -f {d} ]; then\n\
-                 {{ read -r u g m v; read -r su _; }} <<GANTRY_STAT\n\
-                 $(stat -c '%u %g %a %s %i %z' -- {d} {s} 2>/dev/null)\n\
-                 GANTRY_STAT\n\
-                 echo \"file $u $g $m\"; \
-                 if [ -f {s} ] && [ ! -L {s} ] && [ \"$su\" = 0 ] && read -r h r < {s} && [ \"$r\" = \"$v\" ]; \
-                 then echo \"sha $h\"; \
-                 else h=\"$(sha256sum < {d})\"; echo \"sha ${{h%% *}}\"; fi; \
-                 elif [ -e {d} ]; then echo other; else echo absent; fi; \
-                 if [ -f {p} ] && [ ! -L {p} ]; then echo \"part $(stat -c %s -- {p})\"; fi"
-            ),
-        ))
+        Ok(Probes::new().batch("state", PROBE, &self.dest))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {
@@ -114,7 +153,8 @@ impl Module for Upload {
             .local
             .clone()
             .ok_or("internal: upload decided before its src was read")?;
-        let out = &a.script("state")?.out;
+        let out = section(&a.script("state")?.out, &self.dest)
+            .ok_or_else(|| format!("reading {}: no answer came back for it", self.dest))?;
         let mut lines = out.lines();
         let head: Vec<&str> = lines.next().unwrap_or("").split(' ').collect();
         let mut sha = None;
@@ -233,6 +273,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::modules::ProbeOut;
     use crate::modules::testing::{change, decide, module, out, refused, unchanged};
 
     const SHA: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
@@ -243,28 +284,37 @@ mod tests {
         m
     }
 
+    /// The probe's answer for /var/lib/gantry/x, among others' (another
+    /// destination's section before and after it).
+    fn st(lines: &str) -> ProbeOut {
+        out(
+            0,
+            &format!("dest /var/lib/gantry/xy\nabsent\ndest /var/lib/gantry/x\n{lines}dest /x\nfile 0 0 644\nsha {SHA}\n"),
+        )
+    }
+
     #[test]
     fn sends_what_is_missing_resumes_a_part_and_leaves_a_match_alone() {
         let m = up();
-        let d = change(decide(&m, vec![out(0, "absent\n")]).unwrap());
+        let d = change(decide(&m, vec![st("absent\n")]).unwrap());
         assert_eq!(d.reason, "/var/lib/gantry/x does not exist; 3 bytes are sent");
         assert!(matches!(&d.actions()[0], Action::Upload { offset: 0, size: 3, mode: 0o644, .. }));
-        let d = change(decide(&m, vec![out(0, "absent\npart 2\n")]).unwrap());
+        let d = change(decide(&m, vec![st("absent\npart 2\n")]).unwrap());
         assert_eq!(d.reason, "/var/lib/gantry/x does not exist; 2 of 3 bytes arrived earlier, the rest is sent");
         assert!(matches!(&d.actions()[0], Action::Upload { offset: 2, .. }));
         // A partial as long as the file or longer is not resumed from.
-        let d = change(decide(&m, vec![out(0, "absent\npart 3\n")]).unwrap());
+        let d = change(decide(&m, vec![st("absent\npart 3\n")]).unwrap());
         assert!(matches!(&d.actions()[0], Action::Upload { offset: 0, .. }));
         let other = "0".repeat(64);
-        let d = change(decide(&m, vec![out(0, &format!("file 0 0 644\nsha {other}\n"))]).unwrap());
+        let d = change(decide(&m, vec![st(&format!("file 0 0 644\nsha {other}\n"))]).unwrap());
         assert_eq!(d.reason, format!("/var/lib/gantry/x has sha256 {other}, not {SHA}; 3 bytes are sent"));
         assert_eq!(
-            unchanged(decide(&m, vec![out(0, &format!("file 0 0 644\nsha {SHA}\n"))]).unwrap()),
+            unchanged(decide(&m, vec![st(&format!("file 0 0 644\nsha {SHA}\n"))]).unwrap()),
             format!("/var/lib/gantry/x has sha256 {SHA}")
         );
-        let d = change(decide(&m, vec![out(0, &format!("file 1000 0 666\nsha {SHA}\n"))]).unwrap());
+        let d = change(decide(&m, vec![st(&format!("file 1000 0 666\nsha {SHA}\n"))]).unwrap());
         assert_eq!(d.actions().len(), 2);
-        assert!(decide(&m, vec![out(0, "link\n")]).unwrap_err().contains("symbolic link"));
+        assert!(decide(&m, vec![st("link\n")]).unwrap_err().contains("symbolic link"));
     }
 
     #[test]
@@ -272,6 +322,47 @@ mod tests {
         assert!(refused::<Upload>(json!({"src": "x", "dest": "/a/x", "sha256": "abc"})).contains("not a sha256"));
         assert!(refused::<Upload>(json!({"src": "x", "dest": "a/x", "sha256": SHA})).contains("absolute"));
         assert!(refused::<Upload>(json!({"src": "x", "dest": "/a/", "sha256": SHA})).contains("absolute path to a file"));
+        assert!(refused::<Upload>(json!({"src": "x", "dest": "/a/x\ndest /b", "sha256": SHA})).contains("on one line"));
+    }
+
+    /// One probe for all destinations, run by a real sh as the engine asks
+    /// it (every upload's dest an argument): each reads its own section. A
+    /// file not root's remembered line is hashed again.
+    #[test]
+    fn one_probe_reads_every_destination() {
+        let t = tempfile::tempdir().unwrap();
+        let at = |n: &str| t.path().join(n).to_str().unwrap().to_string();
+        std::fs::write(at("a"), b"abc").unwrap();
+        std::fs::set_permissions(at("a"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        std::fs::write(at(".b.gantry-part"), b"ab").unwrap();
+        std::os::unix::fs::symlink(at("a"), at("c")).unwrap();
+        std::fs::create_dir(at("d")).unwrap();
+        let m = |dest: String| {
+            let mut m: Upload = module(json!({"src": "x", "dest": dest, "sha256": SHA}));
+            m.local = Some(("/inv/x".into(), 3));
+            m
+        };
+        let ms: Vec<Upload> = ["a", "b", "c", "d"].iter().map(|n| m(at(n))).collect();
+        let probes: Vec<crate::modules::Probe> = ms.iter().flat_map(|m| m.probes().unwrap().list().cloned().collect::<Vec<_>>()).collect();
+        let script = crate::exec::probe_script(&probes, "M").unwrap();
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(crate::remote::script::own_call(&script).unwrap())
+            .output()
+            .unwrap();
+        let said = String::from_utf8(o.stdout).unwrap();
+        let answers = crate::exec::read_answers(&probes, &said, "M").unwrap_or_else(|| panic!("{said:?}"));
+        let md = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(at("a")).unwrap());
+        let gid = std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(at("a")).unwrap());
+        assert_eq!(
+            section(&answers[0].out, &at("a")).unwrap(),
+            format!("file {md} {gid} 644\nsha {SHA}\n")
+        );
+        assert!(answers.iter().all(|a| a == &answers[0]));
+        let d = change(decide(&ms[1], vec![answers[1].clone()]).unwrap());
+        assert!(d.reason.ends_with("does not exist; 2 of 3 bytes arrived earlier, the rest is sent"), "{}", d.reason);
+        assert!(decide(&ms[2], vec![answers[2].clone()]).unwrap_err().contains("symbolic link"));
+        assert!(decide(&ms[3], vec![answers[3].clone()]).unwrap_err().contains("not a plain file"));
     }
 
     /// The receiving script run by a local `sh`, as the host runs it: a
@@ -320,7 +411,8 @@ mod tests {
             };
             let script = m.probes().unwrap().list().next().unwrap().script().unwrap();
             let o = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
-            String::from_utf8(o.stdout).unwrap()
+            let said = String::from_utf8(o.stdout).unwrap();
+            section(&said, &dest).unwrap_or_else(|| panic!("{said:?}")).to_string()
         };
         assert_eq!(probe(), format!("file 0 0 644\nsha {SHA}\n"));
         let line = std::fs::read_to_string(&seen).unwrap();
