@@ -468,6 +468,16 @@ pub(crate) async fn read_ahead(
         if s.opts.done.contains(&n) {
             continue;
         }
+        // A task that waits for another host's data (`wait_for`) is read
+        // once that data is there: its parameters may be rendered from it
+        // (a join is judged by the first control plane's reading of the
+        // Nodes), and read before, it would ask what it need not.
+        let waits = s.dag.preds(n).any(|(p, e)| {
+            e == crate::plan::graph::Edge::Data && s.results[p.index()].borrow().is_none()
+        });
+        if waits {
+            continue;
+        }
         // A task whose calls depend on what has not happened yet (a result
         // registered later in this run) fails to render here: it is read
         // when its turn comes.

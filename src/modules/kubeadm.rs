@@ -15,7 +15,7 @@
 
 use serde::Deserialize;
 
-use super::{Action, Answers, Change, Decision, Doc, Module, Probes};
+use super::{Action, Answers, Change, Decision, Doc, Module, Probes, cluster};
 use crate::remote::script::{command, quote};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -48,6 +48,14 @@ pub struct Kubeadm {
     /// first control plane was reset, the others still run it).
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// Joins: the first control plane's reading of the cluster's Nodes
+    /// (`kube_object` with kind Node: `node/NAME` lines). When it lists
+    /// any, the node is judged by it and asks the API nothing itself: one
+    /// kubectl call on the first control plane stands for one per host.
+    /// Empty (no cluster there, or that host is not in the run): the node
+    /// asks with its own kubeconfig.
+    #[serde(default)]
+    pub nodes: Option<String>,
 }
 
 const K8S: &str = "/etc/kubernetes";
@@ -63,6 +71,17 @@ impl Kubeadm {
         self.config
             .as_deref()
             .ok_or_else(|| "kubeadm: init and join need `config`".to_string())
+    }
+
+    /// The Nodes the first control plane read, when it read any.
+    fn listed(&self) -> Option<Vec<&str>> {
+        let names: Vec<&str> = self
+            .nodes
+            .as_deref()?
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("node/"))
+            .collect();
+        (!names.is_empty()).then_some(names)
     }
 
     /// The kubeconfig the node's state is read with.
@@ -130,20 +149,17 @@ enum Node {
     Unknown(String),
 }
 
-/// What the probe read: the files the node has, those it lacks, its Node,
+/// What the state probe read: the files the node has, those it lacks,
 /// and (init on a node without a kubeconfig) whether a cluster answers at
 /// the endpoint.
 struct State {
     has: Vec<String>,
     lacks: Vec<String>,
-    node: Node,
     endpoint_answers: bool,
 }
 
-fn parse(out: &str, files: &[String], name: &str) -> State {
+fn parse(out: &str, files: &[String]) -> State {
     let (mut has, mut lacks) = (Vec::new(), Vec::new());
-    let mut kubectl = Vec::new();
-    let mut rc = None;
     let mut endpoint_answers = false;
     for line in out.lines() {
         if let Some(said) = line.strip_prefix("endpoint ") {
@@ -152,27 +168,42 @@ fn parse(out: &str, files: &[String], name: &str) -> State {
             has.push(f.to_string());
         } else if let Some(f) = line.strip_prefix("lacks ") {
             lacks.push(f.to_string());
-        } else if let Some(r) = line.strip_prefix("kubectl-rc ") {
-            rc = r.trim().parse::<i32>().ok();
-        } else {
-            kubectl.push(line);
         }
     }
     // Only the files asked about, in their order.
     has.retain(|f| files.contains(f));
     lacks.retain(|f| files.contains(f));
-    let said = kubectl.join("\n");
-    let node = match rc {
-        None => Node::NoKubeconfig,
-        Some(0) if said.trim() == format!("node/{name}") => Node::InCluster,
-        Some(_) if said.contains("(NotFound)") => Node::NotInCluster,
-        Some(_) => Node::Unknown(said.trim().to_string()),
-    };
     State {
         has,
         lacks,
-        node,
         endpoint_answers,
+    }
+}
+
+/// The Node `name`, as the node probe read it: the cluster probe's answer
+/// on a control plane, `kubectl get node NAME -o name` on a worker.
+fn node(out: &str, name: &str, control_plane: bool) -> Node {
+    if control_plane {
+        return match cluster::read(out) {
+            cluster::Read::NoKubeconfig => Node::NoKubeconfig,
+            cluster::Read::Failed(why) => Node::Unknown(why),
+            cluster::Read::View(v) if v.nodes.contains_key(name) => Node::InCluster,
+            cluster::Read::View(_) => Node::NotInCluster,
+        };
+    }
+    if out.trim() == "no-cluster" {
+        return Node::NoKubeconfig;
+    }
+    let rc = out
+        .lines()
+        .find_map(|l| l.strip_prefix("kubectl-rc "))
+        .and_then(|r| r.trim().parse::<i32>().ok());
+    let said: Vec<&str> = out.lines().filter(|l| !l.starts_with("kubectl-rc ")).collect();
+    let said = said.join("\n");
+    match rc {
+        Some(0) if said.trim() == format!("node/{name}") => Node::InCluster,
+        Some(_) if said.contains("(NotFound)") => Node::NotInCluster,
+        _ => Node::Unknown(said.trim().to_string()),
     }
 }
 
@@ -185,6 +216,7 @@ impl Module for Kubeadm {
             ("config", "the kubeadm config file on the host, written 0600 before (init and join)"),
             ("node", "the node's name in the cluster"),
             ("endpoint", "init only: the cluster's API endpoint (host:port); init is refused when the node holds nothing of Kubernetes but a cluster answers there (a reset first control plane)"),
+            ("nodes", "joins: the cluster's Nodes as the first control plane read them (`kube_object` kind Node's stdout); when it lists any, the node is judged by it and asks the API nothing itself"),
         ],
         example: "- name: join the cluster\n  kubeadm:\n    step: join-worker\n    config: /etc/kubernetes/gantry/kubeadm-join.yaml\n    node: worker1\n",
     };
@@ -200,6 +232,9 @@ impl Module for Kubeadm {
                 ));
             }
             _ => {}
+        }
+        if self.nodes.is_some() && !matches!(self.step, Step::JoinControlPlane | Step::JoinWorker) {
+            return Err("kubeadm: `nodes` is for joins only".into());
         }
         match (&self.endpoint, self.step) {
             (Some(_), s) if s != Step::Init => {
@@ -244,20 +279,6 @@ impl Module for Kubeadm {
             return Ok(Probes::new().script("state", format!("{script}true")));
         }
         let kc = quote(&self.kubeconfig())?;
-        let get = command(&[
-            "kubectl",
-            "--kubeconfig",
-            &self.kubeconfig(),
-            "--request-timeout=10s",
-            "get",
-            "node",
-            &self.node,
-            "-o",
-            "name",
-        ])?;
-        script.push_str(&format!(
-            "if [ -e {kc} ]; then {get} 2>&1; echo kubectl-rc $?; fi\n"
-        ));
         // Whether an API server answers at the endpoint: with a token no
         // cluster knows (kubectl with no credentials at all prompts for a
         // user name), so one answers 401 Unauthorized, where a load
@@ -279,7 +300,31 @@ impl Module for Kubeadm {
             ));
         }
         script.push_str("true");
-        Ok(Probes::new().script("state", script))
+        // The Node, from the API: a control plane asks with the admin
+        // kubeconfig through the cluster probe every API question of a
+        // round trip shares (`cluster`); a worker asks for its own Node
+        // with the kubelet's, which may read no more.
+        let probes = Probes::new().script("state", script);
+        if self.listed().is_some() {
+            return Ok(probes);
+        }
+        let node = if self.control_plane() {
+            cluster::probe(&self.kubeconfig())?
+        } else {
+            let get = command(&[
+                "kubectl",
+                "--kubeconfig",
+                &self.kubeconfig(),
+                "--request-timeout=10s",
+                "get",
+                "node",
+                &self.node,
+                "-o",
+                "name",
+            ])?;
+            format!("if [ -e {kc} ]; then {get} 2>&1; echo kubectl-rc $?; else echo no-cluster; fi")
+        };
+        Ok(probes.script("node", node))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {
@@ -287,9 +332,8 @@ impl Module for Kubeadm {
         let State {
             has,
             lacks,
-            node,
             endpoint_answers,
-        } = parse(&a.script("state")?.out, &files, &self.node);
+        } = parse(&a.script("state")?.out, &files);
         let name = &self.node;
         let line = self.run_line()?;
         let run = |reason: String, script: String, show: String| {
@@ -305,6 +349,11 @@ impl Module for Kubeadm {
                 line,
             ));
         }
+        let node = match self.listed() {
+            Some(names) if names.contains(&name.as_str()) => Node::InCluster,
+            Some(_) => Node::NotInCluster,
+            None => node(&a.script("node")?.out, name, self.control_plane()),
+        };
         if let Node::Unknown(why) = &node {
             return Err(format!(
                 "cannot tell whether {name} is in the cluster, so it is left as it is: {why}"
@@ -360,6 +409,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::modules::ProbeOut;
     use crate::modules::testing::{change, decide, module, out, refused, unchanged};
 
     fn worker() -> Kubeadm {
@@ -373,40 +423,99 @@ mod tests {
         }
     }
 
+    /// No kubeconfig on the host: the node probe's answer.
+    fn none() -> ProbeOut {
+        out(0, "no-cluster\n")
+    }
+
+    /// The cluster probe's answer (a control plane's) with these Nodes.
+    fn nodes(names: &[&str]) -> ProbeOut {
+        let lines: String = names.iter().map(|n| format!("Node\t{n}\t{{}}\n")).collect();
+        out(0, &format!("{lines}Secret\tkubeadm-certs\t\n\nkubectl-rc 0\n"))
+    }
+
     #[test]
     fn joins_a_new_node_and_leaves_a_joined_one() {
         let m = worker();
         let fresh = "lacks /etc/kubernetes/kubelet.conf\nlacks /var/lib/kubelet/config.yaml\n";
-        let d = decide(&m, vec![out(0, fresh)]).unwrap();
+        let d = decide(&m, vec![out(0, fresh), none()]).unwrap();
         assert_eq!(
             script(&d),
             "kubeadm join --config /etc/kubernetes/gantry/kubeadm-join.yaml"
         );
         assert_eq!(change(d).reason, "worker1: not in the cluster");
-        let done = "has /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\nnode/worker1\nkubectl-rc 0\n";
+        let done = "has /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\n";
+        assert_eq!(
+            unchanged(decide(&m, vec![out(0, done), out(0, "node/worker1\nkubectl-rc 0\n")]).unwrap()),
+            "worker1 is in the cluster and its files agree"
+        );
+        // A worker asks for its own Node with the kubelet's kubeconfig.
+        let p = m.probes().unwrap();
+        let asked = p.list().nth(1).unwrap().script().unwrap();
+        assert!(asked.contains("kubectl --kubeconfig /etc/kubernetes/kubelet.conf '--request-timeout=10s' get node worker1 -o name"), "{asked}");
+    }
+
+    /// A control plane reads its Node from the cluster probe, the same
+    /// script every API question of the round trip shares.
+    #[test]
+    fn a_control_plane_reads_its_node_from_the_cluster_probe() {
+        let m: Kubeadm = module(json!({"step": "join-control-plane", "config": "/etc/kubernetes/gantry/kubeadm-join.yaml", "node": "master2"}));
+        let p = m.probes().unwrap();
+        assert_eq!(
+            p.list().nth(1).unwrap().script().unwrap(),
+            cluster::probe("/etc/kubernetes/admin.conf").unwrap()
+        );
+        let done: String = m.files().iter().map(|f| format!("has {f}\n")).collect();
+        assert_eq!(
+            unchanged(decide(&m, vec![out(0, &done), nodes(&["master1", "master2"])]).unwrap()),
+            "master2 is in the cluster and its files agree"
+        );
+        let d = decide(&m, vec![out(0, &done), nodes(&["master1", "master22"])]).unwrap();
+        assert!(change(d).reason.contains("the API has no Node for it"));
+    }
+
+    /// Given the first control plane's reading of the Nodes, a joining node
+    /// is judged by it and asks the API nothing; given none (no cluster
+    /// there), it asks itself.
+    #[test]
+    fn a_joining_node_is_judged_by_the_first_control_planes_reading() {
+        let with = |nodes: &str| -> Kubeadm {
+            module(json!({"step": "join-worker", "config": "/etc/kubernetes/gantry/kubeadm-join.yaml", "node": "worker1", "nodes": nodes}))
+        };
+        let done = "has /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\n";
+        let m = with("node/master1\nnode/worker1");
+        assert_eq!(m.probes().unwrap().len(), 1);
         assert_eq!(
             unchanged(decide(&m, vec![out(0, done)]).unwrap()),
             "worker1 is in the cluster and its files agree"
         );
+        let m = with("node/master1\nnode/worker10");
+        let d = decide(&m, vec![out(0, done)]).unwrap();
+        assert!(change(d).reason.contains("the API has no Node for it"));
+        let m = with("");
+        assert_eq!(m.probes().unwrap().len(), 2);
+        unchanged(decide(&m, vec![out(0, done), out(0, "node/worker1\nkubectl-rc 0\n")]).unwrap());
+        assert!(refused::<Kubeadm>(json!({"step": "init", "config": "/k.yaml", "node": "m", "nodes": "node/m"})).contains("for joins only"));
     }
 
     #[test]
     fn resets_a_half_joined_node_and_never_acts_blind() {
         let m = worker();
         // Files, but the cluster has no Node: reset, then join.
-        let half = "has /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\nError from server (NotFound): nodes \"worker1\" not found\nkubectl-rc 1\n";
-        let d = decide(&m, vec![out(0, half)]).unwrap();
+        let files = "has /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\n";
+        let half = "Error from server (NotFound): nodes \"worker1\" not found\nkubectl-rc 1\n";
+        let d = decide(&m, vec![out(0, files), out(0, half)]).unwrap();
         assert!(
             script(&d).starts_with("kubeadm reset -f >&2 && rm -rf /var/lib/etcd /etc/cni/net.d && kubeadm join"),
             "{}",
             script(&d)
         );
         // Some files and not others.
-        let d = decide(&m, vec![out(0, "lacks /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\n")]).unwrap();
+        let d = decide(&m, vec![out(0, "lacks /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\n"), out(0, "node/worker1\nkubectl-rc 0\n")]).unwrap();
         assert!(change(d).reason.contains("lacks /etc/kubernetes/kubelet.conf"));
         // The API cannot be read: nothing is reset.
-        let down = "has /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\nThe connection to the server 10.0.0.10:6553 was refused - did you specify the right host or port?\nkubectl-rc 1\n";
-        let e = decide(&m, vec![out(0, down)]).unwrap_err();
+        let down = "The connection to the server 10.0.0.10:6553 was refused - did you specify the right host or port?\nkubectl-rc 1\n";
+        let e = decide(&m, vec![out(0, files), out(0, down)]).unwrap_err();
         assert!(e.contains("cannot tell whether worker1 is in the cluster"), "{e}");
     }
 
@@ -415,11 +524,11 @@ mod tests {
         let m: Kubeadm = module(json!({"step": "init", "config": "/etc/kubernetes/gantry/kubeadm-init.yaml", "node": "master1"}));
         let fresh = "lacks /etc/kubernetes/kubelet.conf\nlacks /var/lib/kubelet/config.yaml\nlacks /etc/kubernetes/admin.conf\nlacks /etc/kubernetes/manifests/etcd.yaml\n";
         assert_eq!(
-            script(&decide(&m, vec![out(0, fresh)]).unwrap()),
+            script(&decide(&m, vec![out(0, fresh), none()]).unwrap()),
             "kubeadm init --config /etc/kubernetes/gantry/kubeadm-init.yaml --upload-certs --skip-token-print --skip-certificate-key-print"
         );
-        let orphan = "has /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\nhas /etc/kubernetes/admin.conf\nhas /etc/kubernetes/manifests/etcd.yaml\nError from server (NotFound): nodes \"master1\" not found\nkubectl-rc 1\n";
-        let e = decide(&m, vec![out(0, orphan)]).unwrap_err();
+        let orphan = "has /etc/kubernetes/kubelet.conf\nhas /var/lib/kubelet/config.yaml\nhas /etc/kubernetes/admin.conf\nhas /etc/kubernetes/manifests/etcd.yaml\n";
+        let e = decide(&m, vec![out(0, orphan), nodes(&["master2"])]).unwrap_err();
         assert!(e.contains("would wipe the cluster's etcd"), "{e}");
         assert!(refused::<Kubeadm>(json!({"step": "init", "config": "kubeadm.yaml", "node": "m"})).contains("absolute path"));
         assert!(refused::<Kubeadm>(json!({"step": "init", "config": "/k.yaml", "node": "Master_1"})).contains("node name"));
@@ -440,11 +549,11 @@ mod tests {
         let fresh = "lacks /etc/kubernetes/kubelet.conf\nlacks /var/lib/kubelet/config.yaml\nlacks /etc/kubernetes/admin.conf\nlacks /etc/kubernetes/manifests/etcd.yaml\n";
         // The load balancer answers TCP with no API server behind it: init.
         let lb = "endpoint Unable to connect to the server: EOF\n";
-        let d = decide(&m, vec![out(0, &format!("{fresh}{lb}"))]).unwrap();
+        let d = decide(&m, vec![out(0, &format!("{fresh}{lb}")), none()]).unwrap();
         assert_eq!(change(d).reason, "master1: the cluster is not initialized");
         // The other control planes still run the cluster: refused.
         let api = "endpoint error: You must be logged in to the server (Unauthorized)\n";
-        let e = decide(&m, vec![out(0, &format!("{fresh}{api}"))]).unwrap_err();
+        let e = decide(&m, vec![out(0, &format!("{fresh}{api}")), none()]).unwrap_err();
         assert!(e.contains("a cluster answers at 10.0.0.10:6553: kubeadm init would start a second cluster"), "{e}");
     }
 

@@ -8,7 +8,7 @@
 
 use serde::Deserialize;
 
-use super::{Action, Answers, Change, Decision, Doc, Module, Probes};
+use super::{Action, Answers, Change, Decision, Doc, Module, Probes, cluster};
 use crate::remote::script::{command, quote};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -74,87 +74,68 @@ impl Module for KubeadmCluster {
     }
 
     fn probes(&self) -> Result<Probes, String> {
-        // One script for both kinds, asking for both Secrets in one
-        // kubectl call: the token task and the certs task of a role share
-        // its answer (identical probes are read once), so a rerun asks the
-        // API once. Only the token's ID (its public half) is read from the
-        // file; absent Secrets print nothing (`--ignore-not-found`).
-        let get = command(&[
-            "kubectl",
-            "--kubeconfig",
-            ADMIN,
-            "--request-timeout=10s",
-            "-n",
-            "kube-system",
-            "get",
-            "secret",
-        ])?;
-        Ok(Probes::new().script(
-            "state",
-            format!(
-                "if [ -e {ADMIN} ]; then\n\
-                 v=$(sed -n 's/^ *- token: \"\\{{0,1\\}}\\([a-z0-9]\\{{6\\}}\\)\\..*/\\1/p' {} | head -n 1)\n\
-                 echo \"id $v\"\n\
-                 {get} ${{v:+\"bootstrap-token-$v\"}} kubeadm-certs -o name --ignore-not-found 2>&1; echo kubectl-rc $?\n\
-                 else echo no-cluster; fi",
-                quote(&self.config)?
-            ),
-        ))
+        // Only the token's ID (its public half) is read from the file. The
+        // Secrets come from the cluster probe every API question of a
+        // round trip shares (`cluster`): the token task and the certs task,
+        // kubeadm's and node_label's, one kubectl call for all.
+        Ok(Probes::new()
+            .script(
+                "id",
+                format!(
+                    "v=$(sed -n 's/^ *- token: \"\\{{0,1\\}}\\([a-z0-9]\\{{6\\}}\\)\\..*/\\1/p' {} | head -n 1)\n\
+                     echo \"id $v\"",
+                    quote(&self.config)?
+                ),
+            )
+            .script("cluster", cluster::probe(ADMIN)?))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {
-        let out = &a.script("state")?.out;
-        if out.trim() == "no-cluster" {
+        let read = cluster::read(&a.script("cluster")?.out);
+        if read == cluster::Read::NoKubeconfig {
             return Ok(Decision::unchanged(
                 "no cluster yet: kubeadm init makes it",
             ));
         }
-        let id = out
+        let id = a
+            .script("id")?
+            .out
             .lines()
             .find_map(|l| l.strip_prefix("id "))
             .unwrap_or("")
-            .trim();
+            .trim()
+            .to_string();
         let (what, secret) = match self.ensure {
-            Ensure::Token => {
-                if id.is_empty() {
-                    return Err(format!(
-                        "kubeadm_cluster: no bootstrap token in {}",
-                        self.config
-                    ));
-                }
-                (
-                    format!("the bootstrap token {id}"),
-                    format!("secret/bootstrap-token-{id}"),
-                )
+            Ensure::Token if id.is_empty() => {
+                return Err(format!(
+                    "kubeadm_cluster: no bootstrap token in {}",
+                    self.config
+                ));
             }
+            Ensure::Token => (
+                format!("the bootstrap token {id}"),
+                format!("bootstrap-token-{id}"),
+            ),
             Ensure::Certs => (
                 "the kubeadm-certs Secret".to_string(),
-                "secret/kubeadm-certs".to_string(),
+                "kubeadm-certs".to_string(),
             ),
         };
-        let rc = out
-            .lines()
-            .find_map(|l| l.strip_prefix("kubectl-rc "))
-            .and_then(|r| r.trim().parse::<i32>().ok());
-        let said: Vec<&str> = out
-            .lines()
-            .filter(|l| !l.starts_with("id ") && !l.starts_with("kubectl-rc "))
-            .collect();
-        match rc {
-            Some(0) if said.iter().any(|l| l.trim() == secret) => {
+        match read {
+            cluster::Read::View(v) if v.secrets.contains(&secret) => {
                 Ok(Decision::unchanged(format!("{what} is in the cluster")))
             }
-            Some(0) => {
+            cluster::Read::View(_) => {
                 let line = self.run_line()?;
                 Ok(Decision::Change(Change::new(
                     format!("{what} is not in the cluster (expired, or never made)"),
                     Action::script(line.clone(), line),
                 )))
             }
-            _ => Err(format!(
-                "cannot tell whether {what} is in the cluster: {}",
-                said.join("\n").trim()
+            cluster::Read::Failed(why) => Err(format!(
+                "cannot tell whether {what} is in the cluster: {why}"
             )),
+            cluster::Read::NoKubeconfig => unreachable!("answered above"),
         }
     }
 }
@@ -164,55 +145,79 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::modules::ProbeOut;
     use crate::modules::testing::{change, decide, module, out, unchanged};
 
     const CFG: &str = "/etc/kubernetes/gantry/kubeadm-init.yaml";
 
+    /// The cluster probe's answer with these kube-system Secrets.
+    fn cluster(secrets: &[&str]) -> ProbeOut {
+        let lines: String = secrets.iter().map(|s| format!("Secret\t{s}\t\n")).collect();
+        out(0, &format!("Node\tmaster1\t{{}}\n{lines}\nkubectl-rc 0\n"))
+    }
+
     #[test]
     fn makes_again_only_what_the_cluster_lost_and_never_prints_the_token() {
         let token: KubeadmCluster = module(json!({"ensure": "token", "config": CFG}));
+        let id = || out(0, "id abcdef\n");
         assert_eq!(
-            unchanged(decide(&token, vec![out(0, "no-cluster\n")]).unwrap()),
+            unchanged(decide(&token, vec![out(0, "id \n"), out(0, "no-cluster\n")]).unwrap()),
             "no cluster yet: kubeadm init makes it"
         );
-        let there = "id abcdef\nsecret/bootstrap-token-abcdef\nkubectl-rc 0\n";
         let certs: KubeadmCluster = module(json!({"ensure": "certs", "config": CFG}));
-        // One probe for both: the tasks share its answer.
+        // The same probes for both: the tasks share their answers, and the
+        // cluster's is the one every API question of a round trip shares.
+        assert_eq!(token.probes().unwrap(), certs.probes().unwrap());
+        let asked: Vec<String> = token.probes().unwrap().list().map(|p| p.script().unwrap()).collect();
+        assert_eq!(asked[1], cluster::probe(ADMIN).unwrap());
+        let there = || cluster(&["bootstrap-token-abcdef"]);
         assert_eq!(
-            token.probes().unwrap().list().next().unwrap().script(),
-            certs.probes().unwrap().list().next().unwrap().script()
-        );
-        assert_eq!(
-            unchanged(decide(&token, vec![out(0, there)]).unwrap()),
+            unchanged(decide(&token, vec![id(), there()]).unwrap()),
             "the bootstrap token abcdef is in the cluster"
         );
         // The certificates expired (2 h), the token not (24 h).
         assert_eq!(
-            change(decide(&certs, vec![out(0, there)]).unwrap()).reason,
+            change(decide(&certs, vec![id(), there()]).unwrap()).reason,
             "the kubeadm-certs Secret is not in the cluster (expired, or never made)"
         );
-        let gone = "id abcdef\nkubectl-rc 0\n";
-        let c = change(decide(&token, vec![out(0, gone)]).unwrap());
+        // Another token's Secret is not this one.
+        let c = change(decide(&token, vec![id(), cluster(&["bootstrap-token-zzzzzz"])]).unwrap());
         assert_eq!(
             c.reason,
             "the bootstrap token abcdef is not in the cluster (expired, or never made)"
         );
         assert!(matches!(&c.actions()[0], Action::Run { script, .. }
             if script == "kubeadm token create --config /etc/kubernetes/gantry/kubeadm-init.yaml >/dev/null"));
-        let e = decide(&token, vec![out(0, "id \nkubectl-rc 1\n")]).unwrap_err();
+        let e = decide(&token, vec![out(0, "id \n"), cluster(&[])]).unwrap_err();
         assert!(e.contains("no bootstrap token in"), "{e}");
         // The script reads the ID with sed; it is the token's public half.
-        let p = token.probes().unwrap();
-        let script = p.list().next().unwrap().script().unwrap();
-        assert!(script.contains("sed -n"), "{script}");
+        assert!(asked[0].contains("sed -n"), "{}", asked[0]);
 
-        let both = "id abcdef\nsecret/bootstrap-token-abcdef\nsecret/kubeadm-certs\nkubectl-rc 0\n";
-        unchanged(decide(&certs, vec![out(0, both)]).unwrap());
-        unchanged(decide(&token, vec![out(0, both)]).unwrap());
-        let c = change(decide(&certs, vec![out(0, gone)]).unwrap());
+        let both = || cluster(&["bootstrap-token-abcdef", "kubeadm-certs"]);
+        unchanged(decide(&certs, vec![id(), both()]).unwrap());
+        unchanged(decide(&token, vec![id(), both()]).unwrap());
+        let c = change(decide(&certs, vec![id(), cluster(&[])]).unwrap());
         assert!(matches!(&c.actions()[0], Action::Run { script, .. }
             if script == "kubeadm init phase upload-certs --upload-certs --config /etc/kubernetes/gantry/kubeadm-init.yaml --skip-certificate-key-print"));
-        let e = decide(&certs, vec![out(0, "The connection to the server 10.0.0.1:6553 was refused\nkubectl-rc 1\n")]).unwrap_err();
-        assert!(e.starts_with("cannot tell whether the kubeadm-certs Secret is in the cluster"), "{e}");
+        let e = decide(&certs, vec![id(), out(0, "The connection to the server 10.0.0.1:6553 was refused\n\nkubectl-rc 1\n")]).unwrap_err();
+        assert!(e.starts_with("cannot tell whether the kubeadm-certs Secret is in the cluster: The connection"), "{e}");
+    }
+
+    /// The ID is read from a real init config by the probe's sed, run by a
+    /// real sh: the token's first six characters, never its secret half.
+    #[test]
+    fn the_probe_reads_the_token_id_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("kubeadm-init.yaml");
+        std::fs::write(
+            &cfg,
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nbootstrapTokens:\n  - token: \"abcdef.0123456789abcdef\"\n    ttl: 24h0m0s\n",
+        )
+        .unwrap();
+        let m: KubeadmCluster =
+            module(json!({"ensure": "token", "config": cfg.display().to_string()}));
+        let id = m.probes().unwrap().list().next().unwrap().script().unwrap();
+        let o = std::process::Command::new("sh").args(["-c", &id]).output().unwrap();
+        assert_eq!(String::from_utf8(o.stdout).unwrap(), "id abcdef\n");
     }
 }

@@ -13,6 +13,7 @@
 //! module kinds.
 
 mod action;
+mod cluster;
 mod decision;
 mod file_edit;
 mod params;
@@ -236,6 +237,7 @@ registry! {
     kubeadm => Kubeadm,
     kubeadm_cluster => KubeadmCluster,
     node_label => NodeLabel,
+    kube_object => KubeObject,
     helm => Helm,
 }
 

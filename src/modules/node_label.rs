@@ -5,15 +5,16 @@
 //! (the NodeRestriction admission plugin refuses it), so role labels come
 //! this way.
 //!
-//! Every call of a run reads all nodes' labels with the same single kubectl
-//! call, which the engine reads once per round trip for all of them.
+//! Every call of a run reads all nodes' labels from the cluster probe
+//! (`cluster`), one kubectl call per round trip for all of them and for
+//! every other API question.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Action, Answers, Change, Decision, Doc, Module, Probes};
-use crate::remote::script::{command, quote};
+use super::{Action, Answers, Change, Decision, Doc, Module, Probes, cluster};
+use crate::remote::script::command;
 
 use super::ADMIN_KUBECONFIG as ADMIN;
 
@@ -30,9 +31,6 @@ pub struct NodeLabel {
 fn admin() -> String {
     ADMIN.into()
 }
-
-/// The probe's kubectl: every node's name and labels, a line each.
-const TEMPLATE: &str = r#"{range .items[*]}{.metadata.name}{"\t"}{.metadata.labels}{"\n"}{end}"#;
 
 impl Module for NodeLabel {
     const NAME: &'static str = "node_label";
@@ -63,27 +61,10 @@ impl Module for NodeLabel {
     }
 
     fn probes(&self) -> Result<Probes, String> {
-        let get = command(&[
-            "kubectl",
-            "--kubeconfig",
-            &self.kubeconfig,
-            "--request-timeout=10s",
-            "get",
-            "nodes",
-            "-o",
-            &format!("jsonpath={TEMPLATE}"),
-        ])?;
-        Ok(Probes::new().script(
-            "nodes",
-            format!(
-                "if [ -e {} ]; then {get} 2>&1; rc=$?; echo; echo \"kubectl-rc $rc\"; else echo no-cluster; fi",
-                quote(&self.kubeconfig)?
-            ),
-        ))
+        Ok(Probes::new().script("nodes", cluster::probe(&self.kubeconfig)?))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {
-        let out = &a.script("nodes")?.out;
         let node = &self.node;
         let wanted = || {
             self.labels
@@ -92,27 +73,13 @@ impl Module for NodeLabel {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let have: Option<BTreeMap<String, String>> = if out.trim() == "no-cluster" {
-            None
-        } else {
-            let rc = out
-                .lines()
-                .find_map(|l| l.strip_prefix("kubectl-rc "))
-                .and_then(|r| r.trim().parse::<i32>().ok());
-            if rc != Some(0) {
-                return Err(format!(
-                    "cannot read the nodes' labels: {}",
-                    out.lines()
-                        .filter(|l| !l.starts_with("kubectl-rc "))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                        .trim()
-                ));
+        let read = cluster::read(&a.script("nodes")?.out);
+        let have: Option<BTreeMap<String, String>> = match read {
+            cluster::Read::NoKubeconfig => None,
+            cluster::Read::Failed(why) => {
+                return Err(format!("cannot read the nodes' labels: {why}"));
             }
-            out.lines()
-                .filter_map(|l| l.split_once('\t'))
-                .find(|(n, _)| *n == node)
-                .map(|(_, labels)| serde_json::from_str(labels).unwrap_or_default())
+            cluster::Read::View(ref v) => v.nodes.get(node).cloned(),
         };
         let missing: Vec<(&String, &String)> = match &have {
             Some(h) => self
@@ -139,7 +106,7 @@ impl Module for NodeLabel {
         let label = command(&argv)?;
         let wait = command(&["kubectl", "--kubeconfig", &self.kubeconfig, "get", "node", node])?;
         let reason = match &have {
-            None if out.trim() == "no-cluster" => format!("no cluster yet: {node} gets {} once it joins", pairs.join(", ")),
+            None if read == cluster::Read::NoKubeconfig => format!("no cluster yet: {node} gets {} once it joins", pairs.join(", ")),
             None => format!("{node} has not registered yet: it gets {} once it has", pairs.join(", ")),
             Some(h) => {
                 let was: Vec<String> = missing
@@ -171,7 +138,7 @@ mod tests {
     #[test]
     fn labels_only_what_is_missing_or_differs() {
         let m: NodeLabel = module(json!({"node": "gpu1", "labels": {"gpu": "on", "node-role.kubernetes.io/worker": ""}}));
-        let listed = "master1\t{\"kubernetes.io/hostname\":\"master1\"}\ngpu1\t{\"gpu\":\"on\",\"node-role.kubernetes.io/worker\":\"\"}\n\nkubectl-rc 0\n";
+        let listed = "Node\tmaster1\t{\"kubernetes.io/hostname\":\"master1\"}\nNode\tgpu1\t{\"gpu\":\"on\",\"node-role.kubernetes.io/worker\":\"\"}\nSecret\tgpu1\t\n\nkubectl-rc 0\n";
         assert_eq!(
             unchanged(decide(&m, vec![out(0, listed)]).unwrap()),
             "gpu1 has gpu=on, node-role.kubernetes.io/worker="
@@ -183,7 +150,7 @@ mod tests {
         assert_eq!(show, "kubectl --kubeconfig /etc/kubernetes/admin.conf label node gpu1 --overwrite 'gpu=on'");
         assert!(script.contains("until kubectl --kubeconfig /etc/kubernetes/admin.conf get node gpu1"), "{script}");
         // Not registered yet, no cluster yet: labelled once there.
-        let c = change(decide(&m, vec![out(0, "master1\t{}\n\nkubectl-rc 0\n")]).unwrap());
+        let c = change(decide(&m, vec![out(0, "Node\tmaster1\t{}\n\nkubectl-rc 0\n")]).unwrap());
         assert!(c.reason.starts_with("gpu1 has not registered yet"), "{}", c.reason);
         let c = change(decide(&m, vec![out(0, "no-cluster\n")]).unwrap());
         assert!(c.reason.starts_with("no cluster yet"), "{}", c.reason);
