@@ -108,57 +108,59 @@ impl Module for Image {
     }
 
     fn probes(&self) -> Result<Probes, String> {
-        // Two lists, each one ctr call for every image of a round trip
-        // (`Probe::Batch`, a filter per image): the references there from
-        // their tarball (`-q`: the metadata store alone), and, with their
-        // labels, those there otherwise. A full `ctr images ls` reads every
-        // image's manifest from the content store for its size and
-        // platforms (70 ms for 30 images in the lab); here only images to
-        // import again are read, and a rerun reads none (10 ms a list). No
-        // socket, no daemon: said at once, in ctr's words; ctr itself would
-        // spend its 10 s dial timeout on it, and a fresh host's read-ahead
-        // asks before the runtime play has started containerd (the lab's
-        // bring-up lost 10 s per round trip to it).
-        let list = |quiet: bool| -> Result<String, String> {
-            let mut ls = self.ctr();
-            ls.extend(["images", "ls"]);
-            if quiet {
-                ls.push("-q");
-            }
-            Ok(format!(
-                "if [ -S {SOCKET} ]; then {} \"$@\" 2>&1; else echo 'ctr: failed to dial \"{SOCKET}\": no such socket (containerd is not running)'; false; fi",
-                command(&ls)?
-            ))
-        };
-        let filter = |op: &str| {
+        // One script for every image of a round trip (`Probe::Batch`, a
+        // filter per image). First the references there from their tarball
+        // (`ls -q`: containerd's metadata store alone, 10 ms), then `--`,
+        // then, only where some are not, those references with their
+        // labels (a full `ls`, filtered to them: it reads each listed
+        // image's manifest for its size and platforms, 70 ms for 30 images
+        // in the lab, so a rerun lists none). No socket, no daemon: said
+        // at once, in ctr's words; ctr itself would spend its 10 s dial
+        // timeout on it, and a fresh host's read-ahead asks before the
+        // runtime play has started containerd (the lab's bring-up lost 10 s
+        // per round trip to it).
+        let mut ls = self.ctr();
+        ls.extend(["images", "ls"]);
+        let ls = command(&ls)?;
+        let script = format!(
+            "if [ ! -S {SOCKET} ]; then echo 'ctr: failed to dial \"{SOCKET}\": no such socket (containerd is not running)'; false\n\
+             elif v=$({ls} -q \"$@\" 2>&1); then\n\
+             printf '%s\\n--\\n' \"$v\"; k=$#\n\
+             for f; do l=${{f#name==\\\"}}; l=${{l%%\\\"*}}; case \"\n$v\n\" in *\"\n$l\n\"*) ;; *) set -- \"$@\" \"${{f%==\\\"*}}!=\\\"${{f##*==\\\"}}\";; esac; done\n\
+             shift $k; [ $# -eq 0 ] || {ls} \"$@\" 2>&1\n\
+             else printf '%s\\n' \"$v\"; false; fi"
+        );
+        Ok(Probes::new().batch(
+            "images",
+            script,
             format!(
-                "name==\"{}\",labels.\"{LABEL}\"{op}\"{}\"",
+                "name==\"{}\",labels.\"{LABEL}\"==\"{}\"",
                 self.reference, self.sha256
-            )
-        };
-        Ok(Probes::new()
-            .batch("labelled", list(true)?, filter("=="))
-            .batch("other", list(false)?, filter("!=")))
+            ),
+        ))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {
-        let (labelled, other) = (a.script("labelled")?, a.script("other")?);
+        let p = a.script("images")?;
         // Not running yet: on a fresh host plan reads it before the
         // container runtime play has started it. Apply starts it first; if
         // it is still down then, the import fails with ctr's own words.
-        let down = labelled.rc != 0 && labelled.out.contains("failed to dial");
-        for p in [labelled, other] {
-            if p.rc != 0 && !down {
-                return Err(format!(
-                    "`ctr -n {} images ls` failed (exit {}): {}; containerd must run before images are imported",
-                    self.namespace,
-                    p.rc,
-                    p.out.trim()
-                ));
-            }
+        let down = p.rc != 0 && p.out.contains("failed to dial");
+        let cut = match p.out.strip_prefix("--\n") {
+            Some(rest) => Some(("", rest)),
+            None => p.out.split_once("\n--\n"),
+        };
+        if (p.rc != 0 || cut.is_none()) && !down {
+            return Err(format!(
+                "`ctr -n {} images ls` failed (exit {}): {}; containerd must run before images are imported",
+                self.namespace,
+                p.rc,
+                p.out.trim()
+            ));
         }
+        let (labelled, other) = cut.unwrap_or(("", ""));
         let r = self.reference.as_str();
-        if !down && labelled.out.lines().any(|l| l.trim() == r) {
+        if !down && labelled.lines().any(|l| l.trim() == r) {
             return Ok(Decision::Unchanged(format!(
                 "{r} is in {} from this tarball",
                 self.namespace
@@ -166,7 +168,7 @@ impl Module for Image {
         }
         // REF TYPE DIGEST SIZE PLATFORMS LABELS: the reference first, the
         // labels (`k=v,k=v` or `-`) last.
-        let listed = if down { "" } else { other.out.as_str() };
+        let listed = if down { "" } else { other };
         let labels = listed
             .lines()
             .skip(1)
@@ -234,17 +236,14 @@ mod tests {
         }))
     }
 
-    /// `ctr images ls -q` as containerd 1.6 prints it: a reference a line.
-    fn quiet(refs: &[&str]) -> ProbeOut {
-        out(0, &refs.iter().map(|r| format!("{r}\n")).collect::<String>())
-    }
-
-    /// `ctr images ls` as containerd 1.6 prints it, with pause's labels
-    /// (or no pause row).
-    fn ls(labels: Option<&str>) -> ProbeOut {
-        let mut s = "REF                          TYPE                                                 DIGEST                                                                  SIZE      PLATFORMS   LABELS\n\
-             docker.io/library/x:1        application/vnd.docker.distribution.manifest.v2+json sha256:aaaa 1.0 KiB linux/amd64 -\n".to_string();
+    /// The probe's answer: `ls -q`'s references, `--`, then `ctr images
+    /// ls` as containerd 1.6 prints it with pause's labels (no listing at
+    /// all when `labels` is None and `listed` is false).
+    fn answer(quiet: &[&str], labels: Option<&str>) -> ProbeOut {
+        let mut s: String = quiet.iter().map(|r| format!("{r}\n")).collect();
+        s.push_str("--\n");
         if let Some(labels) = labels {
+            s.push_str("REF                          TYPE                                                 DIGEST                                                                  SIZE      PLATFORMS   LABELS\n");
             s.push_str(&format!("registry.k8s.io/pause:3.10.1 application/vnd.docker.distribution.manifest.v2+json sha256:bbbb 311.0 KiB linux/amd64 {labels}\n"));
         }
         out(0, &s)
@@ -254,7 +253,7 @@ mod tests {
     fn imports_only_what_is_not_there_from_this_tarball() {
         let m = pause();
         let pause = "registry.k8s.io/pause:3.10.1";
-        let d = change(decide(&m, vec![quiet(&["docker.io/library/x:1"]), ls(None)]).unwrap());
+        let d = change(decide(&m, vec![answer(&["docker.io/library/x:1"], None)]).unwrap());
         assert_eq!(
             d.reason,
             "registry.k8s.io/pause:3.10.1 is not in containerd's k8s.io namespace"
@@ -273,7 +272,7 @@ mod tests {
         let d = change(
             decide(
                 &m,
-                vec![quiet(&[]), ls(Some(&format!("io.cri-containerd.image=managed,{LABEL}={other}")))],
+                vec![answer(&[], Some(&format!("io.cri-containerd.image=managed,{LABEL}={other}")))],
             )
             .unwrap(),
         );
@@ -281,54 +280,96 @@ mod tests {
             d.reason,
             format!("registry.k8s.io/pause:3.10.1 is in k8s.io from another tarball (sha256 {other})")
         );
-        let d = change(decide(&m, vec![quiet(&[]), ls(Some("-"))]).unwrap());
+        let d = change(decide(&m, vec![answer(&[], Some("-"))]).unwrap());
         assert_eq!(
             d.reason,
             "registry.k8s.io/pause:3.10.1 is in k8s.io but not from this bundle"
         );
-        // The labelled list answers for every image of the round trip: only
-        // this reference's line counts.
-        let d = change(decide(&m, vec![quiet(&["docker.io/library/x:1"]), ls(None)]).unwrap());
-        assert!(d.reason.ends_with("is not in containerd's k8s.io namespace"), "{}", d.reason);
         assert_eq!(
-            unchanged(decide(&m, vec![quiet(&["docker.io/library/x:1", pause]), ls(None)]).unwrap()),
+            unchanged(decide(&m, vec![answer(&["docker.io/library/x:1", pause], None)]).unwrap()),
             "registry.k8s.io/pause:3.10.1 is in k8s.io from this tarball"
         );
         // containerd not running yet (plan on a fresh host): an import.
         let dial = out(1, "ctr: failed to dial \"/run/containerd/containerd.sock\": connection refused\n");
         assert_eq!(
-            change(decide(&m, vec![dial.clone(), dial]).unwrap()).reason,
+            change(decide(&m, vec![dial]).unwrap()).reason,
             "containerd is not running yet: registry.k8s.io/pause:3.10.1 is imported once it runs"
         );
         assert_eq!(
-            decide(&m, vec![out(1, "ctr: permission denied\n"), ls(None)]).unwrap_err(),
+            decide(&m, vec![out(1, "ctr: permission denied\n")]).unwrap_err(),
             "`ctr -n k8s.io images ls` failed (exit 1): ctr: permission denied; containerd must run before images are imported"
         );
     }
 
-    /// Each image adds its own filters to the two lists (one ctr call each
-    /// for all images): its reference with its tarball's label, and with
-    /// any other.
+    /// The one script for every image of a round trip, run by a real sh
+    /// against a recording fake ctr: one `ls -q` with every image's filter;
+    /// a full `ls` only of the images not there from their tarball, with
+    /// `!=` filters; none at all when every image is.
     #[test]
-    fn each_image_adds_its_own_filter_to_one_list() {
-        let p = pause().probes().unwrap();
-        let probes: Vec<&Probe> = p.list().collect();
-        let want = [
-            ("ctr -n k8s.io images ls -q \"$@\"", "=="),
-            ("ctr -n k8s.io images ls \"$@\"", "!="),
-        ];
-        for (p, (ls, op)) in probes.iter().zip(want) {
-            match p {
-                Probe::Batch { script, arg } => {
-                    assert!(script.contains(ls), "{script}");
-                    assert_eq!(
-                        arg,
-                        &format!("name==\"registry.k8s.io/pause:3.10.1\",labels.\"gantry.bundle.sha256\"{op}\"{SHA}\"")
-                    );
-                }
-                p => panic!("{p:?}"),
-            }
-        }
+    fn one_ctr_call_for_all_images_and_a_listing_only_of_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let sock = d.join("containerd.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        // The fake's images: REF SHA a line.
+        std::fs::write(d.join("images"), format!("registry.k8s.io/pause:3.10.1 {SHA}\nregistry.k8s.io/etcd:3.6.4-0 {}\n", "3".repeat(64))).unwrap();
+        std::fs::write(
+            d.join("ctr"),
+            format!(
+                "#!/usr/bin/env python3\nimport sys, re\nopen('{calls}', 'a').write(' '.join(sys.argv[1:]) + '\\n')\nhave = dict(l.split() for l in open('{images}'))\nargs = sys.argv[1:]\nquiet = '-q' in args\nfilters = [a for a in args[4:] if a != '-q']\nrows = []\nfor f in filters:\n    m = re.fullmatch(r'name==\"(.*)\",labels\\.\"gantry\\.bundle\\.sha256\"(==|!=)\"(.*)\"', f)\n    ref, op, sha = m.groups()\n    if ref in have and (have[ref] == sha) == (op == '=='):\n        rows.append(ref)\nif quiet:\n    print(''.join(r + '\\n' for r in rows), end='')\nelse:\n    print('REF TYPE DIGEST SIZE PLATFORMS LABELS')\n    for r in rows: print(f'{{r}} t d 1KiB linux/amd64 gantry.bundle.sha256={{have[r]}}')\n",
+                calls = d.join("calls").display(),
+                images = d.join("images").display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join("ctr"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let image = |r: &str| -> Image {
+            module(json!({"src": "/x.tar", "ref": r, "sha256": SHA}))
+        };
+        let run = |ms: &[Image]| {
+            let _ = std::fs::remove_file(d.join("calls"));
+            let probes: Vec<Probe> = ms.iter().flat_map(|m| m.probes().unwrap().list().cloned().collect::<Vec<_>>()).collect();
+            let script = crate::exec::probe_script(&probes, "M").unwrap().replace(SOCKET, sock.to_str().unwrap());
+            let o = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(crate::remote::script::own_call(&script).unwrap())
+                .env("PATH", format!("{}:/usr/bin:/bin", d.display()))
+                .output()
+                .unwrap();
+            let said = String::from_utf8(o.stdout).unwrap();
+            let answers = crate::exec::read_answers(&probes, &said, "M").unwrap_or_else(|| panic!("{said:?}"));
+            let calls = std::fs::read_to_string(d.join("calls")).unwrap();
+            let decided: Vec<String> = ms.iter().zip(answers).map(|(m, a)| decide(m, vec![a]).unwrap().reason().to_string()).collect();
+            (calls, decided)
+        };
+        let pause = image("registry.k8s.io/pause:3.10.1");
+        let f = |r: &str, op: &str| format!("name==\"{r}\",labels.\"gantry.bundle.sha256\"{op}\"{SHA}\"");
+        // All there from their tarball: one call.
+        let (calls, decided) = run(std::slice::from_ref(&pause));
+        assert_eq!(calls, format!("-n k8s.io images ls -q {}\n", f("registry.k8s.io/pause:3.10.1", "==")));
+        assert_eq!(decided, ["registry.k8s.io/pause:3.10.1 is in k8s.io from this tarball"]);
+        // Another tarball's etcd and a missing coredns: listed, with != filters.
+        let (calls, decided) = run(&[pause.clone(), image("registry.k8s.io/etcd:3.6.4-0"), image("registry.k8s.io/coredns:v1.12.1")]);
+        assert_eq!(
+            calls,
+            format!(
+                "-n k8s.io images ls -q {} {} {}\n-n k8s.io images ls {} {}\n",
+                f("registry.k8s.io/pause:3.10.1", "=="),
+                f("registry.k8s.io/etcd:3.6.4-0", "=="),
+                f("registry.k8s.io/coredns:v1.12.1", "=="),
+                f("registry.k8s.io/etcd:3.6.4-0", "!="),
+                f("registry.k8s.io/coredns:v1.12.1", "!="),
+            )
+        );
+        assert_eq!(
+            decided,
+            [
+                "registry.k8s.io/pause:3.10.1 is in k8s.io from this tarball".to_string(),
+                format!("registry.k8s.io/etcd:3.6.4-0 is in k8s.io from another tarball (sha256 {})", "3".repeat(64)),
+                "registry.k8s.io/coredns:v1.12.1 is not in containerd's k8s.io namespace".to_string(),
+            ]
+        );
     }
 
     /// Where containerd's socket is missing, the probe answers at once
