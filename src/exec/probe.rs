@@ -188,7 +188,47 @@ pub(crate) fn probe_script(probes: &[Probe], marker: &str) -> Result<String, Str
             parts.push(format!("{{ {}\n}}", p.script()?));
         }
     }
-    Ok(framed(&parts, marker))
+    let queries = probes
+        .iter()
+        .filter(|p| matches!(p, Probe::Query(_)))
+        .map(|p| Ok(format!("{{ {}\n}}", p.script()?)))
+        .collect::<Result<Vec<String>, String>>()?;
+    if queries.is_empty() || parts.is_empty() {
+        parts.extend(queries);
+        return Ok(framed(&parts, marker));
+    }
+    Ok(beside(&parts, &queries, marker))
+}
+
+/// `framed`, with the queries run side by side with the other parts: each
+/// in the background into its own file of a private directory (`mktemp
+/// -d`), its frame written there too, then the files in order after the
+/// others. Where no directory can be made, they run one by one.
+fn beside(parts: &[String], queries: &[String], marker: &str) -> String {
+    let first = parts.len();
+    let one = |i: usize, q: &str| {
+        format!(
+            "{q} 2>/dev/null </dev/null; {}",
+            frame::end(marker, first + i, "$?")
+        )
+    };
+    let mut start = String::from("q=$(mktemp -d 2>/dev/null) || q=\np=\nif [ -n \"$q\" ]; then\n");
+    let mut serial = String::new();
+    let mut files = Vec::new();
+    for (i, q) in queries.iter().enumerate() {
+        start.push_str(&format!("( {} ) >\"$q/{i}\" & p=\"$p $!\"\n", one(i, q)));
+        serial.push_str(&one(i, q));
+        serial.push('\n');
+        files.push(format!("\"$q/{i}\""));
+    }
+    start.push_str("fi\n");
+    let body = framed(parts, marker);
+    // `framed` declares the locals first: the background jobs start after.
+    let (locals, rest) = body.split_once('\n').unwrap_or((&body, ""));
+    format!(
+        "{locals}\n{start}{rest}if [ -n \"$q\" ]; then wait $p; cat {}; rm -rf \"$q\"; else\n{serial}fi\n",
+        files.join(" ")
+    )
 }
 
 /// The batch probes' scripts, each once, in order, with their arguments,
@@ -249,7 +289,7 @@ pub(crate) fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Opti
     let paths = file_paths(probes);
     let scripts = probes
         .iter()
-        .filter(|p| matches!(p, Probe::Script(_)))
+        .filter(|p| matches!(p, Probe::Script(_) | Probe::Query(_)))
         .count();
     let stats = if paths.is_empty() { 0 } else { 4 };
     let shows = usize::from(probes.iter().any(|p| matches!(p, Probe::Unit(_))));
@@ -309,9 +349,15 @@ pub(crate) fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Opti
     } else {
         HashMap::new()
     };
-    let scripts = rest.split_off(batches.len());
+    let mut scripts = rest.split_off(batches.len());
     let batched: HashMap<&str, ProbeOut> = batches.iter().map(|(s, _)| *s).zip(rest).collect();
-    let mut scripts = scripts.into_iter();
+    // Scripts' answers first, in order, then the queries'.
+    let count = probes
+        .iter()
+        .filter(|p| matches!(p, Probe::Script(_)))
+        .count();
+    let queries = scripts.split_off(count);
+    let (mut scripts, mut queries) = (scripts.into_iter(), queries.into_iter());
     probes
         .iter()
         .map(|p| match p {
@@ -319,6 +365,7 @@ pub(crate) fn read_answers(probes: &[Probe], stdout: &str, marker: &str) -> Opti
             Probe::Unit(u) => units.get(u.as_str()).cloned(),
             Probe::Batch { script, .. } => batched.get(script.as_str()).cloned(),
             Probe::Script(_) => scripts.next(),
+            Probe::Query(_) => queries.next(),
         })
         .collect()
 }
@@ -341,7 +388,7 @@ pub(crate) fn probe_script_each(probes: &[Probe], marker: &str) -> Result<String
                     modules::regular_file(&q)
                 )
             }
-            Probe::Script(_) | Probe::Unit(_) | Probe::Batch { .. } => {
+            Probe::Script(_) | Probe::Query(_) | Probe::Unit(_) | Probe::Batch { .. } => {
                 format!("{{ {}\n}}", p.script()?)
             }
         });
@@ -423,7 +470,9 @@ impl ProbeCache {
                 let p = Path::new(&path);
                 self.answers.retain(|_, (probe, _)| match probe {
                     Probe::File(f) => !(Path::new(f).starts_with(p) || p.starts_with(f)),
-                    Probe::Script(_) | Probe::Unit(_) | Probe::Batch { .. } => false,
+                    Probe::Script(_) | Probe::Query(_) | Probe::Unit(_) | Probe::Batch { .. } => {
+                        false
+                    }
                 });
             }
             Touches::Made(path) => {
@@ -811,6 +860,56 @@ mod tests {
         );
     }
 
+    /// Queries run side by side with the other probes: the first waits
+    /// for a file the second makes, which it could not see if they ran one
+    /// after the other. Each answer is its own, in order, and the shell is
+    /// left as found, with no directory of theirs left behind.
+    #[test]
+    fn queries_run_side_by_side_and_answer_in_order() {
+        use super::*;
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("second-ran").display().to_string();
+        // A file probe beside them, on a path they do not touch.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let other = elsewhere.path().join("f").display().to_string();
+        std::fs::write(&other, "x\n").unwrap();
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let probes = vec![
+            Probe::Query(format!(
+                "i=0; while [ ! -e {flag} ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; [ -e {flag} ] && echo saw-second"
+            )),
+            Probe::Script("echo plain; false".into()),
+            Probe::Query(format!("touch {flag}; echo second; sh -c 'exit 3'")),
+            Probe::File(other.clone()),
+        ];
+        let script = probe_script(&probes, "M").unwrap();
+        let out = crate::remote::ssh::tests::shell_left_as_found(&script, &[]).unwrap();
+        let answers =
+            read_answers(&probes, &out, "M").unwrap_or_else(|| panic!("malformed: {out}"));
+        assert_eq!(
+            (answers[0].rc, answers[0].out.as_str()),
+            (0, "saw-second\n"),
+            "{out}"
+        );
+        assert_eq!((answers[1].rc, answers[1].out.as_str()), (1, "plain\n"));
+        assert_eq!((answers[2].rc, answers[2].out.as_str()), (3, "second\n"));
+        // Their directory is made in TMPDIR and removed.
+        std::fs::remove_file(&flag).unwrap();
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("f() {{\n{script}\n}}; f"))
+            .env("TMPDIR", &tmp)
+            .output()
+            .unwrap();
+        let again = read_answers(&probes, &String::from_utf8_lossy(&o.stdout), "M").unwrap();
+        assert_eq!(again[0].out, "saw-second\n");
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+        // Queries alone have nothing to run beside: no directory.
+        let alone = probe_script(&probes[2..3], "M").unwrap();
+        assert!(!alone.contains("mktemp"), "{alone}");
+    }
+
     /// Probe requests run in the host's shell itself: with every kind of
     /// module's probes in them, they leave it as they found it.
     #[test]
@@ -830,6 +929,17 @@ mod tests {
             ("modprobe", json!({"name": "br_netfilter"})),
             ("command", json!({"argv": ["true"], "creates": file})),
             ("package", json!({"name": ["bash"]})),
+            // A batch (two uploads, one stat) and a query (kubectl, or
+            // `no-cluster` here), run beside the rest.
+            (
+                "upload",
+                json!({"src": "x", "dest": file, "sha256": "a".repeat(64)}),
+            ),
+            (
+                "upload",
+                json!({"src": "x", "dest": "/nonexistent/y", "sha256": "a".repeat(64)}),
+            ),
+            ("node_label", json!({"node": "n1", "labels": {"a": "b"}})),
         ] {
             probes.extend(
                 AnyModule::parse(name, params)
@@ -856,6 +966,33 @@ mod tests {
                 format!("/proc/sys/kernel/ostype:Linux\n/proc/sys/kernel/pid_max:{pid_max}"),
                 "{:?}",
                 answers[1]
+            );
+            // Both uploads have the one answer, each its section in it.
+            let batch: Vec<&ProbeOut> = probes
+                .iter()
+                .zip(&answers)
+                .filter(|(p, _)| matches!(p, Probe::Batch { .. }))
+                .map(|(_, a)| a)
+                .collect();
+            assert_eq!(batch.len(), 2);
+            assert!(
+                batch[0].out.contains(&format!("dest {file}\nfile ")),
+                "{:?}",
+                batch[0]
+            );
+            assert!(
+                batch[1].out.contains("dest /nonexistent/y\nabsent\n"),
+                "{:?}",
+                batch[1]
+            );
+            let query = probes
+                .iter()
+                .position(|p| matches!(p, Probe::Query(_)))
+                .unwrap();
+            assert!(
+                answers[query].out.contains("no-cluster"),
+                "{:?}",
+                answers[query]
             );
         }
     }

@@ -8,8 +8,11 @@
 //! on the first control plane, not once per question (its start alone
 //! costs about 45 ms of CPU, more than the request).
 //!
-//! Only names and labels are printed: a Secret's data never leaves the API
-//! server's answer to kubectl.
+//! It is a query (`Probe::Query`): the engine runs it beside the round
+//! trip's other probes, so the API's answer costs the first control
+//! plane's read-ahead no more than its slowest other probe. Only names and
+//! labels are printed: a Secret's data never leaves the API server's answer
+//! to kubectl.
 
 use std::collections::{BTreeMap, BTreeSet};
 

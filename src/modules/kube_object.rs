@@ -68,7 +68,7 @@ impl Module for KubeObject {
     }
 
     fn probes(&self) -> Result<Probes, String> {
-        Ok(Probes::new().script("cluster", cluster::probe(&self.kubeconfig)?))
+        Ok(Probes::new().query("cluster", cluster::probe(&self.kubeconfig)?))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {

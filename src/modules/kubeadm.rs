@@ -324,7 +324,7 @@ impl Module for Kubeadm {
             ])?;
             format!("if [ -e {kc} ]; then {get} 2>&1; echo kubectl-rc $?; else echo no-cluster; fi")
         };
-        Ok(probes.script("node", node))
+        Ok(probes.query("node", node))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {

@@ -87,7 +87,7 @@ impl Module for KubeadmCluster {
                     quote(&self.config)?
                 ),
             )
-            .script("cluster", cluster::probe(ADMIN)?))
+            .query("cluster", cluster::probe(ADMIN)?))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {

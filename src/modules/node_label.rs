@@ -61,7 +61,7 @@ impl Module for NodeLabel {
     }
 
     fn probes(&self) -> Result<Probes, String> {
-        Ok(Probes::new().script("nodes", cluster::probe(&self.kubeconfig)?))
+        Ok(Probes::new().query("nodes", cluster::probe(&self.kubeconfig)?))
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {

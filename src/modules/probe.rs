@@ -10,6 +10,10 @@ pub enum Probe {
     File(String),
     /// A read-only script; its stdout and exit code are the answer.
     Script(String),
+    /// A read-only script that asks a daemon over the network (the API
+    /// server) and mostly waits for it: the engine runs it beside the
+    /// round trip's other probes, not after them.
+    Query(String),
     /// A systemd unit's state: `ActiveState=` and `UnitFileState=` lines,
     /// as `systemctl show` prints them. The engine asks for every unit of a
     /// round trip in one `systemctl show`.
@@ -32,9 +36,10 @@ pub struct ProbeOut {
 /// `--` and the units (one block each, a blank line between, in order).
 pub const UNIT_SHOW: &str = "systemctl show -p ActiveState -p UnitFileState --";
 
-/// The only variables modules' script probes assign: the probe request
-/// declares them `local`, since it runs in the host's shell itself.
-pub const PROBE_LOCALS: &str = "v k f l rc";
+/// The only variables modules' script probes (and the engine's running of
+/// queries: `q`, `p`) assign: the probe request declares them `local`,
+/// since it runs in the host's shell itself.
+pub const PROBE_LOCALS: &str = "v k f l rc q p";
 
 impl Probe {
     /// The shell text of the probe. A file probe prints one stat line, then
@@ -50,7 +55,7 @@ impl Probe {
                     regular_file(&q)
                 )
             }
-            Probe::Script(s) => s.clone(),
+            Probe::Script(s) | Probe::Query(s) => s.clone(),
             Probe::Unit(u) => format!("{UNIT_SHOW} {}", quote(u)?),
             Probe::Batch { script, arg } => format!("set -- {}\n{script}", quote(arg)?),
         })
@@ -138,6 +143,13 @@ impl Probes {
     /// A read-only script's output and status, read as `name`.
     pub fn script(mut self, name: impl Into<String>, script: impl Into<String>) -> Probes {
         self.0.push((name.into(), Probe::Script(script.into())));
+        self
+    }
+
+    /// A script probe that asks a daemon over the network
+    /// (`Probe::Query`), read as `name` (`script` reads the answer).
+    pub fn query(mut self, name: impl Into<String>, script: impl Into<String>) -> Probes {
+        self.0.push((name.into(), Probe::Query(script.into())));
         self
     }
 
