@@ -41,7 +41,7 @@ fn admin() -> String {
 impl Module for KubeObject {
     const NAME: &'static str = "kube_object";
     const DOC: Doc = Doc {
-        summary: "reads whether an object is in the cluster (a Node, or a DaemonSet or Secret in kube-system) and registers `kind/name` as stdout when it is, empty when not; changes nothing, and plan reads it too",
+        summary: "reads whether an object is in the cluster (a Node, or a DaemonSet or Secret in kube-system) and registers `kind/name` as stdout when it is, empty when not (without `name`: every object of the kind, a line each); read by the one kubectl call a round trip's API questions share; changes nothing, and plan reads it too",
         params: &[
             ("kind", "Node, DaemonSet or Secret (the last two in kube-system)"),
             ("name", "the object's name; unset, every object of the kind is listed, a `kind/name` line each"),
