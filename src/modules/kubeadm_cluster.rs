@@ -81,8 +81,12 @@ impl Module for KubeadmCluster {
         Ok(Probes::new()
             .script(
                 "id",
+                // The first `- token:` line's ID, by the shell's own
+                // reading and patterns (no process): six lowercase letters
+                // or digits before the dot, or nothing.
                 format!(
-                    "v=$(sed -n 's/^ *- token: \"\\{{0,1\\}}\\([a-z0-9]\\{{6\\}}\\)\\..*/\\1/p' {} | head -n 1)\n\
+                    "v=; while IFS= read -r l; do case $l in *'- token: '*) l=${{l#*- token: }}; l=${{l#\\\"}}; v=${{l%%.*}}; break;; esac; done < {} 2>/dev/null\n\
+                     case $v in [a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9]) ;; *) v=;; esac\n\
                      echo \"id $v\"",
                     quote(&self.config)?
                 ),
@@ -190,8 +194,6 @@ mod tests {
             if script == "kubeadm token create --config /etc/kubernetes/gantry/kubeadm-init.yaml >/dev/null"));
         let e = decide(&token, vec![out(0, "id \n"), cluster(&[])]).unwrap_err();
         assert!(e.contains("no bootstrap token in"), "{e}");
-        // The script reads the ID with sed; it is the token's public half.
-        assert!(asked[0].contains("sed -n"), "{}", asked[0]);
 
         let both = || cluster(&["bootstrap-token-abcdef", "kubeadm-certs"]);
         unchanged(decide(&certs, vec![id(), both()]).unwrap());
@@ -203,8 +205,9 @@ mod tests {
         assert!(e.starts_with("cannot tell whether the kubeadm-certs Secret is in the cluster: The connection"), "{e}");
     }
 
-    /// The ID is read from a real init config by the probe's sed, run by a
-    /// real sh: the token's first six characters, never its secret half.
+    /// The ID is read from a real init config by the probe, run by a real
+    /// sh: the token's first six characters, never its secret half; a
+    /// token that is not kubeadm's form gives no ID.
     #[test]
     fn the_probe_reads_the_token_id_alone() {
         let dir = tempfile::tempdir().unwrap();
@@ -217,7 +220,21 @@ mod tests {
         let m: KubeadmCluster =
             module(json!({"ensure": "token", "config": cfg.display().to_string()}));
         let id = m.probes().unwrap().list().next().unwrap().script().unwrap();
-        let o = std::process::Command::new("sh").args(["-c", &id]).output().unwrap();
-        assert_eq!(String::from_utf8(o.stdout).unwrap(), "id abcdef\n");
+        let said = || {
+            let o = std::process::Command::new("sh").args(["-c", &id]).output().unwrap();
+            String::from_utf8(o.stdout).unwrap()
+        };
+        assert_eq!(said(), "id abcdef\n");
+        for (line, want) in [
+            ("  - token: abcdef.0123456789abcdef\n", "id abcdef\n"),
+            ("  - token: \"ABCDEF.0123456789abcdef\"\n", "id \n"),
+            ("  - token: abc.0123456789abcdef\n", "id \n"),
+            ("nodeRegistration: {}\n", "id \n"),
+        ] {
+            std::fs::write(&cfg, format!("bootstrapTokens:\n{line}")).unwrap();
+            assert_eq!(said(), want, "{line}");
+        }
+        std::fs::remove_file(&cfg).unwrap();
+        assert_eq!(said(), "id \n");
     }
 }
