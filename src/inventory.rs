@@ -763,14 +763,19 @@ impl Inventory {
 
 /// A label key (`[prefix/]name`) or value, as the API server takes them.
 pub fn check_label(key: &str, value: &str) -> Result<(), String> {
-    let key_ok = regex::Regex::new(
-        r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
-    )
-    .expect("a valid pattern")
-    .is_match(key);
-    let value_ok = regex::Regex::new(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+    // Compiled once a run: every label of every node_label call is checked.
+    static KEY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
+        )
         .expect("a valid pattern")
-        .is_match(value);
+    });
+    static VALUE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+            .expect("a valid pattern")
+    });
+    let key_ok = KEY.is_match(key);
+    let value_ok = VALUE.is_match(value);
     if !key_ok || key.split('/').next().is_some_and(|p| p.len() > 253) {
         return Err(format!(
             "{key:?} is not a label key (`[prefix/]name`, name at most 63 characters)"

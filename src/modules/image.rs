@@ -55,11 +55,14 @@ fn plain_name(what: &str, s: &str) -> Result<(), String> {
 /// An image reference: `[host[:port]/]path[:tag][@sha256:…]`, nothing a
 /// shell or ctr's filter syntax would read otherwise.
 fn check_reference(r: &str) -> Result<(), String> {
-    let ok = regex::Regex::new(
-        r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$",
-    )
-    .expect("a valid pattern")
-    .is_match(r);
+    // Compiled once a run: every image of every host is checked, twice.
+    static REFERENCE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$",
+        )
+        .expect("a valid pattern")
+    });
+    let ok = REFERENCE.is_match(r);
     if !ok || !r.contains([':', '@']) {
         return Err(format!(
             "image: ref {r:?} is not an image reference with a tag or digest, like registry.k8s.io/pause:3.10.1"
