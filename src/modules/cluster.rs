@@ -65,24 +65,30 @@ pub enum Read {
     View(View),
 }
 
-pub fn read(out: &str) -> Read {
-    if out.trim() == "no-cluster" {
-        return Read::NoKubeconfig;
-    }
+/// A kubectl probe's answer: kubectl's exit code (the `kubectl-rc` line,
+/// None where there is none) and what it printed, that line left out.
+pub fn said(out: &str) -> (Option<i32>, String) {
     let rc = out
         .lines()
         .find_map(|l| l.strip_prefix("kubectl-rc "))
         .and_then(|r| r.trim().parse::<i32>().ok());
-    let said = || {
-        out.lines()
-            .filter(|l| !l.starts_with("kubectl-rc "))
-            .collect::<Vec<_>>()
-            .join("\n")
-            .trim()
-            .to_string()
-    };
+    let said = out
+        .lines()
+        .filter(|l| !l.starts_with("kubectl-rc "))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string();
+    (rc, said)
+}
+
+pub fn read(out: &str) -> Read {
+    if out.trim() == "no-cluster" {
+        return Read::NoKubeconfig;
+    }
+    let (rc, said) = said(out);
     if rc != Some(0) {
-        return Read::Failed(said());
+        return Read::Failed(said);
     }
     let mut v = View::default();
     for line in out.lines() {

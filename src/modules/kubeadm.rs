@@ -194,16 +194,10 @@ fn node(out: &str, name: &str, control_plane: bool) -> Node {
     if out.trim() == "no-cluster" {
         return Node::NoKubeconfig;
     }
-    let rc = out
-        .lines()
-        .find_map(|l| l.strip_prefix("kubectl-rc "))
-        .and_then(|r| r.trim().parse::<i32>().ok());
-    let said: Vec<&str> = out.lines().filter(|l| !l.starts_with("kubectl-rc ")).collect();
-    let said = said.join("\n");
-    match rc {
-        Some(0) if said.trim() == format!("node/{name}") => Node::InCluster,
-        Some(_) if said.contains("(NotFound)") => Node::NotInCluster,
-        _ => Node::Unknown(said.trim().to_string()),
+    match cluster::said(out) {
+        (Some(0), said) if said == format!("node/{name}") => Node::InCluster,
+        (Some(_), said) if said.contains("(NotFound)") => Node::NotInCluster,
+        (_, said) => Node::Unknown(said),
     }
 }
 
