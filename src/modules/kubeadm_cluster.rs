@@ -95,12 +95,15 @@ impl Module for KubeadmCluster {
     }
 
     fn decide(&self, a: &Answers) -> Result<Decision, String> {
-        let read = cluster::read(&a.script("cluster")?.out);
-        if read == cluster::Read::NoKubeconfig {
-            return Ok(Decision::unchanged(
-                "no cluster yet: kubeadm init makes it",
-            ));
-        }
+        let secrets = match cluster::read(&a.script("cluster")?.out) {
+            cluster::Read::NoKubeconfig => {
+                return Ok(Decision::unchanged(
+                    "no cluster yet: kubeadm init makes it",
+                ));
+            }
+            cluster::Read::Failed(why) => Err(why),
+            cluster::Read::View(v) => Ok(v.secrets),
+        };
         let id = a
             .script("id")?
             .out
@@ -125,21 +128,20 @@ impl Module for KubeadmCluster {
                 "kubeadm-certs".to_string(),
             ),
         };
-        match read {
-            cluster::Read::View(v) if v.secrets.contains(&secret) => {
+        match secrets {
+            Ok(s) if s.contains(&secret) => {
                 Ok(Decision::unchanged(format!("{what} is in the cluster")))
             }
-            cluster::Read::View(_) => {
+            Ok(_) => {
                 let line = self.run_line()?;
                 Ok(Decision::Change(Change::new(
                     format!("{what} is not in the cluster (expired, or never made)"),
                     Action::script(line.clone(), line),
                 )))
             }
-            cluster::Read::Failed(why) => Err(format!(
+            Err(why) => Err(format!(
                 "cannot tell whether {what} is in the cluster: {why}"
             )),
-            cluster::Read::NoKubeconfig => unreachable!("answered above"),
         }
     }
 }
