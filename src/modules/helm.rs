@@ -41,7 +41,6 @@ use crate::remote::script::{command, quote};
 /// The release label that carries the inputs' fingerprint.
 pub const LABEL: &str = "gantry.io/inputs";
 
-use super::ADMIN_KUBECONFIG as ADMIN;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -72,7 +71,7 @@ pub struct Helm {
     /// (`pod-security.kubernetes.io/enforce: privileged`).
     #[serde(default)]
     pub namespace_labels: BTreeMap<String, String>,
-    #[serde(default = "admin")]
+    #[serde(default = "super::admin_kubeconfig")]
     pub kubeconfig: String,
     /// The helm program: a path, or a name found on PATH.
     #[serde(default = "helm_program")]
@@ -89,9 +88,6 @@ pub struct Helm {
 
 fn empty() -> Json {
     Json::Object(Default::default())
-}
-fn admin() -> String {
-    ADMIN.into()
 }
 fn helm_program() -> String {
     "helm".into()

@@ -12,7 +12,6 @@ use serde::Deserialize;
 
 use super::{Answers, Decision, Doc, Module, Probes, cluster};
 
-use super::ADMIN_KUBECONFIG as ADMIN;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum Kind {
@@ -30,13 +29,10 @@ pub struct KubeObject {
     /// Unset: every object of the kind.
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default = "admin")]
+    #[serde(default = "super::admin_kubeconfig")]
     pub kubeconfig: String,
 }
 
-fn admin() -> String {
-    ADMIN.into()
-}
 
 impl Module for KubeObject {
     const NAME: &'static str = "kube_object";
@@ -130,7 +126,7 @@ mod tests {
         let m: KubeObject = module(json!({"kind": "DaemonSet", "name": "calico-node"}));
         assert_eq!(
             m.probes().unwrap().list().next().unwrap().script().unwrap(),
-            cluster::probe(ADMIN).unwrap()
+            cluster::probe(crate::modules::ADMIN_KUBECONFIG).unwrap()
         );
         let there = "Node\tmaster1\t{}\nSecret\tcalico-node\t\nDaemonSet\tcalico-node\t{}\n\nkubectl-rc 0\n";
         assert_eq!(

@@ -29,6 +29,11 @@ pub use file_edit::unified_diff;
 /// Where kubeadm writes the cluster's admin kubeconfig on a control plane:
 /// what modules that ask the API use by default, and `gantry kubeconfig` reads.
 pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
+
+/// `ADMIN_KUBECONFIG`, as a serde default for a module's `kubeconfig`.
+fn admin_kubeconfig() -> String {
+    ADMIN_KUBECONFIG.into()
+}
 pub use params::{Mode, Presence, regex};
 pub use probe::{
     Answers, FileState, PROBE_LOCALS, Probe, ProbeOut, Probes, UNIT_SHOW, regular_file,

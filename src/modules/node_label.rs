@@ -16,7 +16,6 @@ use serde::Deserialize;
 use super::{Action, Answers, Change, Decision, Doc, Module, Probes, cluster};
 use crate::remote::script::command;
 
-use super::ADMIN_KUBECONFIG as ADMIN;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,13 +23,10 @@ pub struct NodeLabel {
     /// The Node's name (the host's name, as kubeadm registers it).
     pub node: String,
     pub labels: BTreeMap<String, String>,
-    #[serde(default = "admin")]
+    #[serde(default = "super::admin_kubeconfig")]
     pub kubeconfig: String,
 }
 
-fn admin() -> String {
-    ADMIN.into()
-}
 
 impl Module for NodeLabel {
     const NAME: &'static str = "node_label";
