@@ -61,31 +61,31 @@ pub fn beside(dest: &str) -> Result<(String, String, String), String> {
 /// its own (its variables stay there), and one `stat` for every file and
 /// remembered line together: a rerun probes every artifact of the bundle
 /// on every host, and a `stat` each cost more than the rest of the probe.
-/// Each file's line is cut from the `stat` output by the shell's own
-/// pattern expansion (a `read` loop reads a byte per system call).
+/// The `stat` takes each destination and its remembered line in turn and
+/// prints their lines in that order (none for a file that is not there),
+/// so each line is taken from the front of its output with the shell's
+/// own pattern expansion, in one pass: a `read` loop reads a byte per
+/// system call, and searching the whole output for each file cost more
+/// than the `stat`.
 const PROBE: &str = r#"(
 n=$#
-for d in "$@"; do set -- "$@" "${d%/*}/.${d##*/}.gantry-sha256"; done
+for d in "$@"; do set -- "$@" "$d" "${d%/*}/.${d##*/}.gantry-sha256"; done
+shift $n
 st="$(stat -c '%u %g %a %s %i %z|%n' -- "$@" 2>/dev/null)
 "
-k=0
-for d in "$@"; do
-  k=$((k+1)); [ "$k" -le "$n" ] || break
-  s="${d%/*}/.${d##*/}.gantry-sha256"; p="${d%/*}/.${d##*/}.gantry-part"
+while [ $# -gt 1 ]; do
+  d=$1 s=$2; shift 2
+  p="${d%/*}/.${d##*/}.gantry-part"
+  fs=; su=
+  l=${st%%"
+"*}; if [ "${l#*|}" = "$d" ]; then fs=${l%%|*}; st=${st#*"
+"}; fi
+  l=${st%%"
+"*}; if [ "${l#*|}" = "$s" ]; then su=${l%% *}; st=${st#*"
+"}; fi
   echo "dest $d"
   if [ -L "$d" ]; then echo link; elif [ -f "$d" ]; then
-    fs=; su=
-    case $st in *"|$d
-"*) fs=${st%%"|$d
-"*}; fs=${fs##*"
-"};; esac
-    case $st in *"|$s
-"*) su=${st%%"|$s
-"*}; su=${su##*"
-"}; su=${su%% *};; esac
-    read -r u g m v <<GANTRY_STAT
-$fs
-GANTRY_STAT
+    u=${fs%% *} v=${fs#* }; g=${v%% *} v=${v#* }; m=${v%% *} v=${v#* }
     echo "file $u $g $m"
     if [ -f "$s" ] && [ ! -L "$s" ] && [ "$su" = 0 ] && read -r h r < "$s" && [ "$r" = "$v" ]; then echo "sha $h"
     else h=$(sha256sum < "$d"); echo "sha ${h%% *}"; fi
@@ -327,7 +327,9 @@ mod tests {
 
     /// One probe for all destinations, run by a real sh as the engine asks
     /// it (every upload's dest an argument): each reads its own section. A
-    /// file not root's remembered line is hashed again.
+    /// file with root's remembered line that matches it is not hashed again
+    /// (the line's hash is taken, here a made-up one); a file whose line is
+    /// not root's, or does not match, is.
     #[test]
     fn one_probe_reads_every_destination() {
         let t = tempfile::tempdir().unwrap();
@@ -337,12 +339,21 @@ mod tests {
         std::fs::write(at(".b.gantry-part"), b"ab").unwrap();
         std::os::unix::fs::symlink(at("a"), at("c")).unwrap();
         std::fs::create_dir(at("d")).unwrap();
+        // "e" and "f" are remembered: e's line matches it, f's is stale.
+        let remembered = "0".repeat(64);
+        for n in ["e", "f"] {
+            std::fs::write(at(n), b"abc").unwrap();
+            let now = std::process::Command::new("stat").args(["-c", "%s %i %z", &at(n)]).output().unwrap();
+            let now = String::from_utf8(now.stdout).unwrap();
+            let line = if n == "e" { now.trim().to_string() } else { "3 1 stale".into() };
+            std::fs::write(at(&format!(".{n}.gantry-sha256")), format!("{remembered} {line}\n")).unwrap();
+        }
         let m = |dest: String| {
             let mut m: Upload = module(json!({"src": "x", "dest": dest, "sha256": SHA}));
             m.local = Some(("/inv/x".into(), 3));
             m
         };
-        let ms: Vec<Upload> = ["a", "b", "c", "d"].iter().map(|n| m(at(n))).collect();
+        let ms: Vec<Upload> = ["a", "b", "c", "d", "e", "f"].iter().map(|n| m(at(n))).collect();
         let probes: Vec<crate::modules::Probe> = ms.iter().flat_map(|m| m.probes().unwrap().list().cloned().collect::<Vec<_>>()).collect();
         let script = crate::exec::probe_script(&probes, "M").unwrap();
         let o = std::process::Command::new("sh")
@@ -363,6 +374,10 @@ mod tests {
         assert!(d.reason.ends_with("does not exist; 2 of 3 bytes arrived earlier, the rest is sent"), "{}", d.reason);
         assert!(decide(&ms[2], vec![answers[2].clone()]).unwrap_err().contains("symbolic link"));
         assert!(decide(&ms[3], vec![answers[3].clone()]).unwrap_err().contains("not a plain file"));
+        let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(at(".e.gantry-sha256")).unwrap()) == 0;
+        let e = if root { &remembered } else { SHA };
+        assert_eq!(section(&answers[0].out, &at("e")).unwrap(), format!("file {md} {gid} 644\nsha {e}\n"));
+        assert_eq!(section(&answers[0].out, &at("f")).unwrap(), format!("file {md} {gid} 644\nsha {SHA}\n"));
     }
 
     /// The receiving script run by a local `sh`, as the host runs it: a
