@@ -7,13 +7,13 @@
 # Reported side by side in one run: the medians and their ratio (the
 # target: a cluster no-op within 1.5x a node-prep no-op).
 #
-#   bench/cluster.sh                 # REPS=5
+#   bench/cluster.sh                 # REPS=9
 #   GANTRY=/other/gantry bench/cluster.sh
 #
 # Not a test: it takes minutes, and its numbers belong in notes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPS=${REPS:-5}
+REPS=${REPS:-9}
 lab/ensure-docker.sh
 cargo build --release --quiet
 gantry=${GANTRY:-$PWD/target/release/gantry}
