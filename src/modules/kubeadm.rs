@@ -277,6 +277,9 @@ impl Module for Kubeadm {
         // cluster knows (kubectl with no credentials at all prompts for a
         // user name), so one answers 401 Unauthorized, where a load
         // balancer with no API server behind it gives no HTTP answer at all.
+        // Asked up to three times: behind a round-robin load balancer, an
+        // API server that has just stopped (not yet marked down) answers
+        // EOF, and one such answer must not pass for "no cluster".
         if let (Step::Init, Some(ep)) = (self.step, &self.endpoint) {
             let livez = command(&[
                 "kubectl",
@@ -290,7 +293,7 @@ impl Module for Kubeadm {
                 "/livez",
             ])?;
             script.push_str(&format!(
-                "if [ ! -e {kc} ]; then echo \"endpoint $({livez} </dev/null 2>&1 | head -n 1)\"; fi\n"
+                "if [ ! -e {kc} ]; then for k in 1 2 3; do v=$({livez} </dev/null 2>&1 | head -n 1); case $v in ok|*'(Unauthorized)'*) break;; esac; done; echo \"endpoint $v\"; fi\n"
             ));
         }
         script.push_str("true");
@@ -537,7 +540,7 @@ mod tests {
         let probes = m.probes().unwrap();
         let script = probes.list().next().unwrap().script().unwrap();
         assert!(
-            script.contains("if [ ! -e /etc/kubernetes/admin.conf ]; then echo \"endpoint $(kubectl '--kubeconfig=/dev/null' '--server=https://10.0.0.10:6553' '--insecure-skip-tls-verify=true' '--token=gantry-endpoint-probe' '--request-timeout=5s' get --raw /livez </dev/null 2>&1 | head -n 1)\"; fi"),
+            script.contains("if [ ! -e /etc/kubernetes/admin.conf ]; then for k in 1 2 3; do v=$(kubectl '--kubeconfig=/dev/null' '--server=https://10.0.0.10:6553' '--insecure-skip-tls-verify=true' '--token=gantry-endpoint-probe' '--request-timeout=5s' get --raw /livez </dev/null 2>&1 | head -n 1); case $v in ok|*'(Unauthorized)'*) break;; esac; done; echo \"endpoint $v\"; fi"),
             "{script}"
         );
         let fresh = "lacks /etc/kubernetes/kubelet.conf\nlacks /var/lib/kubelet/config.yaml\nlacks /etc/kubernetes/admin.conf\nlacks /etc/kubernetes/manifests/etcd.yaml\n";
@@ -549,6 +552,40 @@ mod tests {
         let api = "endpoint error: You must be logged in to the server (Unauthorized)\n";
         let e = decide(&m, vec![out(0, &format!("{fresh}{api}")), none()]).unwrap_err();
         assert!(e.contains("a cluster answers at 10.0.0.10:6553: kubeadm init would start a second cluster"), "{e}");
+    }
+
+    /// The endpoint asked by the real script under sh, with a kubectl that
+    /// answers EOF at first (a load balancer that sent it to an API server
+    /// just stopped) and then as an API server does: one EOF does not pass
+    /// for "no cluster"; three do, and nothing answers a fourth time.
+    #[test]
+    fn init_asks_the_endpoint_again_after_an_eof() {
+        let m: Kubeadm = module(json!({"step": "init", "config": "/etc/kubernetes/gantry/kubeadm-init.yaml", "node": "master1", "endpoint": "10.0.0.10:6553"}));
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let script = m.probes().unwrap().list().next().unwrap().script().unwrap().replace("/etc/kubernetes/", &format!("{d}/"));
+        let endpoint = |eofs: usize| {
+            let calls = format!("{d}/calls");
+            let _ = std::fs::remove_file(&calls);
+            std::fs::write(
+                format!("{d}/kubectl"),
+                format!("#!/bin/sh\necho x >> {calls}\nif [ $(wc -l < {calls}) -le {eofs} ]; then echo 'Unable to connect to the server: EOF'; exit 1; fi\necho ok\n"),
+            )
+            .unwrap();
+            std::fs::set_permissions(format!("{d}/kubectl"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            let o = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("f() {{ local v k f l rc q p\n{script}\n}}; f"))
+                .env("PATH", format!("{d}:/usr/bin:/bin"))
+                .output()
+                .unwrap();
+            let out = String::from_utf8(o.stdout).unwrap();
+            let line = out.lines().find(|l| l.starts_with("endpoint ")).unwrap_or_default().to_string();
+            (line, std::fs::read_to_string(&calls).unwrap_or_default().lines().count())
+        };
+        assert_eq!(endpoint(0), ("endpoint ok".to_string(), 1));
+        assert_eq!(endpoint(2), ("endpoint ok".to_string(), 3));
+        assert_eq!(endpoint(5), ("endpoint Unable to connect to the server: EOF".to_string(), 3));
     }
 
     #[test]
