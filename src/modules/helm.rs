@@ -476,12 +476,10 @@ fn chart_file_name(path: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
     use serde_json::json;
 
     use super::*;
-    use crate::modules::testing::{change, decide, module, out, unchanged};
+    use crate::modules::testing::{change, decide, executable, module, out, unchanged};
 
     const SHA: &str = "0d5e3c8a0d5e3c8a0d5e3c8a0d5e3c8a0d5e3c8a0d5e3c8a0d5e3c8a0d5e3c8a";
 
@@ -621,11 +619,7 @@ mod tests {
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
         let log = dir.path().join("log");
-        let fake = |name: &str, body: &str| {
-            let p = bin.join(name);
-            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        };
+        let fake = |name: &str, body: &str| executable(&bin.join(name), body);
         fake(
             "helm",
             &format!(

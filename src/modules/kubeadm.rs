@@ -407,7 +407,7 @@ mod tests {
 
     use super::*;
     use crate::modules::ProbeOut;
-    use crate::modules::testing::{change, decide, module, out, refused, unchanged};
+    use crate::modules::testing::{change, decide, executable, module, out, refused, unchanged};
 
     fn worker() -> Kubeadm {
         module(json!({"step": "join-worker", "config": "/etc/kubernetes/gantry/kubeadm-join.yaml", "node": "worker1"}))
@@ -563,24 +563,25 @@ mod tests {
         let m: Kubeadm = module(json!({"step": "init", "config": "/etc/kubernetes/gantry/kubeadm-init.yaml", "node": "master1", "endpoint": "10.0.0.10:6553"}));
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
-        let script = m.probes().unwrap().list().next().unwrap().script().unwrap().replace("/etc/kubernetes/", &format!("{d}/"));
+        // Run as the engine runs a round trip, this node's files under d.
+        let probes: Vec<crate::modules::Probe> = m.probes().unwrap().list().cloned().collect();
+        let script = crate::exec::probe_script(&probes, "M").unwrap().replace("/etc/kubernetes/", &format!("{d}/"));
         let endpoint = |eofs: usize| {
             let calls = format!("{d}/calls");
             let _ = std::fs::remove_file(&calls);
-            std::fs::write(
-                format!("{d}/kubectl"),
-                format!("#!/bin/sh\necho x >> {calls}\nif [ $(wc -l < {calls}) -le {eofs} ]; then echo 'Unable to connect to the server: EOF'; exit 1; fi\necho ok\n"),
-            )
-            .unwrap();
-            std::fs::set_permissions(format!("{d}/kubectl"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            executable(
+                &dir.path().join("kubectl"),
+                &format!("echo x >> {calls}\nif [ $(wc -l < {calls}) -le {eofs} ]; then echo 'Unable to connect to the server: EOF'; exit 1; fi\necho ok"),
+            );
             let o = std::process::Command::new("sh")
                 .arg("-c")
-                .arg(format!("f() {{ local v k f l rc q p\n{script}\n}}; f"))
+                .arg(crate::remote::script::own_call(&script).unwrap())
                 .env("PATH", format!("{d}:/usr/bin:/bin"))
                 .output()
                 .unwrap();
-            let out = String::from_utf8(o.stdout).unwrap();
-            let line = out.lines().find(|l| l.starts_with("endpoint ")).unwrap_or_default().to_string();
+            let said = String::from_utf8(o.stdout).unwrap();
+            let answers = crate::exec::read_answers(&probes, &said, "M").unwrap_or_else(|| panic!("{said:?}"));
+            let line = answers[0].out.lines().find(|l| l.starts_with("endpoint ")).unwrap_or_default().to_string();
             (line, std::fs::read_to_string(&calls).unwrap_or_default().lines().count())
         };
         assert_eq!(endpoint(0), ("endpoint ok".to_string(), 1));

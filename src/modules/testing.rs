@@ -42,6 +42,15 @@ pub fn out(rc: i32, text: &str) -> ProbeOut {
     }
 }
 
+/// A stand-in for a host's command: a shell script at `path`, executable,
+/// for the tests that run a probe under a real sh with its directory first
+/// on PATH.
+pub fn executable(path: &std::path::Path, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// Typed and validated parameters, or the test fails.
 pub fn module<M: Module>(v: Json) -> M {
     let m: M = serde_json::from_value(v).unwrap_or_else(|e| panic!("{}: {e}", M::NAME));

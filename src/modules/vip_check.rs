@@ -103,7 +103,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::modules::testing::{decide, module, out, refused, unchanged};
+    use crate::modules::testing::{decide, executable, module, out, refused, unchanged};
 
     #[test]
     fn vip_check_tells_a_free_vip_ours_and_a_strangers() {
@@ -161,9 +161,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let log = dir.path().join("log");
             let fake = |name: &str, body: &str| {
-                let p = dir.path().join(name);
-                std::fs::write(&p, format!("#!/bin/sh\necho {name} \"$*\" >> {}\n{body}\n", log.display())).unwrap();
-                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+                executable(&dir.path().join(name), &format!("echo {name} \"$*\" >> {}\n{body}", log.display()));
             };
             let addr = if held { "10.0.0.100/24" } else { "10.0.0.11/24" };
             fake("ip", &format!("case $1 in -o) echo \"2: eth0    inet {addr} brd 10.0.0.255 scope global eth0\";; *) echo '10.0.0.100 dev eth0 lladdr 02:42:ac:1d:27:0b REACHABLE';; esac"));
